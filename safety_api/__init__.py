@@ -1,0 +1,44 @@
+"""The Ansimi-style citizen-safety backend: Flask app factory."""
+from flask import Flask
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app: config, extensions, blueprints, realtime namespaces, CLI."""
+    from safety_api import (
+        api,
+        cli,
+        console,
+        errors,
+        observability,
+        ratelimit,
+        realtime,
+        security,
+    )
+    from safety_api.config import Config
+    from safety_api.extensions import api as openapi
+    from safety_api.extensions import db, jwt, migrate, redis_store
+
+    app = Flask(__name__)
+    app.json.ensure_ascii = False  # Korean names stay readable in every answer
+    app.config.from_object(Config())
+    app.config.update(config or {})
+
+    observability.init_app(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=app.config.get("MIGRATIONS_DIR", _migrations_dir()))
+    redis_store.init_app(app)
+    ratelimit.init_app(app)
+    jwt.init_app(app)
+    security.init_app(app)
+    openapi.init_app(app)
+    api.register(openapi)
+    console.init_app(app)
+    realtime.init_app(app)
+    cli.init_app(app)
+    errors.init_app(app)  # last: replaces the JSON error shapes the extensions installed
+    return app
+
+
+def _migrations_dir() -> str:
+    import os
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")

@@ -1,0 +1,31 @@
+"""Push-device registration."""
+from flask_smorest import Blueprint
+from marshmallow import fields, validate
+
+from safety_api.api.schemas import StrictSchema
+from safety_api.extensions import db
+from safety_api.security import me, require
+from safety_api.services import devices
+
+blp = Blueprint("devices", __name__, url_prefix="/api/v1/devices", description="Push devices")
+
+
+class DeviceSchema(StrictSchema):
+    token = fields.String(required=True, validate=validate.Length(8, 4096))
+    platform = fields.String(required=True, validate=validate.OneOf(["android", "ios", "web"]))
+
+
+class DeviceOut(StrictSchema):
+    id = fields.String()
+    platform = fields.String()
+
+
+@blp.post("")
+@blp.arguments(DeviceSchema)
+@blp.response(201, DeviceOut)
+@blp.alt_response(200, schema=DeviceOut, description="The token was already registered")
+@require()
+def register(body):
+    """Register this phone's push token (201 when new, 200 when known)."""
+    device, created = devices.register_device(db.session, user=me(), **body)
+    return device, 201 if created else 200

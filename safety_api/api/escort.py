@@ -1,0 +1,239 @@
+"""Escort booking with safe-return scouts (안심귀가스카우트): meeting points, bookings, offers, duty."""
+from flask import current_app
+from flask_smorest import Blueprint
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from safety_api.api.geodata import route_settings
+from safety_api.api.me import DutySchema
+from safety_api.api.schemas import District, Latitude, Longitude, Name, PointSchema, StrictSchema
+from safety_api.clock import utcnow
+from safety_api.extensions import db, redis_store
+from safety_api.models.escort import KINDS, STATES
+from safety_api.security import me, require
+from safety_api.services import accounts, escort, escort_live, meeting_points
+from safety_api.services.escort_rules import policy_from_config
+from safety_api.services.escort_views import booking_view, detail_view, meeting_point_view
+
+blp = Blueprint("escort", __name__, url_prefix="/api/v1/escort", description="Escort booking (안심귀가스카우트)")
+
+
+class MeetingPointQuery(StrictSchema):
+    lat = Latitude(load_default=None)
+    lon = Longitude(load_default=None)
+    district = District(load_default=None)
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 200))
+
+    @validates_schema
+    def both_or_neither(self, data, **kwargs):
+        if (data.get("lat") is None) != (data.get("lon") is None):
+            raise ValidationError("Give lat and lon together.", "lon" if data.get("lat") is not None else "lat")
+
+
+class MeetingPointIn(StrictSchema):
+    name = Name(required=True)
+    name_en = Name(load_default=None, allow_none=True)
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    location = fields.Nested(PointSchema, required=True)
+
+
+class MeetingPointPatch(StrictSchema):
+    name = Name()
+    name_en = Name(allow_none=True)
+    kind = fields.String(validate=validate.OneOf(KINDS))
+    active = fields.Boolean()
+
+
+class MeetingPointOut(StrictSchema):
+    id = fields.String()
+    name = fields.String()
+    name_en = fields.String(allow_none=True)
+    kind = fields.String()
+    district = fields.String()
+    active = fields.Boolean()
+    location = fields.Dict(metadata={"description": "GeoJSON Point"})
+    distance_m = fields.Float()
+
+
+class MeetingPointList(StrictSchema):
+    items = fields.List(fields.Nested(MeetingPointOut))
+
+
+class EscortBookingIn(StrictSchema):
+    meeting_point_id = fields.UUID(required=True)
+    meet_at = fields.AwareDateTime(required=True, metadata={"example": "2026-11-24T22:30:00+09:00"})
+    to = fields.Nested(PointSchema, required=True)
+
+
+class EscortPersonOut(StrictSchema):
+    id = fields.String()
+    name = fields.String()
+    slot = fields.Integer()
+
+
+class EscortEventOut(StrictSchema):
+    kind = fields.String()
+    actor_id = fields.String(allow_none=True)
+    data = fields.Dict()
+    at = fields.String()
+
+
+class EscortBookingOut(StrictSchema):
+    id = fields.String()
+    status = fields.String()
+    district = fields.String()
+    meet_at = fields.String()
+    ends_at = fields.String(metadata={"description": "meet_at plus the route's expected duration"})
+    meeting_point = fields.Nested(MeetingPointOut)
+    to = fields.Nested(PointSchema)
+    citizen = fields.Nested(EscortPersonOut)
+    scouts = fields.List(fields.Nested(EscortPersonOut))
+    route = fields.Dict(metadata={"description": "GeoJSON Feature (LineString) with distance_m, duration_s, source"})
+    created_at = fields.String()
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    unconfirmed_flagged_at = fields.String(allow_none=True)
+    events = fields.List(fields.Nested(EscortEventOut))
+
+
+class EscortBookingList(StrictSchema):
+    items = fields.List(fields.Nested(EscortBookingOut))
+
+
+class EscortBookingsQuery(StrictSchema):
+    status = fields.String(load_default=None, validate=validate.OneOf(STATES))
+
+
+class EscortFixesIn(StrictSchema):
+    fixes = fields.List(fields.Dict(), required=True, validate=validate.Length(1, 500))
+
+
+class EscortFixesOut(StrictSchema):
+    accepted = fields.Integer()
+    rejected = fields.Integer()
+    duplicates = fields.Integer()
+    errors = fields.List(fields.Dict())
+
+
+@blp.get("/meeting-points")
+@blp.arguments(MeetingPointQuery, location="query")
+@blp.response(200, MeetingPointList)
+@require()
+def list_meeting_points(query):
+    """Active meeting points (bus stops, stations), nearest first when lat and lon are given."""
+    return {"items": [meeting_point_view(p, d) for p, d in meeting_points.nearest(db.session, **query)]}
+
+
+@blp.post("/meeting-points")
+@blp.arguments(MeetingPointIn)
+@blp.response(201, MeetingPointOut)
+@require("admin")
+def create_meeting_point(body):
+    """Add a meeting point (admins); its district is the one that contains it."""
+    loc = body.pop("location")
+    return meeting_point_view(meeting_points.create(db.session, lat=loc["lat"], lon=loc["lon"], **body))
+
+
+@blp.patch("/meeting-points/<uuid:point_id>")
+@blp.arguments(MeetingPointPatch)
+@blp.response(200, MeetingPointOut)
+@require("admin")
+def update_meeting_point(body, point_id):
+    """Rename, reclassify, retire (`active: false`) or restore a meeting point (admins)."""
+    return meeting_point_view(meeting_points.update(db.session, point_id=point_id, changes=body))
+
+
+@blp.post("/bookings")
+@blp.arguments(EscortBookingIn)
+@blp.response(201, EscortBookingOut)
+@require("citizen")
+def book(body):
+    """Book an escort: 422 outside service hours, too late or too far; the problem type names the rule."""
+    cfg = current_app.config
+    booking = escort.create_booking(db.session, citizen=me(), policy=policy_from_config(cfg),
+                                    route_settings=route_settings(cfg), **body)
+    return booking_view(booking)
+
+
+@blp.get("/bookings")
+@blp.arguments(EscortBookingsQuery, location="query")
+@blp.response(200, EscortBookingList)
+@require()
+def list_bookings(query):
+    """My bookings (citizen), my escorts (scout), my district's (operator), or all (admin)."""
+    return {"items": [booking_view(b) for b in escort.list_bookings(db.session, user=me(), **query)]}
+
+
+@blp.get("/bookings/<uuid:booking_id>")
+@blp.response(200, EscortBookingOut)
+@require()
+def show_booking(booking_id):
+    """A booking with its scouts, route and audit trail (its citizen, scouts, district staff, admins)."""
+    return detail_view(db.session, escort.get_booking(db.session, user=me(), booking_id=booking_id))
+
+
+@blp.post("/bookings/<uuid:booking_id>/accept")
+@blp.response(200, EscortBookingOut)
+@blp.alt_response(409, response="CONFLICT")
+@require("scout")
+def accept(booking_id):
+    """Take a place in the pair; 409 when the pair is complete or you are busy then."""
+    return booking_view(escort.accept(db.session, scout=me(), booking_id=booking_id))
+
+
+@blp.post("/bookings/<uuid:booking_id>/start")
+@blp.response(200, EscortBookingOut)
+@require("scout", "operator", "admin")
+def start(booking_id):
+    """The pair met the citizen: confirmed -> in_progress."""
+    return booking_view(escort.start(db.session, user=me(), booking_id=booking_id))
+
+
+@blp.post("/bookings/<uuid:booking_id>/complete")
+@blp.response(200, EscortBookingOut)
+@require("scout", "operator", "admin")
+def complete(booking_id):
+    """The citizen is home: in_progress -> completed."""
+    return booking_view(escort.complete(db.session, user=me(), booking_id=booking_id))
+
+
+@blp.post("/bookings/<uuid:booking_id>/no-show")
+@blp.response(200, EscortBookingOut)
+@require("scout", "operator", "admin")
+def no_show(booking_id):
+    """Nobody came to the meeting point: confirmed -> no_show, from the meeting time on."""
+    return booking_view(escort.no_show(db.session, user=me(), booking_id=booking_id))
+
+
+@blp.post("/bookings/<uuid:booking_id>/cancel")
+@blp.response(200, EscortBookingOut)
+@require("citizen", "operator", "admin")
+def cancel(booking_id):
+    """Cancel until the escort starts (the citizen, the district's operators, admins); frees the scouts."""
+    return booking_view(escort.cancel(db.session, user=me(), booking_id=booking_id))
+
+
+@blp.post("/bookings/<uuid:booking_id>/fixes")
+@blp.arguments(EscortFixesIn)
+@blp.response(200, EscortFixesOut)
+@require("scout")
+def post_fixes(body, booking_id):
+    """Positions of a scout during the escort (phones in the background; the socket is the fast path)."""
+    return escort_live.record_escort_fixes(db.session, redis_store.client, scout=me(), booking_id=booking_id,
+                                           fixes=body["fixes"], now=utcnow())
+
+
+@blp.get("/offers")
+@blp.response(200, EscortBookingList)
+@require("scout")
+def list_offers():
+    """Open bookings of my district that still need scouts."""
+    return {"items": [booking_view(b) for b in escort.offers(db.session, scout=me())]}
+
+
+@blp.put("/duty")
+@blp.arguments(DutySchema)
+@blp.response(200, DutySchema)
+@require("scout")
+def set_duty(body):
+    """Start or end my shift; only scouts on duty are offered escorts and may accept them."""
+    return {"on_duty": accounts.set_duty(db.session, user=me(), on_duty=body["on_duty"])}

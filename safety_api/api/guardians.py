@@ -1,0 +1,70 @@
+"""Guardian links (안심친구)."""
+from flask_smorest import Blueprint
+from marshmallow import fields
+
+from safety_api.api.schemas import Phone, StrictSchema
+from safety_api.extensions import db
+from safety_api.security import me, require
+from safety_api.services import guardians
+
+blp = Blueprint("guardians", __name__, url_prefix="/api/v1/guardians", description="Guardian links")
+
+
+class InviteSchema(StrictSchema):
+    phone = Phone(required=True)
+
+
+class LinkSchema(StrictSchema):
+    id = fields.String()
+    status = fields.String()
+
+
+class PersonLinkSchema(StrictSchema):
+    id = fields.String()
+    status = fields.String()
+    user_id = fields.String()
+    name = fields.String()
+    phone = fields.String()
+
+
+class LinksSchema(StrictSchema):
+    guarding = fields.List(fields.Nested(PersonLinkSchema))
+    guarded_by = fields.List(fields.Nested(PersonLinkSchema))
+
+
+@blp.post("")
+@blp.arguments(InviteSchema)
+@blp.response(201, LinkSchema)
+@require()
+def invite(body):
+    """Invite someone, by phone, to be my guardian."""
+    return guardians.invite(db.session, protected=me(), guardian_phone=body["phone"])
+
+
+@blp.post("/<uuid:link_id>/accept")
+@blp.response(200, LinkSchema)
+@require()
+def accept(link_id):
+    """Accept an invitation to be someone's guardian."""
+    return guardians.accept(db.session, guardian=me(), link_id=link_id)
+
+
+@blp.delete("/<uuid:link_id>")
+@blp.response(204)
+@require()
+def remove(link_id):
+    """End a guardian link (either side)."""
+    guardians.remove(db.session, user=me(), link_id=link_id)
+
+
+@blp.get("")
+@blp.response(200, LinksSchema)
+@require()
+def list_links():
+    """Whom I guard and who guards me."""
+    links = guardians.list_links(db.session, user=me())
+    return {side: [_person(link, user) for link, user in rows] for side, rows in links.items()}
+
+
+def _person(link, user) -> dict:
+    return {"id": link.id, "status": link.status, "user_id": user.id, "name": user.name, "phone": user.phone}

@@ -1,0 +1,194 @@
+"""SOS (긴급신고) from phones and bells, and the operators' incident workflow."""
+from flask import current_app, request
+from flask_smorest import Blueprint
+from marshmallow import fields, validate
+
+from safety_api.api.schemas import Latitude, Longitude, StrictSchema, links
+from safety_api.clock import utcnow
+from safety_api.errors import Invalid
+from safety_api.extensions import db, redis_store
+from safety_api.models.incidents import TRIGGERS
+from safety_api.ratelimit import limiter
+from safety_api.security import me, require
+from safety_api.services import incidents, protection
+from safety_api.services.incident_views import caller_view, detail_view, operator_view
+
+blp = Blueprint("incidents", __name__, url_prefix="/api/v1", description="SOS and incidents")
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_DOC = {"in": "header", "name": IDEMPOTENCY_HEADER, "required": False,
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                   "description": "The same key again answers 200 with the incident it made (1 to 128 printable "
+                                  "characters)."}
+
+
+class SosSchema(StrictSchema):
+    lat = Latitude(required=True)
+    lon = Longitude(required=True)
+    accuracy_m = fields.Float(load_default=None, allow_none=True, allow_nan=False, validate=validate.Range(0, 5000))
+    trigger = fields.String(load_default="button", validate=validate.OneOf([t for t in TRIGGERS if t != "device"]))
+
+
+class BellSosSchema(StrictSchema):
+    lat = Latitude(load_default=None, allow_none=True)
+    lon = Longitude(load_default=None, allow_none=True)
+
+
+class FixesSchema(StrictSchema):
+    # Each fix is validated on its own so one bad fix in a background batch does not lose the others.
+    fixes = fields.List(fields.Dict(), required=True, validate=validate.Length(1, 500), metadata={
+        "description": "Fixes {lat, lon, accuracy_m, t}; t is ISO 8601 with offset or epoch seconds. "
+                       "Invalid ones are counted in `rejected` with a reason; the rest are kept.",
+        "example": [{"lat": 37.4706, "lon": 126.9191, "accuracy_m": 8, "t": "2026-11-22T22:10:05+09:00"}]})
+
+
+class FixesResult(StrictSchema):
+    accepted = fields.Integer()
+    rejected = fields.Integer()
+    duplicates = fields.Integer()
+    errors = fields.List(fields.Dict())
+
+
+class PinSchema(StrictSchema):
+    pin = fields.String(required=True, validate=validate.Length(1, 16))
+
+
+class StatusSchema(StrictSchema):
+    status = fields.String()
+
+
+class ListQuery(StrictSchema):
+    status = fields.String(load_default="open", validate=validate.OneOf(
+        ["open", "acknowledged", "dispatched", "resolved", "cancelled", "all"]))
+
+
+class DispatchSchema(StrictSchema):
+    agency = fields.String(required=True, validate=validate.Length(1, 80))
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class ResolveSchema(StrictSchema):
+    outcome = fields.String(required=True, validate=validate.OneOf(["resolved", "false_alarm", "cancelled_by_user"]))
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class IncidentEnvelope(StrictSchema):
+    incident = fields.Dict()
+
+
+class IncidentList(StrictSchema):
+    items = fields.List(fields.Dict())
+
+
+def idempotency_key() -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not (1 <= len(key) <= 128 and key.isprintable()):
+        raise Invalid("Idempotency-Key must be 1 to 128 printable characters.",
+                      errors=[{"field": IDEMPOTENCY_HEADER, "message": "Invalid."}])
+    return key
+
+
+@blp.post("/sos")
+@blp.arguments(SosSchema)
+@blp.response(201, IncidentEnvelope)
+@blp.alt_response(200, schema=IncidentEnvelope, description="A replay of the same Idempotency-Key")
+@blp.doc(parameters=[IDEMPOTENCY_DOC])
+@blp.doc(**links(201, "/incident/id", "incident_id", "POST /api/v1/sos/{incident_id}/fixes",
+                 "POST /api/v1/sos/{incident_id}/cancel", "GET /api/v1/sos/{incident_id}"))
+@require("citizen")
+def raise_sos(body):
+    """Raise an SOS; a retry with the same Idempotency-Key returns the same incident (200)."""
+    incident, created = incidents.raise_sos(db.session, caller=me(), idempotency_key=idempotency_key(),
+                                            escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"], **body)
+    return {"incident": caller_view(incident)}, 201 if created else 200
+
+
+@blp.post("/bells/sos")
+@blp.arguments(BellSosSchema)
+@blp.response(201, IncidentEnvelope)
+@blp.alt_response(200, schema=IncidentEnvelope, description="A replay of the same Idempotency-Key")
+@blp.doc(security=[{"deviceKey": []}], parameters=[IDEMPOTENCY_DOC])
+def bell_sos(body):
+    """An emergency bell raises an SOS (header X-Device-Key); its registered place is used by default."""
+    device = protection.authenticate_bell(db.session, request.headers.get("X-Device-Key"))
+    incident, created = incidents.raise_bell_sos(db.session, device=device, lat=body["lat"], lon=body["lon"],
+                                                 idempotency_key=idempotency_key(),
+                                                 escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])
+    return {"incident": {"id": str(incident.id), "status": incident.status}}, 201 if created else 200
+
+
+@blp.post("/sos/<uuid:incident_id>/fixes")
+@blp.arguments(FixesSchema)
+@blp.response(200, FixesResult)
+@require("citizen")
+def sos_fixes(body, incident_id):
+    """Send the caller's positions (batches with client timestamps are fine)."""
+    return incidents.record_fixes(db.session, redis_store.client, user=me(), incident_id=incident_id,
+                                  raw_fixes=body["fixes"], now=utcnow())
+
+
+@blp.post("/sos/<uuid:incident_id>/cancel")
+@blp.arguments(PinSchema)
+@blp.response(200, StatusSchema)
+@require("citizen")
+def cancel(body, incident_id):
+    """Cancel with the cancel PIN (the duress PIN answers the same)."""
+    limiter().hit(current_app.config["PIN_LIMIT"], "pin", str(me().id))
+    return incidents.cancel_with_pin(db.session, user=me(), incident_id=incident_id, pin=body["pin"])
+
+
+@blp.get("/sos/<uuid:incident_id>")
+@blp.response(200, IncidentEnvelope)
+@require("citizen")
+def my_incident(incident_id):
+    """The caller's own view of an incident."""
+    return {"incident": caller_view(incidents.get_for_caller(db.session, user=me(), incident_id=incident_id))}
+
+
+@blp.get("/incidents")
+@blp.arguments(ListQuery, location="query")
+@blp.response(200, IncidentList)
+@blp.doc(**links(200, "/items/0/id", "incident_id", "GET /api/v1/incidents/{incident_id}",
+                 "POST /api/v1/incidents/{incident_id}/ack", "POST /api/v1/incidents/{incident_id}/dispatch",
+                 "POST /api/v1/incidents/{incident_id}/resolve"))
+@require("operator", "admin")
+def list_incidents(query):
+    """Incidents of my district (admins: all), by priority then age."""
+    status = None if query["status"] == "all" else query["status"]
+    return {"items": [operator_view(i) for i in incidents.list_for_operator(db.session, user=me(), status=status)]}
+
+
+@blp.get("/incidents/<uuid:incident_id>")
+@blp.response(200, IncidentEnvelope)
+@require("operator", "admin")
+def show(incident_id):
+    """One incident with nearest cameras, trail, timeline and the caller's earlier incidents."""
+    incident = incidents.read_for_operator(db.session, user=me(), incident_id=incident_id)
+    return {"incident": detail_view(db.session, incident)}
+
+
+@blp.post("/incidents/<uuid:incident_id>/ack")
+@blp.response(200, IncidentEnvelope)
+@blp.alt_response(409, response="CONFLICT")
+@require("operator", "admin")
+def acknowledge(incident_id):
+    """Take the incident (409 if another operator already did)."""
+    return {"incident": operator_view(incidents.acknowledge(db.session, user=me(), incident_id=incident_id))}
+
+
+@blp.post("/incidents/<uuid:incident_id>/dispatch")
+@blp.arguments(DispatchSchema)
+@blp.response(200, IncidentEnvelope)
+@require("operator", "admin")
+def dispatch(body, incident_id):
+    """Record that an agency was dispatched."""
+    return {"incident": operator_view(incidents.dispatch(db.session, user=me(), incident_id=incident_id, **body))}
+
+
+@blp.post("/incidents/<uuid:incident_id>/resolve")
+@blp.arguments(ResolveSchema)
+@blp.response(200, IncidentEnvelope)
+@require("operator", "admin")
+def resolve(body, incident_id):
+    """Close the incident with its outcome."""
+    return {"incident": operator_view(incidents.resolve(db.session, user=me(), incident_id=incident_id, **body))}

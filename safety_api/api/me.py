@@ -1,0 +1,79 @@
+"""The signed-in user."""
+from flask_smorest import Blueprint
+from marshmallow import fields, validate
+
+from safety_api.api.schemas import StrictSchema, UserSchema
+from safety_api.extensions import db
+from safety_api.security import me, require
+from safety_api.services import accounts, privacy
+
+blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="The signed-in user")
+
+Pin = lambda **kw: fields.String(validate=validate.Regexp(r"^[0-9]{4,8}$", error="4 to 8 digits."), **kw)  # noqa: E731
+
+
+class PinsSchema(StrictSchema):
+    cancel_pin = Pin(required=True)
+    duress_pin = Pin(required=True)
+
+
+@blp.get("")
+@blp.response(200, UserSchema)
+@require()
+def show():
+    """Who am I: id, phone, name, role and district."""
+    return me()
+
+
+class DutySchema(StrictSchema):
+    on_duty = fields.Boolean(required=True)
+
+
+@blp.put("/duty")
+@blp.arguments(DutySchema)
+@blp.response(200, DutySchema)
+@require("operator", "scout")
+def set_duty(body):
+    """Start or end my shift (operators get SOS pushes, scouts get escort offers, only on duty)."""
+    return {"on_duty": accounts.set_duty(db.session, user=me(), on_duty=body["on_duty"])}
+
+
+@blp.put("/pins")
+@blp.arguments(PinsSchema)
+@blp.response(204)
+@require()
+def set_pins(body):
+    """Set the cancel PIN and the duress PIN (stored hashed)."""
+    accounts.set_pins(db.session, user=me(), **body)
+
+
+class DeleteSchema(StrictSchema):
+    password = fields.String(required=True)
+
+
+class ExportSchema(StrictSchema):
+    account = fields.List(fields.Dict())
+    devices = fields.List(fields.Dict())
+    guardian_links = fields.List(fields.Dict())
+    incidents = fields.List(fields.Dict())
+    walks = fields.List(fields.Dict())
+    escort_bookings = fields.List(fields.Dict())
+    location_fixes = fields.List(fields.Dict())
+    location_reads = fields.List(fields.Dict())
+
+
+@blp.get("/export")
+@blp.response(200, ExportSchema)
+@require()
+def export():
+    """Everything held about me: account, devices, links, incidents, walks, bookings, positions, who read them."""
+    return privacy.export(db.session, user=me())
+
+
+@blp.delete("")
+@blp.arguments(DeleteSchema)
+@blp.response(204)
+@require()
+def delete(body):
+    """Delete my account and data; incident records are kept without my details, as the law requires."""
+    privacy.delete_account(db.session, user=me(), password=body["password"])

@@ -1,0 +1,74 @@
+"""Protected persons (operators, admins) and emergency-bell devices (admins)."""
+from flask_smorest import Blueprint
+from marshmallow import fields, validate
+
+from safety_api.api.schemas import Latitude, Longitude, Phone, StrictSchema, links
+from safety_api.extensions import db
+from safety_api.security import me, require
+from safety_api.services import protection
+
+blp = Blueprint("protection", __name__, url_prefix="/api/v1", description="Protected persons and bell devices")
+
+
+class ProtectSchema(StrictSchema):
+    agency = fields.String(required=True, validate=validate.Length(1, 120))
+    case_reference = fields.String(required=True, validate=validate.Length(1, 120))
+    contact_phones = fields.List(Phone(), load_default=list, validate=validate.Length(max=10))
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class ProtectedOut(StrictSchema):
+    user_id = fields.String()
+    agency = fields.String()
+    case_reference = fields.String()
+    contact_phones = fields.List(fields.String())
+    note = fields.String(allow_none=True)
+
+
+class BellIn(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(1, 120))
+    lat = Latitude(required=True)
+    lon = Longitude(required=True)
+    owner_phone = Phone(load_default=None, allow_none=True)
+
+
+class BellOut(StrictSchema):
+    id = fields.String()
+    name = fields.String()
+    api_key = fields.String(metadata={"description": "Shown once; store it in the device"})
+
+
+@blp.put("/protected-persons/<uuid:user_id>")
+@blp.arguments(ProtectSchema)
+@blp.response(200, ProtectedOut)
+@require("operator", "admin")
+def protect(body, user_id):
+    """Put a citizen under protection: their SOS gets priority and the agency's contacts are alerted."""
+    return protection.protect(db.session, actor=me(), user_id=user_id, **body)
+
+
+@blp.delete("/protected-persons/<uuid:user_id>")
+@blp.response(204)
+@require("operator", "admin")
+def unprotect(user_id):
+    """End protection (admins, or operators of the district that set it up)."""
+    protection.unprotect(db.session, actor=me(), user_id=user_id)
+
+
+@blp.post("/admin/bell-devices")
+@blp.arguments(BellIn)
+@blp.response(201, BellOut)
+@blp.doc(**links(201, "/id", "device_id", "DELETE /api/v1/admin/bell-devices/{device_id}"))
+@require("admin")
+def create_bell(body):
+    """Register an emergency bell and get its API key (shown only now)."""
+    device, key = protection.create_bell_device(db.session, **body)
+    return {"id": device.id, "name": device.name, "api_key": key}
+
+
+@blp.delete("/admin/bell-devices/<uuid:device_id>")
+@blp.response(204)
+@require("admin")
+def revoke_bell(device_id):
+    """Revoke a bell's key."""
+    protection.revoke_bell_device(db.session, device_id=device_id)

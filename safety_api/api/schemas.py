@@ -1,0 +1,101 @@
+"""Request and response schemas shared by the blueprints; they validate and they document."""
+import re
+from collections.abc import Mapping
+from urllib.parse import quote
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
+
+from safety_api.errors import ProblemSchema  # noqa: F401  (re-exported: the schemas of the API live here)
+
+PHONE_RE = re.compile(r"^01[016789][0-9]{7,8}$")  # ASCII digits: \d would also take other scripts' digits
+
+
+class StrictSchema(Schema):
+    class Meta:
+        ordered = True
+
+    @pre_load
+    def refuse_nul(self, data, **_kwargs):
+        """Name the fields holding a NUL character, which PostgreSQL cannot store in text."""
+        if isinstance(data, Mapping):
+            bad = {key: ["Must not contain NUL characters."] for key in data if _has_nul(data.get(key))}
+            if bad:
+                raise ValidationError(bad)
+        return data
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    return isinstance(value, list) and any(isinstance(v, str) and "\x00" in v for v in value)
+
+
+class Phone(fields.String):
+    """A Korean mobile number, normalised to digits (010-1234-5678 -> 01012345678)."""
+
+    # What the document promises to accept (the parser also takes spaces, and dashes anywhere).
+    PATTERN = r"^(\+82|0)1[016789]-?[0-9]{3,4}-?[0-9]{4}$"
+
+    def __init__(self, **kwargs):
+        kwargs["metadata"] = {"pattern": self.PATTERN, "example": "010-1234-5678", **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        raw = super()._deserialize(value, attr, data, **kwargs)
+        digits = re.sub(r"[\s-]", "", raw)
+        if digits.startswith("+82"):
+            digits = "0" + digits[3:]
+        if not PHONE_RE.match(digits):
+            raise ValidationError("Not a Korean mobile number (e.g. 010-1234-5678).")
+        return digits
+
+
+def Latitude(**kw):
+    return fields.Float(validate=validate.Range(-90, 90), allow_nan=False, **kw)
+
+
+def Longitude(**kw):
+    return fields.Float(validate=validate.Range(-180, 180), allow_nan=False, **kw)
+
+
+class PointSchema(StrictSchema):
+    lat = Latitude(required=True)
+    lon = Longitude(required=True)
+
+
+class LatLonQuery(StrictSchema):
+    lat = Latitude(required=True)
+    lon = Longitude(required=True)
+
+
+Password = lambda **kw: fields.String(validate=validate.Length(8, 128), **kw)  # noqa: E731
+Name = lambda **kw: fields.String(validate=validate.Length(1, 80), **kw)  # noqa: E731
+District = lambda **kw: fields.String(validate=validate.Regexp(r"^\d{5}$"), **kw)  # noqa: E731
+
+
+class UserSchema(StrictSchema):
+    id = fields.String()
+    phone = fields.String()
+    name = fields.String()
+    role = fields.String()
+    district = fields.String(attribute="district_code", allow_none=True)
+
+
+class UserEnvelope(StrictSchema):
+    user = fields.Nested(UserSchema)
+
+
+def links(status: int, pointer: str, param: str, *operations: str) -> dict:
+    """`blp.doc` arguments declaring OpenAPI links from an answer's id to the operations that take it.
+
+    `pointer` is a JSON pointer into the answer ("/incident/id"), each operation "METHOD /path/{param}". Clients
+    read them as "what next"; schemathesis follows them in its stateful runs.
+    """
+    found = {}
+    for operation in operations:
+        method, path = operation.split(" ", 1)
+        name = method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", path.removeprefix("/api/v1")).rstrip("_")
+        pointer_path = quote(path.replace("~", "~0").replace("/", "~1"), safe="~")  # a URI fragment: {} encoded
+        found[name] = {"operationRef": f"#/paths/{pointer_path}/{method.lower()}",
+                       "parameters": {param: f"$response.body#{pointer}"}}
+    return {"responses": {status: {"links": found}}}

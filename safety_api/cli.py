@@ -1,0 +1,132 @@
+"""Command line: `flask --app wsgi create-admin | load-demo | geo import KIND FILE`."""
+import os
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from safety_api.extensions import db
+
+
+def _data(name: str) -> str:
+    return os.path.join(current_app.config["DATA_DIR"], name)
+
+
+@click.command("create-admin")
+@click.option("--phone", required=True)
+@click.option("--password", required=True)
+@click.option("--name", default="관리자")
+def create_admin(phone, password, name):
+    """Create the first admin account."""
+    from marshmallow import ValidationError
+
+    from safety_api.api.schemas import Phone
+    from safety_api.errors import DomainError
+    from safety_api.services import accounts
+    try:
+        normalised = Phone().deserialize(phone)
+        user = accounts.create_staff(db.session, phone=normalised, password=password, name=name,
+                                     role="admin", district=None)
+    except (ValidationError, DomainError) as exc:
+        raise click.ClickException(str(getattr(exc, "messages", exc))) from None
+    click.echo(f"admin {user.phone} created (id {user.id})")
+
+
+@click.command("load-demo")
+def load_demo():
+    """Load the demo data: Seoul's districts and dongs, and Gwanak's safety geodata."""
+    from geo.boundaries import read_districts, read_dongs
+    from safety_api.services import districts
+    n_districts, n_dongs = districts.load_boundaries(
+        db.session, districts=read_districts(_data("seoul_districts.geojson")),
+        dongs=read_dongs(_data("seoul_admin_dongs.geojson")))
+    click.echo(f"districts: {n_districts}, dongs: {n_dongs}")
+    for hook in DEMO_LOADERS:
+        hook(click.echo)
+
+
+geo_cli = AppGroup("geo", help="Safety geodata.")
+
+# The demo's Gwanak layers, as published (see data/SOURCES.md).
+GWANAK_LAYERS = [("cctv", "gwanak_ansimi_cctv.csv"), ("bell", "gwanak_emergency_bells.csv"),
+                 ("police", "gwanak_police_stations.csv"), ("safe_house", "gwanak_women_safe_houses.csv"),
+                 ("parcel_box", "gwanak_safe_parcel_boxes.csv"), ("streetlight", "seoul_streetlights.csv")]
+GWANAK_NETWORK = "gwanak_nangok_walk.osm"
+
+
+def safety_params():
+    from safety_api.services.geodata import SafetyParams
+    cfg = current_app.config
+    return SafetyParams(cctv_m=cfg["SAFETY_CCTV_M"], bell_m=cfg["SAFETY_BELL_M"], light_m=cfg["SAFETY_LIGHT_M"],
+                        safe_house_m=cfg["SAFETY_SAFE_HOUSE_M"])
+
+
+def import_layer(kind: str, path: str, echo) -> int:
+    """Import one public-data file; report bad rows by number and load the rest."""
+    from geo.public_data import read_facilities
+    from safety_api.services import geodata
+    report = geodata.import_facilities(db.session, kind=kind, result=read_facilities(kind, path))
+    echo(f"{kind}: {report.loaded} loaded, {len(report.errors)} rows rejected")
+    for err in report.errors[:20]:
+        echo(f"  row {err.row}: {err.reason}")
+    if len(report.errors) > 20:
+        echo(f"  ... and {len(report.errors) - 20} more")
+    return report.loaded
+
+
+def import_network(path: str, echo) -> int:
+    """Import the OSM walking network and compute its safety attributes."""
+    from geo.osm import read_walk_network
+    from safety_api.services import geodata
+    count = geodata.load_street_network(db.session, edges=read_walk_network(path), params=safety_params())
+    echo(f"street network: {count} edges with safety attributes")
+    return count
+
+
+@geo_cli.command("import")
+@click.argument("kind", type=click.Choice([k for k, _ in GWANAK_LAYERS] + ["network"]))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def geo_import(kind, file):
+    """Import a public-data FILE of KIND (or `network` for an OSM walking extract)."""
+    if kind == "network":
+        import_network(file, click.echo)
+    else:
+        import_layer(kind, file, click.echo)
+        if kind in ("cctv", "bell", "streetlight", "safe_house"):
+            _recompute(click.echo)
+
+
+@geo_cli.command("recompute")
+def geo_recompute():
+    """Recompute every street edge's safety attributes (after changing the radii)."""
+    _recompute(click.echo)
+
+
+def _recompute(echo):
+    from safety_api.services import geodata
+    geodata.compute_safety_attributes(db.session, params=safety_params())
+    echo("safety attributes recomputed")
+
+
+def load_gwanak_geodata(echo):
+    """The demo's facilities and street network."""
+    for kind, name in GWANAK_LAYERS:
+        import_layer(kind, _data(name), echo)
+    import_network(_data(GWANAK_NETWORK), echo)
+
+
+def load_meeting_points(echo):
+    """Gwanak's named bus stops and stations from the OSM extract, as escort meeting points (by source_id)."""
+    from geo.osm import read_meeting_points
+    from safety_api.services import meeting_points
+    echo(f"meeting points: {meeting_points.load(db.session, records=read_meeting_points(_data(GWANAK_NETWORK)))}")
+
+
+# Each capability appends its demo loader here; they run in order.
+DEMO_LOADERS = [load_gwanak_geodata, load_meeting_points]
+
+
+def init_app(app: Flask):
+    app.cli.add_command(create_admin)
+    app.cli.add_command(load_demo)
+    app.cli.add_command(geo_cli)

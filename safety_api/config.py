@@ -1,0 +1,108 @@
+"""Configuration: the one module that reads the environment."""
+import os
+from datetime import timedelta
+
+
+def _env(name, default=None):
+    return os.environ.get(name, default)
+
+
+def _int(name, default):
+    return int(os.environ.get(name, default))
+
+
+def _float(name, default):
+    return float(os.environ.get(name, default))
+
+
+def _bool(name, default):
+    return os.environ.get(name, str(default)).lower() in ("1", "true", "yes", "on")
+
+
+class Config:
+    """Settings with local defaults; every one can be overridden by an environment variable."""
+
+    def __init__(self):
+        self.SECRET_KEY = _env("SECRET_KEY", "dev-only-change-me-in-production-0123456789")
+        self.SQLALCHEMY_DATABASE_URI = _env(
+            "DATABASE_URL", "postgresql+psycopg://safety:safety@127.0.0.1:5432/safety")
+        self.SQLALCHEMY_ENGINE_OPTIONS = {
+            "pool_pre_ping": True,
+            "pool_size": _int("DB_POOL_SIZE", 10),
+            "max_overflow": _int("DB_MAX_OVERFLOW", 20),
+            "pool_timeout": _float("DB_POOL_TIMEOUT_S", 5),
+            # Fail fast when PostgreSQL is away so callers get a 503, never a hang.
+            "connect_args": {"connect_timeout": _int("DB_CONNECT_TIMEOUT_S", 3)},
+        }
+        self.REDIS_URL = _env("REDIS_URL", "redis://127.0.0.1:6379/0")
+        self.SOCKETIO_CHANNEL = _env("SOCKETIO_CHANNEL", "safety-socketio")
+        self.SOCKETIO_ASYNC_MODE = _env("SOCKETIO_ASYNC_MODE", "threading")
+        self.CORS_ORIGINS = _env("CORS_ORIGINS", "*")
+
+        self.JWT_SECRET_KEY = _env("JWT_SECRET_KEY", self.SECRET_KEY)
+        self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=_int("JWT_ACCESS_TTL_S", 900))
+        self.JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=_int("JWT_REFRESH_TTL_DAYS", 30))
+
+        self.ARGON2_TIME_COST = _int("ARGON2_TIME_COST", 3)
+        self.ARGON2_MEMORY_KIB = _int("ARGON2_MEMORY_KIB", 65536)
+        self.LOGIN_LIMIT_PER_PHONE = _env("LOGIN_LIMIT_PER_PHONE", "5/minute")
+        self.LOGIN_LIMIT_PER_ADDRESS = _env("LOGIN_LIMIT_PER_ADDRESS", "30/minute")
+        self.PIN_LIMIT = _env("PIN_LIMIT", "5/10minutes")
+
+        self.FCM_PROJECT_ID = _env("FCM_PROJECT_ID", "ansimi-local")
+        self.FCM_CREDENTIALS = _env("GOOGLE_APPLICATION_CREDENTIALS")
+        self.FCM_ENDPOINT = _env("FCM_ENDPOINT")  # a stand-in FCM server for tests and demos
+
+        self.SOS_ESCALATE_AFTER_S = _float("SOS_ESCALATE_AFTER_S", 60)
+        self.POSITIONS_FLUSH_S = _float("POSITIONS_FLUSH_S", 0.3)
+
+        self.WORKER_POLL_S = _float("WORKER_POLL_S", 0.5)
+        self.WORKER_BATCH = _int("WORKER_BATCH", 20)
+        self.JOB_MAX_ATTEMPTS = _int("JOB_MAX_ATTEMPTS", 8)
+        # A job claimed by a worker that died comes back after its lease; longer than any one job runs.
+        self.JOB_LEASE_S = _float("JOB_LEASE_S", 60)
+
+        self.LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+        self.LOG_JSON = _bool("LOG_JSON", True)
+
+        self.API_TITLE = "Ansimi safety backend"
+        self.API_VERSION = "v1"
+        self.OPENAPI_VERSION = "3.1.0"
+        self.OPENAPI_URL_PREFIX = "/"
+        self.OPENAPI_JSON_PATH = "api/v1/openapi.json"
+        self.OPENAPI_SWAGGER_UI_PATH = "docs"
+        self.OPENAPI_SWAGGER_UI_URL = "/vendor/swagger-ui/"
+        self.SAFETY_CCTV_M = _float("SAFETY_CCTV_M", 30)
+        self.SAFETY_BELL_M = _float("SAFETY_BELL_M", 50)
+        self.SAFETY_LIGHT_M = _float("SAFETY_LIGHT_M", 30)
+        self.SAFETY_SAFE_HOUSE_M = _float("SAFETY_SAFE_HOUSE_M", 100)
+        self.ROUTE_MAX_DETOUR = _float("ROUTE_MAX_DETOUR", 1.4)
+        self.ROUTE_SNAP_MAX_M = _float("ROUTE_SNAP_MAX_M", 150)
+        self.WALKING_SPEED_MPS = _float("WALKING_SPEED_MPS", 1.3)
+        self.ROUTE_VERSION_CHECK_S = _float("ROUTE_VERSION_CHECK_S", 5)
+        self.ROUTE_NIGHT_HOURS = tuple(int(h) for h in _env("ROUTE_NIGHT_HOURS", "20-6").split("-"))
+        self.FACILITY_MAX_RADIUS_M = _float("FACILITY_MAX_RADIUS_M", 2000)
+        self.FACILITY_MAX_LIMIT = _int("FACILITY_MAX_LIMIT", 200)
+
+        # Escort booking (안심귀가스카우트): the real programme's rules by default, in Asia/Seoul.
+        self.ESCORT_SERVICE_HOURS = _env("ESCORT_SERVICE_HOURS", "Mon 22:00-24:00; Tue-Fri 22:00-01:00")
+        # Per-district hours: ESCORT_SERVICE_HOURS_11620="Mon-Fri 21:00-01:00" overrides 관악구 only.
+        self.ESCORT_DISTRICT_HOURS = {key.rsplit("_", 1)[1]: value for key, value in os.environ.items()
+                                      if key.startswith("ESCORT_SERVICE_HOURS_")}
+        self.ESCORT_MIN_LEAD_MINUTES = _int("ESCORT_MIN_LEAD_MINUTES", 30)
+        self.ESCORT_SAME_DAY_ONLY = _bool("ESCORT_SAME_DAY_ONLY", True)
+        self.ESCORT_REMINDER_MINUTES = _int("ESCORT_REMINDER_MINUTES", 10)
+        self.ESCORT_UNCONFIRMED_MINUTES = _int("ESCORT_UNCONFIRMED_MINUTES", 15)
+        self.ESCORT_TURNAROUND_MINUTES = _int("ESCORT_TURNAROUND_MINUTES", 15)
+        self.ESCORT_MAX_WALK_M = _float("ESCORT_MAX_WALK_M", 4000)
+        # Walk-home monitoring (안심귀가 모니터링); docs/monitoring.md says why each default.
+        self.WALK_ARRIVAL_MARGIN_S = _float("WALK_ARRIVAL_MARGIN_S", 180)
+        self.WALK_ARRIVAL_MARGIN_RATIO = _float("WALK_ARRIVAL_MARGIN_RATIO", 0.2)
+        self.WALK_CHECKIN_WINDOW_S = _float("WALK_CHECKIN_WINDOW_S", 120)
+        self.WALK_SIGNAL_LOST_S = _float("WALK_SIGNAL_LOST_S", 120)
+        self.WALK_STALL_S = _float("WALK_STALL_S", 300)
+        self.WALK_OVERDUE_GRACE_S = _float("WALK_OVERDUE_GRACE_S", 600)
+        self.FIX_RETENTION_DAYS = _float("FIX_RETENTION_DAYS", 30)
+        self.FIX_PURGE_INTERVAL_S = _float("FIX_PURGE_INTERVAL_S", 3600)
+        self.DATA_DIR = _env("DATA_DIR", os.path.join(os.path.dirname(__file__), "..", "data"))
+        self.CONSOLE_TILE_URL = _env("CONSOLE_TILE_URL", "")

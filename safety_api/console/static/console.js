@@ -1,0 +1,258 @@
+// The operator console: sign in, then keep the queue, the map and the selected incident live.
+import { beep, isMuted, titleCount, toggleMute, unlockAudio } from "./cue.js";
+import { DetailPanel } from "./detail.js";
+import { apply, currentLang, label, onLangChange, t, toggleLang } from "./i18n.js";
+import { Live } from "./live.js";
+import { createMap, facilityPopups, layerSwitch, loadBase, loadFacilities } from "./map.js";
+import { incidentLatLng, LiveOverlay } from "./overlay.js";
+import { Queue } from "./queue.js";
+import * as session from "./session.js";
+import * as store from "./store.js";
+
+const el = (id) => document.getElementById(id);
+const POLL_WHILE_DOWN_MS = 5000; // while live events cannot arrive, the queue is re-read this often
+const BANNER_GRACE_MS = 4000; // the first connection gets this long before the banner speaks
+
+const ui = { map: null, overlay: null, queue: null, panel: null, live: null };
+let me = null;
+let selectedId = null;
+let loadedOnce = false;
+let everUp = false;
+let startedAt = 0;
+let pollTimer = null;
+
+function boot() {
+  apply();
+  document.querySelectorAll("[data-lang-switch]").forEach((b) => b.addEventListener("click", toggleLang));
+  document.addEventListener("pointerdown", unlockAudio);
+  el("login").addEventListener("submit", onLogin);
+  session.onExpired(() => { sessionStorage.setItem("console.notice", "login.expired"); location.reload(); });
+  if (session.user()) { session.resume(); start(); } else showLogin(sessionStorage.getItem("console.notice"));
+  sessionStorage.removeItem("console.notice");
+}
+
+function showLogin(messageKey) {
+  el("login-view").hidden = false;
+  el("app").hidden = true;
+  if (messageKey) loginError(t(messageKey));
+}
+
+function loginError(text) {
+  el("login-error").textContent = text;
+  el("login-error").hidden = !text;
+}
+
+async function onLogin(e) {
+  e.preventDefault();
+  unlockAudio(); // the sign-in click is the gesture browsers want before they play sound
+  const form = new FormData(e.target);
+  try {
+    await session.login(String(form.get("phone")).trim(), String(form.get("password")));
+    e.target.reset();
+    loginError("");
+    start();
+  } catch (err) {
+    const key = { 403: "login.not_staff", 429: "login.limited" }[err.status] ?? "login.failed";
+    loginError(err.status ? t(key) : err.message);
+  }
+}
+
+async function start() {
+  me = session.user();
+  startedAt = Date.now();
+  el("login-view").hidden = true;
+  el("app").hidden = false;
+  el("operator-name").textContent = me.name;
+  el("logout").onclick = () => session.logout().finally(() => location.reload());
+  el("sound-toggle").onclick = () => { toggleMute(); showSound(); };
+  showSound();
+  const config = await loadConfig();
+  const district = new URLSearchParams(location.search).get("district") || config.district;
+  ui.map = createMap(el("map"), { tileUrl: config.tile_url });
+  ui.overlay = new LiveOverlay(ui.map, { onSelect: select });
+  ui.queue = new Queue(el("queue"), { onSelect: select });
+  ui.panel = new DetailPanel(el("detail"), {
+    onAction: act, onClose: () => select(null), onCamera: (cam) => ui.map.panTo(cam.location.coordinates.slice().reverse()),
+  });
+  ui.live = new Live({ heartbeatS: config.heartbeat_s, onEvent, onUp, onDown });
+  // A hidden tab's timers are throttled: on coming back, prove the live path at once and re-read.
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) { ui.live.beat(true); refetch(); } });
+  onLangChange(() => { renderQueue(); ui.panel.renderAll(); showSound(); });
+  setTimeout(showLiveState, BANNER_GRACE_MS + 100);
+  refetch();
+  if (district) loadLayers(district);
+}
+
+/** The console's settings; while the server cannot answer, the banner shows and we keep asking. */
+async function loadConfig() {
+  for (;;) {
+    try {
+      return await session.api("/api/v1/console/config");
+    } catch {
+      el("banner").hidden = false;
+      await new Promise((resolve) => { setTimeout(resolve, 3000); });
+    }
+  }
+}
+
+async function loadLayers(district) {
+  try {
+    const base = await loadBase(ui.map, district);
+    el("district-name").dataset.ko = base.name;
+    el("district-name").dataset.en = base.nameEn;
+    showDistrict();
+    onLangChange(showDistrict);
+    const facilities = await loadFacilities(district);
+    layerSwitch(ui.map, { ...facilities, ...base.overlays });
+    facilityPopups(ui.map, facilities);
+    document.body.dataset.layers = "ready";
+  } catch (err) {
+    document.body.dataset.layers = "failed";
+    console.error("map layers", err);
+  }
+}
+
+function showDistrict() {
+  el("district-name").textContent = el("district-name").dataset[currentLang()] || "";
+}
+
+function showSound() {
+  const button = el("sound-toggle");
+  button.dataset.i18n = isMuted() ? "sound.off" : "sound.on";
+  button.setAttribute("aria-pressed", String(!isMuted()));
+  apply(button.parentElement);
+}
+
+/** Read the open incidents again; what arrived while we were not live gets the arrival cue. */
+async function refetch() {
+  const fetchStartedAt = performance.now();
+  try {
+    const { items } = await session.api("/api/v1/incidents?status=open");
+    const added = store.reconcile(items, fetchStartedAt);
+    ui.overlay.syncAll(store.queue());
+    renderQueue();
+    if (loadedOnce) added.forEach((id) => cue(store.get(id)));
+    loadedOnce = true;
+  } catch (err) {
+    console.warn("refetch failed", err);
+  }
+}
+
+function onEvent(name, payload) {
+  if (name === "incident.created" || name === "incident.updated") receive(payload);
+  else if (name === "positions") onPositions(payload?.items || []);
+}
+
+function onPositions(items) {
+  for (const item of items) {
+    const incident = item.kind === "sos" ? store.get(item.id) : null;
+    if (incident && !(incident.last_fix?.t > item.t)) store.upsert({ ...incident, last_fix: item });
+  }
+  ui.panel.addTrail(ui.overlay.applyPositions(items));
+}
+
+function receive(incident) {
+  const before = store.get(incident.id);
+  const result = store.upsert(incident);
+  if (result === "stale") return;
+  const now = store.get(incident.id);
+  ui.overlay.syncIncident(now);
+  renderQueue();
+  if (result === "new" && !store.CLOSED.has(now.status)) cue(now);
+  else if (now.escalated_at && !before?.escalated_at) beep(true); // nobody took it in time: ring again
+  if (now.id === ui.panel.incidentId) {
+    ui.panel.update(now);
+    reloadSoon(now.id);
+  }
+}
+
+function cue(incident) {
+  ui.queue.markNew(incident.id);
+  beep(incident.priority === "critical" || incident.duress);
+}
+
+function renderQueue() {
+  const items = store.queue();
+  ui.queue.render(items, { selectedId, meId: me.id });
+  el("queue-count").textContent = String(items.length);
+  el("queue-empty").hidden = items.length > 0;
+  titleCount(items.filter((i) => i.status === "open").length);
+}
+
+async function select(id) {
+  selectedId = id;
+  renderQueue();
+  if (!id) {
+    ui.panel.hide();
+    ui.overlay.select(null);
+    return;
+  }
+  const detail = await reload(id).catch(() => null);
+  if (detail) ui.map.setView(incidentLatLng(detail), Math.max(ui.map.getZoom(), 16));
+}
+
+/** Load one incident's full view and show it, if it is still the selected one. */
+async function reload(id) {
+  const { incident } = await session.api(`/api/v1/incidents/${id}`);
+  if (selectedId !== id) return null;
+  store.upsert(incident);
+  ui.overlay.syncIncident(store.get(id));
+  renderQueue();
+  ui.panel.show(incident, me.id);
+  ui.overlay.select(incident);
+  return incident;
+}
+
+let reloadTimer = null;
+function reloadSoon(id) {
+  clearTimeout(reloadTimer);
+  reloadTimer = setTimeout(() => reload(id).catch(() => {}), 250);
+}
+
+/** Acknowledge, dispatch or resolve; a conflict with another operator is shown with the true state. */
+async function act(kind, body) {
+  const id = ui.panel.incidentId;
+  ui.panel.busy(true);
+  ui.panel.clearNotice();
+  try {
+    const { incident } = await session.api(`/api/v1/incidents/${id}/${kind}`, { method: "POST", body });
+    ui.panel.actionDone(kind);
+    receive(incident);
+  } catch (err) {
+    if (err.status === 409) {
+      await reload(id).catch(() => {});
+      ui.panel.notice("conflict", t("notice.conflict", { status: label("status", store.get(id)?.status) }));
+    } else {
+      ui.panel.notice("error", t("notice.error", { detail: err.message }));
+    }
+  } finally {
+    ui.panel.busy(false);
+  }
+}
+
+function onUp() {
+  everUp = true;
+  clearInterval(pollTimer);
+  pollTimer = null;
+  showLiveState();
+  refetch();
+  if (ui.panel.incidentId) reload(ui.panel.incidentId).catch(() => {});
+}
+
+function onDown() {
+  pollTimer ??= setInterval(refetch, POLL_WHILE_DOWN_MS);
+  showLiveState();
+  setTimeout(showLiveState, BANNER_GRACE_MS + 100);
+}
+
+/** The banner shows whenever live events cannot reach us (after a short grace at start). */
+function showLiveState() {
+  const up = ui.live?.up ?? false;
+  const down = !up && (everUp || Date.now() - startedAt >= BANNER_GRACE_MS);
+  el("banner").hidden = !down;
+  el("live-state").dataset.state = up ? "up" : "down";
+  el("live-state").dataset.i18n = up ? "live.up" : "live.down";
+  apply(el("live-state").parentElement);
+}
+
+boot();

@@ -1,0 +1,210 @@
+// The selected incident: who, where, which cameras, what happened so far, and the operator's actions.
+import { age, clock, dateTime, esc, metres, shortId } from "./format.js";
+import { label, t } from "./i18n.js";
+import { CLOSED } from "./store.js";
+
+const $ = (root, sel) => root.querySelector(sel);
+
+export class DetailPanel {
+  constructor(root, { onAction, onClose, onCamera }) {
+    this.root = root;
+    this.detail = null;
+    this.meId = null;
+    this.trailPoints = 0;
+    $(root, ".d-close").addEventListener("click", onClose);
+    $(root, "#act-ack").addEventListener("click", () => onAction("ack", {}));
+    $(root, "#act-dispatch").addEventListener("click", () => this.openForm("dispatch"));
+    $(root, "#act-resolve").addEventListener("click", () => this.openForm("resolve"));
+    for (const kind of ["dispatch", "resolve"]) {
+      $(root, `#${kind}-form`).addEventListener("submit", (e) => {
+        e.preventDefault();
+        const data = Object.fromEntries(new FormData(e.target));
+        data.note = data.note.trim() || null;
+        onAction(kind, data);
+      });
+    }
+    $(root, "#d-cameras").addEventListener("click", (e) => {
+      const li = e.target.closest("[data-cctv-id]");
+      const cam = this.detail?.nearest_cctvs.find((c) => c.id === li?.dataset.cctvId);
+      if (cam) onCamera(cam);
+    });
+    this.ticker = setInterval(() => this.tick(), 1000);
+  }
+
+  get incidentId() {
+    return this.detail?.id ?? null;
+  }
+
+  /** Show a freshly loaded incident (GET /api/v1/incidents/{id}). */
+  show(detail, meId) {
+    const switched = detail.id !== this.detail?.id;
+    this.detail = detail;
+    this.meId = meId;
+    this.trailPoints = detail.trail?.length ?? 0;
+    this.root.hidden = false;
+    this.root.dataset.incidentId = detail.id;
+    if (switched) {
+      this.clearNotice();
+      ["dispatch", "resolve"].forEach((k) => { $(this.root, `#${k}-form`).hidden = true; });
+    }
+    this.renderAll();
+  }
+
+  /** A newer operator view of the same incident (from an event or an action's answer). */
+  update(incident) {
+    if (!this.detail || incident.id !== this.detail.id) return;
+    const takenByOther = incident.acknowledged_by && incident.acknowledged_by !== this.meId
+      && incident.acknowledged_by !== this.detail.acknowledged_by;
+    this.detail = { ...this.detail, ...incident };
+    if (takenByOther) this.notice("info", t("notice.taken"));
+    this.renderAll();
+  }
+
+  hide() {
+    this.detail = null;
+    this.root.hidden = true;
+    delete this.root.dataset.incidentId;
+  }
+
+  renderAll() {
+    if (!this.detail) return;
+    this.renderHead();
+    this.renderActions();
+    this.renderCaller();
+    this.renderLocation();
+    this.renderCameras();
+    this.renderEvents();
+    this.renderEarlier();
+  }
+
+  renderHead() {
+    const d = this.detail;
+    this.root.dataset.status = d.status;
+    const flags = [d.duress && t("duress"), d.escalated_at && t("escalated")].filter(Boolean);
+    $(this.root, "#d-title").innerHTML = `
+      <span class="badge prio-${esc(d.priority)}">${esc(label("priority", d.priority))}</span>
+      <b>${esc(label("trigger", d.trigger))}</b>
+      <span class="q-status status-${esc(d.status)}" data-role="status">${esc(label("status", d.status))}</span>
+      ${flags.map((f) => `<span class="q-flag">${esc(f)}</span>`).join("")}
+      <small>#${esc(shortId(d.id))} · ${esc(clock(d.created_at))} · <span class="d-age"></span></small>`;
+    this.tick();
+  }
+
+  renderActions() {
+    const s = this.detail.status;
+    $(this.root, "#act-ack").disabled = s !== "open";
+    $(this.root, "#act-dispatch").disabled = !(s === "open" || s === "acknowledged");
+    $(this.root, "#act-resolve").disabled = CLOSED.has(s);
+    // A form that can no longer be sent stays open with what was typed, its button off: nothing is lost.
+    $(this.root, "#dispatch-form button").disabled = $(this.root, "#act-dispatch").disabled;
+    $(this.root, "#resolve-form button").disabled = CLOSED.has(s);
+    if (CLOSED.has(s) && !this.noticeKind) this.notice("info", t("notice.closed"));
+  }
+
+  renderCaller() {
+    const c = this.detail.caller;
+    $(this.root, "#d-caller").innerHTML = c ? `
+      <b>${esc(c.name)}</b> <a href="tel:${esc(c.phone)}">${esc(c.phone)}</a>
+      ${c.protection ? `<p class="q-flag">${esc(t("detail.protection"))}: ${esc(c.protection.agency)}
+        ${esc(c.protection.case_reference || "")}</p>` : ""}` : `<span class="muted">${esc(t("detail.unknown_caller"))}</span>`;
+  }
+
+  renderLocation() {
+    const d = this.detail;
+    const fix = d.last_fix || {};
+    const [lon, lat] = d.location.coordinates;
+    const el = $(this.root, "#d-location");
+    el.dataset.trailPoints = String(this.trailPoints);
+    el.innerHTML = `
+      <span>${(fix.lat ?? lat).toFixed(5)}, ${(fix.lon ?? lon).toFixed(5)}</span>
+      ${d.accuracy_m || fix.accuracy_m ? `<span class="muted">± ${esc(metres(fix.accuracy_m ?? d.accuracy_m))}</span>` : ""}
+      <br><span class="muted">${esc(t("detail.last_fix"))} ${esc(clock(fix.t || d.created_at))} ·
+      ${esc(t("detail.trail", { n: this.trailPoints }))}</span>`;
+  }
+
+  renderCameras() {
+    const cams = this.detail.nearest_cctvs || [];
+    $(this.root, "#d-cameras").innerHTML = cams.length ? cams.map((c) => `
+      <li data-cctv-id="${esc(c.id)}" tabindex="0"><b>${esc(c.name || `CCTV ${c.id}`)}</b>
+      <span class="muted">${esc(metres(c.distance_m))} · ${esc(t("detail.cameras_count", { n: c.camera_count ?? 1 }))}</span></li>`).join("")
+      : `<li class="muted">${esc(t("detail.no_cameras"))}</li>`;
+  }
+
+  renderEvents() {
+    $(this.root, "#d-events").innerHTML = (this.detail.events || []).map((e) => `
+      <li><time>${esc(clock(e.at))}</time> <b>${esc(label("event", e.kind))}</b>
+      <span class="muted">· ${esc(this.actor(e.actor_id))}${esc(eventDetails(e.data))}</span></li>`).join("");
+  }
+
+  renderEarlier() {
+    const earlier = this.detail.earlier_incidents || [];
+    $(this.root, "#d-earlier").innerHTML = earlier.length ? earlier.map((e) => `
+      <li><time>${esc(dateTime(e.created_at))}</time> ${esc(label("trigger", e.trigger))}
+      <span class="muted">· ${esc(e.outcome ? label("outcome", e.outcome) : label("status", e.status))}</span></li>`).join("")
+      : `<li class="muted">${esc(t("detail.no_earlier"))}</li>`;
+  }
+
+  actor(id) {
+    if (!id) return t("actor.system");
+    if (id === this.meId) return t("actor.me");
+    return id === this.detail.caller_id ? t("actor.caller") : t("actor.other");
+  }
+
+  /** Fixes that joined the trail live: count them and show the newest position. */
+  addTrail(fixes) {
+    if (!fixes.length || !this.detail) return;
+    this.trailPoints += fixes.length;
+    this.detail.last_fix = fixes[fixes.length - 1];
+    this.renderLocation();
+  }
+
+  openForm(kind) {
+    const form = $(this.root, `#${kind}-form`);
+    const other = $(this.root, `#${kind === "dispatch" ? "resolve" : "dispatch"}-form`);
+    other.hidden = true;
+    form.hidden = !form.hidden;
+    if (!form.hidden) form.querySelector("select, textarea")?.focus();
+  }
+
+  /** After a successful action, its form is done with; after a failure it keeps what was typed. */
+  actionDone(kind) {
+    const form = this.root.querySelector(`#${kind}-form`);
+    if (form) { form.reset(); form.hidden = true; }
+  }
+
+  /** While an action is on its way, no second click can send it again. */
+  busy(on) {
+    this.root.classList.toggle("is-busy", on);
+    if (on) this.root.querySelectorAll(".d-actions button, .d-form button").forEach((b) => { b.disabled = true; });
+    else this.renderActions();
+  }
+
+  notice(kind, text) {
+    const el = $(this.root, "#d-notice");
+    el.className = `notice notice-${kind}`;
+    el.textContent = text;
+    el.hidden = false;
+    this.noticeKind = kind;
+  }
+
+  clearNotice() {
+    $(this.root, "#d-notice").hidden = true;
+    this.noticeKind = null;
+  }
+
+  tick() {
+    const el = this.root.querySelector(".d-age");
+    if (!el || !this.detail) return;
+    const end = this.detail.closed_at ? Date.parse(this.detail.closed_at) : undefined; // a closed one stops
+    el.textContent = age(this.detail.created_at, end);
+  }
+}
+
+function eventDetails(data) {
+  if (!data) return "";
+  const parts = [];
+  if (data.agency) parts.push(label("agency", data.agency));
+  if (data.outcome) parts.push(label("outcome", data.outcome));
+  if (data.note) parts.push(`“${data.note}”`);
+  return parts.length ? ` · ${parts.join(" · ")}` : "";
+}

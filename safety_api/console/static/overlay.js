@@ -1,0 +1,149 @@
+// What moves on the map: incident pins, live positions of any kind (sos, walk, escort, ...), and the
+// selected incident's trail and nearest cameras.
+/* global L */
+import { clock, esc, metres } from "./format.js";
+import { label } from "./i18n.js";
+import { CLOSED } from "./store.js";
+
+const FADE_AFTER_MS = 60_000; // a position this old is drawn faint: the phone may have gone quiet
+const DROP_AFTER_MS = 10 * 60_000;
+
+export function incidentLatLng(incident) {
+  const fix = incident.last_fix;
+  if (fix && Number.isFinite(fix.lat) && Number.isFinite(fix.lon)) return [fix.lat, fix.lon];
+  const [lon, lat] = incident.location.coordinates;
+  return [lat, lon];
+}
+
+function pinIcon(incident, selected) {
+  const classes = `pin prio-${esc(incident.priority)}${selected ? " is-selected" : ""}${incident.duress ? " is-duress" : ""}`;
+  return L.divIcon({
+    className: "pin-wrap", iconSize: [26, 26], iconAnchor: [13, 13],
+    html: `<div class="${classes}" data-incident-id="${esc(incident.id)}" data-status="${esc(incident.status)}"></div>`,
+  });
+}
+
+export class LiveOverlay {
+  constructor(map, { onSelect }) {
+    this.map = map;
+    this.onSelect = onSelect;
+    this.pins = new Map(); // incident id -> {marker, incident}
+    this.others = new Map(); // "kind:id" -> {marker, at}
+    map.createPane("live").style.zIndex = 560;
+    this.focus = L.layerGroup().addTo(map);
+    this.trail = null;
+    this.accuracy = null;
+    this.selectedId = null;
+    this.pruner = setInterval(() => this.prune(), 5000);
+  }
+
+  /** Place, restyle or remove an incident's pin after any change. */
+  syncIncident(incident) {
+    if (CLOSED.has(incident.status)) {
+      this.removeIncident(incident.id);
+      return;
+    }
+    const known = this.pins.get(incident.id);
+    const icon = pinIcon(incident, incident.id === this.selectedId);
+    if (known) {
+      known.marker.setLatLng(incidentLatLng(incident)).setIcon(icon);
+      known.incident = incident;
+      return;
+    }
+    const marker = L.marker(incidentLatLng(incident), { icon, keyboard: false, riseOnHover: true })
+      .on("click", () => this.onSelect(incident.id)).addTo(this.map);
+    this.pins.set(incident.id, { marker, incident });
+    this.others.get(`sos:${incident.id}`)?.marker.remove(); // drawn before its incident was known
+    this.others.delete(`sos:${incident.id}`);
+  }
+
+  /** Make the pins match a fresh list of open incidents. */
+  syncAll(incidents) {
+    const listed = new Set(incidents.map((i) => i.id));
+    for (const id of [...this.pins.keys()]) if (!listed.has(id)) this.removeIncident(id);
+    incidents.forEach((i) => this.syncIncident(i));
+  }
+
+  removeIncident(id) {
+    this.pins.get(id)?.marker.remove();
+    this.pins.delete(id);
+  }
+
+  /** Apply a `positions` batch; answers the fixes that joined the selected incident's trail. */
+  applyPositions(items) {
+    const joined = [];
+    for (const item of items) {
+      if (!Number.isFinite(item.lat) || !Number.isFinite(item.lon)) continue;
+      const pin = item.kind === "sos" ? this.pins.get(item.id) : null;
+      if (pin) {
+        pin.marker.setLatLng([item.lat, item.lon]);
+        pin.incident = { ...pin.incident, last_fix: item };
+        if (item.id === this.selectedId && this.extendTrail(item)) joined.push(item);
+      } else {
+        this.placeOther(item);
+      }
+    }
+    return joined;
+  }
+
+  placeOther(item) {
+    const key = `${item.kind}:${item.id}`;
+    const at = Date.parse(item.t) || Date.now();
+    const tip = `${esc(label("kind", item.kind))} · ${esc(clock(item.t))}`;
+    const known = this.others.get(key);
+    if (known) {
+      known.marker.setLatLng([item.lat, item.lon]).setTooltipContent(tip).setStyle({ opacity: 1, fillOpacity: 0.9 });
+      known.at = at;
+      return;
+    }
+    const marker = L.circleMarker([item.lat, item.lon], {
+      pane: "live", radius: 7, weight: 2, fillOpacity: 0.9, className: `live-pos kind-${esc(item.kind)}`,
+    }).bindTooltip(tip).addTo(this.map);
+    marker.getElement()?.setAttribute("data-position-id", key);
+    this.others.set(key, { marker, at });
+  }
+
+  prune(now = Date.now()) {
+    for (const [key, entry] of this.others) {
+      if (now - entry.at > DROP_AFTER_MS) {
+        entry.marker.remove();
+        this.others.delete(key);
+      } else if (now - entry.at > FADE_AFTER_MS) {
+        entry.marker.setStyle({ opacity: 0.35, fillOpacity: 0.2 });
+      }
+    }
+  }
+
+  /** Show the selected incident: its trail, its accuracy and its nearest cameras highlighted. */
+  select(detail) {
+    const previous = this.selectedId;
+    this.selectedId = detail?.id ?? null;
+    for (const id of [previous, this.selectedId]) {
+      const pin = this.pins.get(id);
+      if (pin) this.syncIncident(pin.incident);
+    }
+    this.focus.clearLayers();
+    this.trail = this.accuracy = null;
+    if (!detail) return;
+    for (const cam of detail.nearest_cctvs || []) {
+      const [lon, lat] = cam.location.coordinates;
+      L.circleMarker([lat, lon], { pane: "focus", radius: 9, weight: 2, className: "cam-focus" })
+        .bindTooltip(`CCTV ${esc(cam.name || cam.id)} · ${esc(metres(cam.distance_m))}`).addTo(this.focus);
+    }
+    const points = (detail.trail || []).map((f) => [f.lat, f.lon]);
+    this.trail = L.polyline(points, { pane: "focus", weight: 3, className: "trail" }).addTo(this.focus);
+    const here = incidentLatLng(detail);
+    if (detail.accuracy_m) {
+      this.accuracy = L.circle(here, { pane: "focus", radius: detail.accuracy_m, weight: 1, className: "accuracy" })
+        .addTo(this.focus);
+    }
+  }
+
+  extendTrail(fix) {
+    if (!this.trail) return false;
+    this.trail.addLatLng([fix.lat, fix.lon]);
+    this.accuracy?.setLatLng([fix.lat, fix.lon]);
+    if (fix.accuracy_m) this.accuracy?.setRadius(fix.accuracy_m);
+    return true;
+  }
+}

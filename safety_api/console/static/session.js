@@ -1,0 +1,123 @@
+// The operator's session: tokens kept for this browser tab, refreshed before they expire, and API calls.
+import { noteServerDate } from "./format.js";
+
+const KEY = "console.session";
+const STAFF = new Set(["operator", "admin"]);
+let state = JSON.parse(sessionStorage.getItem(KEY) || "null"); // {access, refresh, user}
+let refreshing = null;
+let refreshTimer = null;
+const expiredListeners = new Set();
+
+/** An API answer that is not 2xx, carrying the problem+json body. */
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem?.detail || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem || {};
+  }
+}
+
+export function user() {
+  return state?.user ?? null;
+}
+
+export function accessToken() {
+  return state?.access ?? null;
+}
+
+export function onExpired(fn) {
+  expiredListeners.add(fn);
+}
+
+/** Sign in with phone and password; only operators and admins are let in. */
+export async function login(phone, password) {
+  const body = await request("/api/v1/auth/login", { method: "POST", body: { phone, password } });
+  if (!STAFF.has(body.user?.role)) throw new ApiError(403, { detail: "not_staff" });
+  save({ access: body.access_token, refresh: body.refresh_token, user: body.user });
+}
+
+export async function logout() {
+  const token = state?.refresh;
+  clear();
+  if (token) await request("/api/v1/auth/logout", { method: "POST", token }).catch(() => {});
+}
+
+/** Resume a session kept in this tab, if its refresh token still works. */
+export async function resume() {
+  if (!state) return false;
+  scheduleRefresh();
+  return true;
+}
+
+/** Call the API with the access token; one refresh and retry on a 401. */
+export async function api(path, { method = "GET", body } = {}) {
+  try {
+    return await request(path, { method, body, token: state?.access });
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 401 || !state) throw err;
+    await refresh();
+    return request(path, { method, body, token: state?.access });
+  }
+}
+
+/** Get a new access token (one request at a time); an unusable refresh token ends the session. */
+export function refresh() {
+  refreshing ??= request("/api/v1/auth/refresh", { method: "POST", token: state?.refresh })
+    .then((body) => save({ ...state, access: body.access_token }))
+    .catch((err) => {
+      if (err instanceof ApiError && (err.status === 401 || err.status === 422)) expire();
+      throw err;
+    })
+    .finally(() => { refreshing = null; });
+  return refreshing;
+}
+
+async function request(path, { method = "GET", body, token } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const answer = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  noteServerDate(answer.headers.get("Date"));
+  const data = answer.status === 204 ? null : await answer.json().catch(() => null);
+  if (!answer.ok) throw new ApiError(answer.status, data);
+  return data;
+}
+
+function save(next) {
+  state = next;
+  sessionStorage.setItem(KEY, JSON.stringify(state));
+  scheduleRefresh();
+}
+
+function clear() {
+  state = null;
+  sessionStorage.removeItem(KEY);
+  clearTimeout(refreshTimer);
+}
+
+function expire() {
+  clear();
+  expiredListeners.forEach((fn) => fn());
+}
+
+/** Refresh a minute before the access token's exp (read from its payload; no signature check needed). */
+function scheduleRefresh() {
+  clearTimeout(refreshTimer);
+  const exp = tokenExp(state?.access);
+  if (!exp) return;
+  const inMs = Math.max(5000, exp * 1000 - Date.now() - 60000);
+  refreshTimer = setTimeout(() => refresh().catch(() => scheduleRetry()), inMs);
+}
+
+function scheduleRetry() {
+  if (state) refreshTimer = setTimeout(() => refresh().catch(() => scheduleRetry()), 10000);
+}
+
+function tokenExp(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(payload)).exp;
+  } catch {
+    return null;
+  }
+}

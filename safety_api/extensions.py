@@ -1,0 +1,72 @@
+"""Extension objects, created unbound here and bound to the app in create_app."""
+from http import HTTPStatus
+
+import redis
+from flask_jwt_extended import JWTManager
+from flask_migrate import Migrate
+from flask_smorest import Api
+from flask_socketio import SocketIO
+from flask_sqlalchemy import SQLAlchemy
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy import MetaData
+
+from safety_api.errors import PROBLEM, ProblemSchema
+
+# Named constraints make Alembic downgrades and autogenerate deterministic.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
+migrate = Migrate()
+jwt = JWTManager()
+
+
+class ProblemApi(Api):
+    """flask-smorest's Api, documenting every error answer as application/problem+json with the Problem schema."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self):
+        # flask-smorest documents its errors as application/json in its own shape; ours are RFC 9457.
+        for status in HTTPStatus:
+            response = {"description": status.phrase}
+            if status >= 400:
+                response["content"] = {PROBLEM: {"schema": self.ERROR_SCHEMA}}
+            self.spec.components.response(status.name, response, lazy=True)
+        self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, {
+            "description": "An error, as RFC 9457 problem details",
+            "content": {PROBLEM: {"schema": self.ERROR_SCHEMA}}}, lazy=True)
+
+
+api = ProblemApi()
+socketio = SocketIO()
+
+
+def fail_fast() -> Retry:
+    """One immediate retry (a pooled connection gone stale across a Redis restart), then fail.
+
+    redis-py 8 retries ten times with backoff by default, ~3.5 s per command while Redis is away: long enough
+    to stall an SOS answer on its best-effort emit and to block a socket's handlers until its pings time out.
+    """
+    return Retry(NoBackoff(), 1)
+
+
+class RedisHolder:
+    """The app's Redis client, bound at create_app time (no connection at import)."""
+
+    client: redis.Redis | None = None
+
+    def init_app(self, app):
+        self.client = redis.Redis.from_url(
+            app.config["REDIS_URL"], decode_responses=True,
+            socket_connect_timeout=2, socket_timeout=2, health_check_interval=30, retry=fail_fast())
+        app.extensions["redis"] = self.client
+
+
+redis_store = RedisHolder()

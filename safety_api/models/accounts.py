@@ -1,0 +1,81 @@
+"""People and what belongs to them: credentials, refresh tokens, push devices, guardian links."""
+import uuid
+
+from sqlalchemy.dialects.postgresql import UUID
+
+from safety_api.extensions import db
+
+ROLES = ("citizen", "operator", "scout", "admin")
+DISTRICT_BOUND_ROLES = ("operator", "scout")
+
+
+def _uuid():
+    return uuid.uuid4()
+
+
+class User(db.Model):
+    __tablename__ = "users"
+    __table_args__ = (
+        db.CheckConstraint(f"role IN {ROLES}", name="role"),
+        # Operators and scouts always belong to a district; others never do.
+        db.CheckConstraint(
+            f"(role IN {DISTRICT_BOUND_ROLES}) = (district_code IS NOT NULL)", name="district_binding"),
+    )
+
+    id = db.Column(UUID(as_uuid=True), primary_key=True, default=_uuid)
+    phone = db.Column(db.String(16), nullable=False, unique=True)
+    name = db.Column(db.Text, nullable=False)
+    password_hash = db.Column(db.Text, nullable=False)
+    role = db.Column(db.String(16), nullable=False, server_default="citizen")
+    district_code = db.Column(db.String(5), db.ForeignKey("districts.code"), index=True)
+    cancel_pin_hash = db.Column(db.Text)
+    duress_pin_hash = db.Column(db.Text)
+    on_duty = db.Column(db.Boolean, nullable=False, server_default="false")
+    created_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
+
+
+class RefreshToken(db.Model):
+    """Issued refresh tokens, so that each can be revoked."""
+
+    __tablename__ = "refresh_tokens"
+
+    jti = db.Column(db.String(64), primary_key=True)
+    user_id = db.Column(UUID(as_uuid=True), db.ForeignKey("users.id", ondelete="CASCADE"),
+                        nullable=False, index=True)
+    expires_at = db.Column(db.DateTime(timezone=True), nullable=False)
+    revoked_at = db.Column(db.DateTime(timezone=True))
+
+
+class PushDevice(db.Model):
+    """One row per push token: dead tokens are deleted, never kept in a joined string."""
+
+    __tablename__ = "push_devices"
+    __table_args__ = (db.CheckConstraint("platform IN ('android', 'ios', 'web')", name="platform"),)
+
+    id = db.Column(UUID(as_uuid=True), primary_key=True, default=_uuid)
+    user_id = db.Column(UUID(as_uuid=True), db.ForeignKey("users.id", ondelete="CASCADE"),
+                        nullable=False, index=True)
+    token = db.Column(db.Text, nullable=False, unique=True)
+    platform = db.Column(db.String(8), nullable=False)
+    created_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
+    last_seen_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
+
+
+class GuardianLink(db.Model):
+    """A guardian relationship: started by the protected person, accepted by the guardian."""
+
+    __tablename__ = "guardian_links"
+    __table_args__ = (
+        db.UniqueConstraint("protected_id", "guardian_id", name="uq_guardian_links_pair"),
+        db.CheckConstraint("status IN ('pending', 'active')", name="status"),
+        db.CheckConstraint("protected_id <> guardian_id", name="not_self"),
+    )
+
+    id = db.Column(UUID(as_uuid=True), primary_key=True, default=_uuid)
+    protected_id = db.Column(UUID(as_uuid=True), db.ForeignKey("users.id", ondelete="CASCADE"),
+                             nullable=False, index=True)
+    guardian_id = db.Column(UUID(as_uuid=True), db.ForeignKey("users.id", ondelete="CASCADE"),
+                            nullable=False, index=True)
+    status = db.Column(db.String(8), nullable=False, server_default="pending")
+    created_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
+    accepted_at = db.Column(db.DateTime(timezone=True))

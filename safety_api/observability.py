@@ -1,0 +1,57 @@
+"""Structured logs with a request id, and Prometheus metrics."""
+import logging
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pythonjsonlogger.json import JsonFormatter
+
+REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
+LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["method", "endpoint"],
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamp every log record with the current request's id, when there is one."""
+
+    def filter(self, record):
+        try:
+            record.request_id = g.get("request_id", "-")
+        except RuntimeError:  # outside a request or app context
+            record.request_id = "-"
+        return True
+
+
+def configure_logging(level: str, json_logs: bool):
+    """Send logs to stderr, as JSON lines in production."""
+    handler = logging.StreamHandler()
+    fmt = "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s"
+    handler.setFormatter(JsonFormatter(fmt) if json_logs else logging.Formatter(fmt))
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+
+
+def init_app(app: Flask):
+    """Log in structured form, tag requests with an id and count them."""
+    if not app.config.get("TESTING"):
+        configure_logging(app.config["LOG_LEVEL"], app.config["LOG_JSON"])
+
+    @app.before_request
+    def _start():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming[:64] if incoming.isprintable() and incoming else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(request.method, endpoint, response.status_code).inc()
+        if "started" in g:
+            LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - g.started)
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+    app.add_url_rule("/metrics", "metrics", lambda: Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST))

@@ -1,0 +1,30 @@
+"""Socket.IO: one namespace per audience, joined across processes by the Redis message queue."""
+from flask import Flask
+
+from safety_api.extensions import socketio
+
+
+def init_app(app: Flask):
+    """Bind Socket.IO with an explicit async mode and the Redis queue, and register the namespaces."""
+    from safety_api.realtime.namespaces import ControlNamespace, MobileNamespace
+
+    socketio.init_app(
+        app,
+        async_mode=app.config["SOCKETIO_ASYNC_MODE"],
+        **_queue(app.config.get("SOCKETIO_MESSAGE_QUEUE", app.config["REDIS_URL"]), app.config["SOCKETIO_CHANNEL"]),
+        # Hot handlers run inline per connection: bounded concurrency, bounded Redis connections.
+        async_handlers=False,
+        cors_allowed_origins=app.config["CORS_ORIGINS"],
+        logger=False, engineio_logger=False,
+    )
+    socketio.on_namespace(MobileNamespace("/mobile"))
+    socketio.on_namespace(ControlNamespace("/control"))
+
+
+def _queue(url: str, channel: str) -> dict:
+    """Our Redis queue (fails fast, resumes promptly after a Redis restart); any other queue as configured."""
+    from safety_api.realtime.queue import RedisQueue
+
+    if url.startswith(("redis://", "rediss://")):
+        return {"client_manager": RedisQueue(url, channel=channel)}
+    return {"message_queue": url, "channel": channel}

@@ -1,0 +1,37 @@
+"""Server-initiated emits: the one module that sends events to rooms (api and worker alike)."""
+import logging
+
+from safety_api.extensions import socketio
+from safety_api.realtime import events, rooms
+
+log = logging.getLogger(__name__)
+
+
+def _emit(event: str, payload, *, namespace: str, room: str) -> bool:
+    """Emit through the Redis queue; a failure is logged, never raised: the outbox covers it."""
+    try:
+        socketio.emit(event, payload, namespace=namespace, to=room)
+        return True
+    except Exception:  # the fast path must never break the request that triggered it
+        log.exception("emit %s to %s failed", event, room)
+        return False
+
+
+def to_district(code: str | None, event: str, payload) -> bool:
+    """Operators of a district, or the central centre when the district is unknown."""
+    return _emit(event, payload, namespace=events.CONTROL, room=rooms.district(code) if code else rooms.CENTRAL)
+
+
+def to_central(event: str, payload) -> bool:
+    """Admins of the central centre."""
+    return _emit(event, payload, namespace=events.CONTROL, room=rooms.CENTRAL)
+
+
+def to_user(user_id, event: str, payload) -> bool:
+    """Every phone of one person."""
+    return _emit(event, payload, namespace=events.MOBILE, room=rooms.user(user_id))
+
+
+def to_room(namespace: str, room: str, event: str, payload) -> bool:
+    """Any named room (walk viewers, escort parties)."""
+    return _emit(event, payload, namespace=namespace, room=room)

@@ -1,0 +1,96 @@
+"""Client events on /mobile, dispatched to services; errors come back in the ack as problem+json."""
+import uuid
+
+from flask import session as socket_session
+
+from safety_api.clock import utcnow
+from safety_api.errors import Invalid, to_problem
+from safety_api.extensions import db, redis_store
+from safety_api.models import User
+from safety_api.realtime import rooms
+from safety_api.services import escort_live, incidents, walk_ingest, walks
+
+# kind -> function(session, redis, *, user, subject_id, raw_fixes, now) -> {accepted, rejected, ...}
+LOCATION_HANDLERS = {}
+
+
+def location_handler(kind: str):
+    """Register the service that takes fixes of one kind (sos, walk, escort)."""
+    def register(fn):
+        LOCATION_HANDLERS[kind] = fn
+        return fn
+    return register
+
+
+def handle_location(data) -> dict:
+    """`location` {kind, id, fixes} -> {accepted, rejected} or {error}."""
+    return _guarded(lambda: _location(data))
+
+
+def _location(data) -> dict:
+    if not isinstance(data, dict) or data.get("kind") not in LOCATION_HANDLERS:
+        raise Invalid(f"kind must be one of {sorted(LOCATION_HANDLERS)}.",
+                      errors=[{"field": "kind", "message": "Unknown kind."}])
+    raw = data.get("fixes")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 500:
+        raise Invalid("fixes must be a list of 1 to 500 fixes.", errors=[{"field": "fixes", "message": "Invalid."}])
+    subject_id = _uuid(data.get("id"))
+    user = db.session.get(User, socket_session["user_id"])
+    return LOCATION_HANDLERS[data["kind"]](db.session, redis_store.client, user=user, subject_id=subject_id,
+                                           raw_fixes=raw, now=utcnow())
+
+
+def handle_watch(data, *, join) -> dict:
+    """`watch` {walk_id} -> {ok, walk} after joining the walk's room, or {error} (anyone else is refused)."""
+    def work():
+        walk_id = _uuid(data.get("walk_id") if isinstance(data, dict) else None)
+        answer = walks.watch(db.session, viewer_id=socket_session["user_id"], walk_id=walk_id)
+        join(rooms.walk(walk_id))
+        return answer
+    return _guarded(work)
+
+
+def handle_unwatch(data, *, leave) -> dict:
+    """`unwatch` {walk_id} -> {ok}: leave the walk's room."""
+    def work():
+        leave(rooms.walk(_uuid(data.get("walk_id") if isinstance(data, dict) else None)))
+        return {"ok": True}
+    return _guarded(work)
+
+
+def _uuid(value):
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise Invalid("id is not a valid id.", errors=[{"field": "id", "message": "Not an id."}]) from None
+
+
+def _guarded(work) -> dict:
+    """Run a handler; map any error to {error: problem} and always release the session."""
+    try:
+        return work()
+    except Exception as exc:  # one bad message must not break the socket; the client gets a reason
+        db.session.rollback()
+        body, _status, _headers = to_problem(exc)
+        return {"error": body}
+    finally:
+        db.session.remove()
+
+
+@location_handler("sos")
+def _sos_fixes(session, redis_client, *, user, subject_id, raw_fixes, now):
+    return incidents.record_fixes(session, redis_client, user=user, incident_id=subject_id, raw_fixes=raw_fixes,
+                                  now=now)
+
+
+
+@location_handler("escort")
+def _escort_fixes(session, redis_client, *, user, subject_id, raw_fixes, now):
+    return escort_live.record_escort_fixes(session, redis_client, scout=user, booking_id=subject_id,
+                                          fixes=raw_fixes, now=now)
+
+
+@location_handler("walk")
+def _walk_fixes(session, redis_client, *, user, subject_id, raw_fixes, now):
+    return walk_ingest.record_fixes(session, redis_client, user=user, walk_id=subject_id, raw_fixes=raw_fixes,
+                                    now=now)

@@ -1,0 +1,38 @@
+"""Batched position fan-out: the newest position per subject, flushed to each room every few hundred ms."""
+import threading
+
+from safety_api.extensions import socketio
+from safety_api.realtime import broadcast
+
+
+class PositionBatcher:
+    """Collects positions per (namespace, room, event) and emits them as one message per flush."""
+
+    def __init__(self, interval_s: float = 0.3):
+        self.interval_s = interval_s
+        self._pending: dict = {}
+        self._lock = threading.Lock()
+        self._started = False
+
+    def add(self, *, namespace: str, room: str, event: str, item: dict):
+        """Queue an item; a newer item for the same subject replaces the older one."""
+        with self._lock:
+            self._pending.setdefault((namespace, room, event), {})[(item["kind"], item["id"])] = item
+            if not self._started:
+                self._started = True
+                socketio.start_background_task(self._run)
+
+    def flush(self):
+        """Emit everything queued: one publish per room, never one per fix."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for (namespace, room, event), items in pending.items():
+            broadcast.to_room(namespace, room, event, {"items": list(items.values())})
+
+    def _run(self):
+        while True:
+            socketio.sleep(self.interval_s)
+            self.flush()
+
+
+batcher = PositionBatcher()

@@ -1,0 +1,68 @@
+"""Authentication: JWT callbacks, the current user, and the role gate used by every handler."""
+from functools import wraps
+
+from flask import Flask
+from flask_jwt_extended import current_user, verify_jwt_in_request
+
+from safety_api.errors import Forbidden
+from safety_api.extensions import db, jwt
+from safety_api.models import RefreshToken, User
+from safety_api.services import accounts
+
+BEARER = [{"bearerAuth": []}]
+
+
+def init_app(app: Flask):
+    """Wire flask-jwt-extended to our users and revocable refresh tokens; set the password hashing cost."""
+    accounts.configure_hashing(time_cost=app.config["ARGON2_TIME_COST"], memory_kib=app.config["ARGON2_MEMORY_KIB"])
+
+    @jwt.user_identity_loader
+    def _identity(user):
+        return str(user.id) if isinstance(user, User) else str(user)
+
+    @jwt.additional_claims_loader
+    def _claims(user):
+        if isinstance(user, User):
+            return {"role": user.role, "district": user.district_code}
+        return {}
+
+    @jwt.user_lookup_loader
+    def _lookup(_header, payload):
+        return db.session.get(User, payload["sub"])
+
+    @jwt.token_in_blocklist_loader
+    def _revoked(_header, payload):
+        if payload.get("type") != "refresh":
+            return False  # access tokens are short-lived; revocation is enforced at refresh
+        row = db.session.get(RefreshToken, payload["jti"])
+        return row is None or row.revoked_at is not None
+
+
+def require(*roles: str, refresh: bool = False):
+    """Let a request through only with a valid token and, if given, one of the roles."""
+
+    def decorate(fn):
+        @wraps(fn)
+        def wrapper(*args, **kwargs):
+            verify_jwt_in_request(refresh=refresh)
+            if roles and current_user.role not in roles:
+                raise Forbidden(f"This needs the role {' or '.join(roles)}.")
+            return fn(*args, **kwargs)
+
+        apidoc = getattr(wrapper, "_apidoc", {})
+        manual = apidoc.setdefault("manual_doc", {})
+        manual["security"] = BEARER
+        # Document the answers this gate gives, as references to the problem+json responses.
+        responses = apidoc.setdefault("response", {}).setdefault("responses", {})
+        responses.setdefault(401, []).append("UNAUTHORIZED")
+        if roles:
+            responses.setdefault(403, []).append("FORBIDDEN")
+        wrapper._apidoc = apidoc
+        return wrapper
+
+    return decorate
+
+
+def me() -> User:
+    """The authenticated user of this request."""
+    return current_user

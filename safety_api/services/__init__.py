@@ -1,0 +1,1 @@
+"""Flask-free domain services: module functions taking a session and plain values."""

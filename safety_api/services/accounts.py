@@ -1,0 +1,115 @@
+"""Accounts: registration, login, refresh tokens, staff creation, PINs."""
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from safety_api.clock import utcnow
+from safety_api.errors import Conflict, Invalid, NotFound, Unauthorized
+from safety_api.models import District, RefreshToken, User
+from safety_api.ratelimit import AttemptLimiter
+
+_hasher = PasswordHasher()
+# A hash to verify against when the phone is unknown, so a miss costs the same time as a hit.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def configure_hashing(*, time_cost: int, memory_kib: int):
+    """Set argon2id's cost (RFC 9106 defaults in production; cheaper in tests, which hash thousands)."""
+    global _hasher, _DUMMY_HASH
+    if (_hasher.time_cost, _hasher.memory_cost) != (time_cost, memory_kib):
+        _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+        _DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def hash_secret(secret: str) -> str:
+    """Hash a password or PIN with argon2id."""
+    return _hasher.hash(secret)
+
+
+def verify_secret(stored: str | None, secret: str) -> bool:
+    """Check a secret against its hash, in constant-ish time even when none is stored."""
+    try:
+        return _hasher.verify(stored or _DUMMY_HASH, secret) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def register_citizen(session, *, phone: str, password: str, name: str) -> User:
+    """Create a citizen account; 409 when the phone is taken."""
+    return _create_user(session, phone=phone, password=password, name=name, role="citizen", district=None)
+
+
+def create_staff(session, *, phone: str, password: str, name: str, role: str, district: str | None) -> User:
+    """Create any role (admin only, checked by the caller); operators and scouts need a district."""
+    if role in ("operator", "scout") and not district:
+        raise Invalid("Operators and scouts belong to a district.",
+                      errors=[{"field": "district", "message": "Required for this role."}])
+    if role in ("citizen", "admin") and district:
+        raise Invalid("Only operators and scouts belong to a district.",
+                      errors=[{"field": "district", "message": "Must be empty for this role."}])
+    if district and session.get(District, district) is None:
+        raise Invalid("Unknown district.", errors=[{"field": "district", "message": "No such district code."}])
+    return _create_user(session, phone=phone, password=password, name=name, role=role, district=district)
+
+
+def _create_user(session, *, phone, password, name, role, district) -> User:
+    user = User(phone=phone, password_hash=hash_secret(password), name=name, role=role, district_code=district)
+    session.add(user)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict("This phone number is already registered.") from None
+    return user
+
+
+def authenticate(session, limiter: AttemptLimiter, *, per_phone: str, per_address: str,
+                 phone: str, password: str, address: str) -> User:
+    """Return the user for valid credentials; every attempt counts against phone and address."""
+    limiter.hit(per_address, "login-addr", address)
+    limiter.hit(per_phone, "login-phone", phone)
+    user = session.scalar(select(User).where(User.phone == phone))
+    if not verify_secret(user.password_hash if user else None, password):
+        raise Unauthorized("Wrong phone number or password.")
+    limiter.clear(per_phone, "login-phone", phone)
+    return user
+
+
+def remember_refresh_token(session, *, user: User, jti: str, expires_at: datetime):
+    """Store an issued refresh token so it can be revoked."""
+    session.add(RefreshToken(jti=jti, user_id=user.id, expires_at=expires_at))
+    session.commit()
+
+
+def revoke_refresh_token(session, *, jti: str):
+    """Revoke one refresh token (logout)."""
+    row = session.get(RefreshToken, jti)
+    if row is None:
+        raise NotFound("Unknown refresh token.")
+    row.revoked_at = row.revoked_at or utcnow()
+    session.commit()
+
+
+def set_pins(session, *, user: User, cancel_pin: str, duress_pin: str):
+    """Store the cancel and duress PINs, hashed; they must differ."""
+    if cancel_pin == duress_pin:
+        raise Invalid("The duress PIN must differ from the cancel PIN.",
+                      errors=[{"field": "duress_pin", "message": "Must differ from cancel_pin."}])
+    user.cancel_pin_hash = hash_secret(cancel_pin)
+    user.duress_pin_hash = hash_secret(duress_pin)
+    session.commit()
+
+
+def get_user_by_phone(session, phone: str) -> User | None:
+    """Look a user up by normalised phone."""
+    return session.scalar(select(User).where(User.phone == phone))
+
+
+def set_duty(session, *, user: User, on_duty: bool) -> bool:
+    """Start or end a shift."""
+    user.on_duty = on_duty
+    session.commit()
+    return on_duty

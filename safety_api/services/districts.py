@@ -1,0 +1,48 @@
+"""Which district a point is in, and loading the boundaries."""
+from geoalchemy2.shape import from_shape
+from sqlalchemy import func, select, text
+
+from safety_api.errors import NotFound
+from safety_api.models import District, Dong
+
+
+def district_at(session, *, lat: float, lon: float) -> District | None:
+    """The served district containing the point, by point-in-polygon on the indexed geometry."""
+    point = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
+    return session.scalar(select(District).where(District.served, func.ST_Intersects(District.geom, point))
+                          .limit(1))
+
+
+def district_code_at(session, *, lat: float, lon: float) -> str | None:
+    """Only the code of the served district at a point: the hot SOS path needs no polygon."""
+    point = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
+    return session.scalar(select(District.code).where(District.served, func.ST_Intersects(District.geom, point))
+                          .limit(1))
+
+
+def require_district_at(session, *, lat: float, lon: float) -> District:
+    """Like district_at, but 404 outside the served area."""
+    district = district_at(session, lat=lat, lon=lon)
+    if district is None:
+        raise NotFound("This point is outside the served area.")
+    return district
+
+
+def dong_at(session, *, lat: float, lon: float) -> Dong | None:
+    """The 행정동 containing the point, if any."""
+    point = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
+    return session.scalar(select(Dong).where(func.ST_Intersects(Dong.geom, point)).limit(1))
+
+
+def load_boundaries(session, *, districts, dongs) -> tuple[int, int]:
+    """Upsert district and dong records (from geo.boundaries) in one transaction."""
+    for rec in districts:
+        session.merge(District(code=rec.code, name=rec.name, name_en=rec.name_en,
+                               geom=from_shape(rec.geometry, srid=4326)))
+    session.flush()
+    for rec in dongs:
+        session.merge(Dong(code=rec.code, name=rec.name, district_code=rec.district_code,
+                           geom=from_shape(rec.geometry, srid=4326)))
+    session.commit()
+    session.execute(text("ANALYZE districts; ANALYZE dongs"))
+    return len(districts), len(dongs)

@@ -1,0 +1,352 @@
+"""Escort booking with safe-return scouts (안심귀가스카우트): book, pair up, walk home, and the timers.
+
+The pair and the no-double-booking promises are the database's (see models/escort.py); the row
+lock taken by `accept` only hands out slot numbers in order, so that a second scout is not refused
+because of a race for slot 1.
+"""
+import importlib.util
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from geoalchemy2.shape import from_shape
+from shapely.geometry import LineString
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from geo.projection import haversine_m
+from notifications.messages import ESCORT_EVENTS, seoul_time
+from safety_api.clock import utcnow
+from safety_api.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
+from safety_api.models import User
+from safety_api.models.escort import PAIR, EscortAssignment, EscortBooking, EscortEvent, MeetingPoint
+from safety_api.realtime import broadcast, events
+from safety_api.services import jobs
+from safety_api.services.escort_rules import Policy, Violation, check_booking_time
+from safety_api.services.escort_views import event_payload, point_of
+
+DETOUR = 1.3  # walking routes wind about this much longer than the straight line
+WALKING_MPS = 1.2  # an unhurried pace at night, in company
+MIN_ESCORT_S = 300  # meeting and setting off take time even for the shortest walk
+TEXTS = {**ESCORT_EVENTS,  # events the notifications package has no text for yet
+         "requested": ("귀가동행 예약", "{time} 귀가동행 예약이 접수되었습니다."),
+         "accepted": ("귀가동행 수락", "{time} 귀가동행을 안심귀가스카우트 1명이 수락했습니다."),
+         "unconfirmed": ("귀가동행 미확정", "{time} 귀가동행에 아직 스카우트 2명이 배정되지 않았습니다.")}
+FULL = "This booking already has its two scouts."
+CONFLICTS = {  # constraint -> what the refused scout is told
+    "ex_escort_assignments_scout_busy": "You already escort someone at an overlapping time.",
+    "ck_escort_assignments_pair": FULL,
+    "uq_escort_assignments_slot": FULL,
+    "ex_escort_bookings_citizen_overlap": "You already have an escort booked at an overlapping time.",
+}
+# action -> (states it may start from, state it leads to, event name)
+MOVES = {"start": (("confirmed",), "in_progress", "started"),
+         "complete": (("in_progress",), "completed", "completed"),
+         "no_show": (("confirmed",), "no_show", "no_show"),
+         "cancel": (("requested", "confirmed"), "cancelled", "cancelled")}
+_TAKE_SLOT = text("""
+    INSERT INTO escort_assignments (booking_id, scout_id, slot, period)
+    SELECT b.id, :scout, COALESCE((SELECT max(a.slot) FROM escort_assignments a WHERE a.booking_id = b.id), 0) + 1,
+           b.period
+    FROM escort_bookings b WHERE b.id = :booking
+    RETURNING slot""")
+
+
+class RuleBroken(Invalid):
+    """A 422 whose problem type names the service rule the meeting time breaks."""
+
+    title = "Outside the escort service rules"
+
+    def __init__(self, violation: Violation):
+        super().__init__(violation.message, errors=[{"field": "meet_at", "message": violation.message}])
+        self.kind = f"escort-{violation.rule}"
+
+
+@dataclass(frozen=True)
+class PlannedRoute:
+    coords: list  # (lon, lat) pairs
+    distance_m: float
+    duration_s: float
+    source: str  # "engine" or "estimate"
+
+
+def plan_escort_route(session, *, origin, destination, settings: dict | None) -> PlannedRoute:
+    """The night-time safe route from the route engine, or an estimate when it has no street network."""
+    if settings is not None and importlib.util.find_spec("safety_api.services.routes") is not None:
+        from safety_api.services import routes
+        try:
+            found = routes.plan_route(session, settings=settings, origin=(origin[1], origin[0]),
+                                      destination=(destination[1], destination[0]), profile="safe", night=True)
+            return PlannedRoute([tuple(c) for c in found.coords], found.distance_m, found.duration_s, "engine")
+        except (Unavailable, Invalid):  # no network loaded, or these points are beyond it
+            pass
+    return estimate_route(origin, destination)
+
+
+def estimate_route(origin, destination) -> PlannedRoute:
+    """A straight line, with the street network's usual detour and a night walking pace."""
+    distance = float(haversine_m(origin[0], origin[1], destination[0], destination[1])) * DETOUR
+    return PlannedRoute([tuple(origin), tuple(destination)], distance, distance / WALKING_MPS, "estimate")
+
+
+def create_booking(session, *, citizen: User, policy: Policy, meeting_point_id, meet_at: datetime, to: dict,
+                   route_settings: dict | None = None, now: datetime | None = None) -> EscortBooking:
+    """Book an escort, offer it to the district's on-duty scouts and set its timers, in one transaction."""
+    now = now or utcnow()
+    point = session.get(MeetingPoint, meeting_point_id)
+    if point is None or not point.active:
+        raise Invalid("No such meeting point.", errors=[{"field": "meeting_point_id", "message": "Unknown."}])
+    violation = check_booking_time(policy, district=point.district_code, meet_at=meet_at, now=now)
+    if violation:
+        raise RuleBroken(violation)
+    route = plan_escort_route(session, origin=point_of(point.location), destination=(to["lon"], to["lat"]),
+                              settings=route_settings)
+    if route.distance_m > policy.max_walk_m:
+        raise Invalid(f"Scouts walk at most {policy.max_walk_m:.0f} m; this walk is {route.distance_m:.0f} m.",
+                      errors=[{"field": "to", "message": "Too far from the meeting point."}])
+    ends_at = meet_at + timedelta(seconds=max(route.duration_s, MIN_ESCORT_S))
+    booking = EscortBooking(
+        citizen=citizen, district_code=point.district_code, meeting_point=point, meet_at=meet_at, ends_at=ends_at,
+        busy_until=ends_at + policy.turnaround, destination=f"SRID=4326;POINT({to['lon']} {to['lat']})",
+        route=from_shape(LineString(route.coords), srid=4326), route_distance_m=route.distance_m,
+        route_duration_s=route.duration_s, route_source=route.source)
+    session.add(booking)
+    _flush_or_conflict(session)
+    record_event(session, booking, "requested", actor=citizen)
+    scouts = staff_on_duty(session, "scout", booking.district_code)
+    push(session, booking, "offered", scouts)
+    for kind, before in (("escort.reminder", policy.reminder), ("escort.unconfirmed", policy.unconfirmed)):
+        jobs.enqueue(session, kind=kind, payload={"booking_id": str(booking.id)}, run_at=meet_at - before,
+                     dedupe_key=f"{kind}:{booking.id}")
+    offered = event_payload(booking, "offered", TEXTS["offered"][0])
+    session.commit()
+    for scout_id in scouts:
+        broadcast.to_user(scout_id, events.ESCORT_OFFERED, offered)
+    broadcast.to_district(offered["district"], events.ESCORT_UPDATED, {**offered, "event": "requested"})
+    return booking
+
+
+def accept(session, *, scout: User, booking_id) -> EscortBooking:
+    """Take a slot of the pair; the database refuses a third scout or a scout busy then (409)."""
+    booking = locked_booking(session, booking_id)
+    with _refusal_releases_lock(session):
+        if booking.district_code != scout.district_code:
+            raise Forbidden("This booking belongs to another district.")
+        if holds(booking, scout.id):
+            session.commit()
+            return booking  # a retried accept
+        if not scout.on_duty:
+            raise Conflict("Go on duty before accepting escorts.")
+        if booking.status not in ("requested", "confirmed"):  # a confirmed one is refused below, by the database
+            raise Conflict(f"This booking is {booking.status}.")
+        try:
+            slot = session.scalar(_TAKE_SLOT, {"scout": scout.id, "booking": booking.id})
+        except IntegrityError as exc:
+            raise _conflict(exc) from None
+    record_event(session, booking, "accepted", actor=scout, slot=slot)
+    session.expire(booking, ["assignments"])
+    event = "accepted"
+    if slot == PAIR:
+        booking.status, event = "confirmed", "confirmed"
+        record_event(session, booking, "confirmed")
+        push(session, booking, "confirmed", parties(booking))
+    _commit_and_tell(session, booking, event)
+    return booking
+
+
+def start(session, *, user: User, booking_id, now=None) -> EscortBooking:
+    """The scouts met the citizen: confirmed -> in_progress."""
+    return _move(session, user=user, booking_id=booking_id, action="start", now=now)
+
+
+def complete(session, *, user: User, booking_id, now=None) -> EscortBooking:
+    """The citizen is home: in_progress -> completed."""
+    return _move(session, user=user, booking_id=booking_id, action="complete", now=now)
+
+
+def no_show(session, *, user: User, booking_id, now=None) -> EscortBooking:
+    """Nobody came to the meeting point: confirmed -> no_show, from the meeting time on."""
+    return _move(session, user=user, booking_id=booking_id, action="no_show", now=now)
+
+
+def cancel(session, *, user: User, booking_id, now=None) -> EscortBooking:
+    """Cancel before the escort starts (the citizen, the district's operators, admins); frees the scouts."""
+    return _move(session, user=user, booking_id=booking_id, action="cancel", now=now)
+
+
+def _move(session, *, user, booking_id, action, now) -> EscortBooking:
+    allowed, target, event = MOVES[action]
+    now = now or utcnow()
+    booking = locked_booking(session, booking_id)
+    with _refusal_releases_lock(session):
+        _check_actor(user, booking, action)
+        if booking.status == target:
+            session.commit()
+            return booking  # a retried request
+        if booking.status not in allowed:
+            raise Conflict(f"This booking is {booking.status}; it cannot {action.replace('_', '-')}.")
+        if action == "no_show" and now < booking.meet_at:
+            raise Conflict("A no-show can be recorded from the meeting time on.")
+    recipients = [uid for uid in parties(booking) if uid != user.id]
+    booking.status = target
+    if action == "start":
+        booking.started_at = now
+    else:
+        booking.finished_at = now
+    if action == "cancel":
+        session.execute(update(EscortAssignment).where(EscortAssignment.booking_id == booking.id,
+                                                       EscortAssignment.released_at.is_(None))
+                        .values(released_at=now))
+        session.expire(booking, ["assignments"])
+    record_event(session, booking, event, actor=user)
+    push(session, booking, event, recipients)
+    _commit_and_tell(session, booking, event, extra=recipients)
+    return booking
+
+
+def get_booking(session, *, user: User, booking_id) -> EscortBooking:
+    """A booking for its citizen, its scouts, the district's operators and scouts (while open), admins."""
+    booking = session.get(EscortBooking, booking_id)
+    if booking is None:
+        raise NotFound("No such booking.")
+    if not may_read(user, booking):
+        raise Forbidden("You may not read this booking.")
+    return booking
+
+
+def may_read(user: User, booking: EscortBooking) -> bool:
+    """Who may read a booking (and so where the citizen will be, and when)."""
+    if user.role == "admin":
+        return True
+    if user.role == "citizen":
+        return booking.citizen_id == user.id
+    if user.district_code != booking.district_code:
+        return False
+    return user.role == "operator" or booking.status == "requested" or _held_ever(booking, user.id)
+
+
+def list_bookings(session, *, user: User, status: str | None = None, limit: int = 100) -> list[EscortBooking]:
+    """My bookings (citizen), my escorts (scout), my district's (operator) or all (admin), newest first."""
+    query = select(EscortBooking)
+    if user.role == "citizen":
+        query = query.where(EscortBooking.citizen_id == user.id)
+    elif user.role == "scout":
+        query = query.where(EscortBooking.id.in_(
+            select(EscortAssignment.booking_id).where(EscortAssignment.scout_id == user.id)))
+    elif user.role == "operator":
+        query = query.where(EscortBooking.district_code == user.district_code)
+    if status:
+        query = query.where(EscortBooking.status == status)
+    return list(session.scalars(query.order_by(EscortBooking.meet_at.desc()).limit(limit)))
+
+
+def offers(session, *, scout: User, now: datetime | None = None) -> list[EscortBooking]:
+    """Open bookings of the scout's district that still need scouts and are not yet theirs."""
+    mine = select(EscortAssignment.booking_id).where(EscortAssignment.scout_id == scout.id)
+    return list(session.scalars(
+        select(EscortBooking).where(EscortBooking.district_code == scout.district_code,
+                                    EscortBooking.status == "requested", EscortBooking.meet_at > (now or utcnow()),
+                                    EscortBooking.id.not_in(mine))
+        .order_by(EscortBooking.meet_at)))
+
+
+def locked_booking(session, booking_id, *, missing_ok=False) -> EscortBooking | None:
+    """The booking, row-locked for this transaction (404 when missing, unless missing_ok)."""
+    booking = session.scalar(select(EscortBooking).where(EscortBooking.id == booking_id)
+                             .with_for_update(of=EscortBooking).execution_options(populate_existing=True))
+    if booking is None and not missing_ok:
+        session.rollback()
+        raise NotFound("No such booking.")
+    return booking
+
+
+def _check_actor(user, booking, action):
+    if user.role == "admin" or (user.role == "operator" and user.district_code == booking.district_code):
+        return
+    if action == "cancel" and booking.citizen_id == user.id:
+        return
+    if action != "cancel" and holds(booking, user.id):
+        return
+    raise Forbidden(f"You may not {action.replace('_', '-')} this booking.")
+
+
+def held(booking) -> list:
+    """The assignments still held (not released by a cancellation)."""
+    return [a for a in booking.assignments if a.released_at is None]
+
+
+def holds(booking, user_id) -> bool:
+    """Whether this person is one of the booking's scouts."""
+    return any(a.scout_id == user_id for a in held(booking))
+
+
+def _held_ever(booking, user_id) -> bool:
+    return any(a.scout_id == user_id for a in booking.assignments)
+
+
+def parties(booking) -> list:
+    """The citizen and the scouts: who hears of every change."""
+    return [booking.citizen_id, *(a.scout_id for a in held(booking))]
+
+
+def staff_on_duty(session, role, district) -> list:
+    """Ids of a district's scouts or operators on shift."""
+    return list(session.scalars(select(User.id).where(User.role == role, User.district_code == district,
+                                                      User.on_duty.is_(True))))
+
+
+def record_event(session, booking, kind, *, actor=None, **data):
+    """Add an entry to the booking's audit trail in the caller's transaction."""
+    session.add(EscortEvent(booking_id=booking.id, kind=kind, actor_id=actor.id if actor else None, data=data))
+
+
+def push(session, booking, event, user_ids):
+    """Queue one push to these people in the caller's transaction; the worker delivers it."""
+    ids = sorted({str(uid) for uid in user_ids})
+    if not ids:
+        return
+    title, body = TEXTS[event]
+    meet_at = booking.meet_at.isoformat()
+    jobs.enqueue(session, kind="push.user", payload={
+        "user_ids": ids, "title": title, "body": body.format(time=seoul_time(meet_at)),
+        "data": {"type": "escort", "id": str(booking.id), "event": event, "status": booking.status,
+                 "meet_at": meet_at}})
+
+
+def _commit_and_tell(session, booking, event, extra=()):
+    payload = event_payload(booking, event, TEXTS[event][0])
+    recipients, district = [*parties(booking), *extra], booking.district_code
+    session.commit()
+    tell(district, payload, recipients)
+
+
+def tell(district, payload, user_ids):
+    """After commit: `escort.updated` to each person's phones and to the district's operators."""
+    for uid in dict.fromkeys(user_ids):
+        broadcast.to_user(uid, events.ESCORT_UPDATED, payload)
+    broadcast.to_district(district, events.ESCORT_UPDATED, payload)
+
+
+@contextmanager
+def _refusal_releases_lock(session):
+    """Roll back (releasing the booking's row lock) before a refusal leaves the service."""
+    try:
+        yield
+    except (DomainError, IntegrityError):
+        session.rollback()
+        raise
+
+
+def _flush_or_conflict(session):
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise _conflict(exc) from None
+
+
+def _conflict(exc: IntegrityError) -> Conflict:
+    name = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+    if name not in CONFLICTS:
+        raise exc
+    return Conflict(CONFLICTS[name])

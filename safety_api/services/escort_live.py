@@ -1,0 +1,73 @@
+"""Escort timers (reminder, still unconfirmed) and the scouts' positions during the walk."""
+from safety_api.clock import utcnow
+from safety_api.errors import Conflict, Forbidden, NotFound
+from safety_api.models import User
+from safety_api.models.escort import EscortBooking
+from safety_api.realtime import events, rooms
+from safety_api.realtime.positions import batcher
+from safety_api.services import fixes as fix_store
+from safety_api.services.escort import (TEXTS, held, holds, locked_booking, parties, push, record_event,
+                                        staff_on_duty, tell)
+from safety_api.services.escort_views import event_payload
+
+
+def remind(session, *, booking_id) -> bool:
+    """Timer: remind the citizen and the pair before a confirmed meeting. Fires once."""
+    booking = locked_booking(session, booking_id, missing_ok=True)
+    if booking is None or booking.status != "confirmed" or booking.reminded_at is not None:
+        return False
+    booking.reminded_at = utcnow()
+    record_event(session, booking, "reminded")
+    push(session, booking, "reminder", parties(booking))
+    session.flush()
+    # Emitted before the job's commit: a repeat after a crash re-emits, which clients treat as an update.
+    tell(booking.district_code, event_payload(booking, "reminder", TEXTS["reminder"][0]), parties(booking))
+    return True
+
+
+def flag_unconfirmed(session, *, booking_id) -> bool:
+    """Timer: a booking still without its pair shortly before the meeting goes to citizen and operators."""
+    booking = locked_booking(session, booking_id, missing_ok=True)
+    if booking is None or booking.status != "requested" or booking.flagged_at is not None:
+        return False
+    booking.flagged_at = utcnow()
+    record_event(session, booking, "unconfirmed", scouts=len(held(booking)))
+    push(session, booking, "unconfirmed", [booking.citizen_id])
+    push(session, booking, "unconfirmed", staff_on_duty(session, "operator", booking.district_code))
+    session.flush()
+    tell(booking.district_code, event_payload(booking, "unconfirmed", TEXTS["unconfirmed"][0]),
+          [booking.citizen_id])
+    return True
+
+
+def reminder_job(session, payload, _worker):
+    """Worker entry for `escort.reminder`."""
+    remind(session, booking_id=payload["booking_id"])
+
+
+def unconfirmed_job(session, payload, _worker):
+    """Worker entry for `escort.unconfirmed`."""
+    flag_unconfirmed(session, booking_id=payload["booking_id"])
+
+
+def record_escort_fixes(session, redis_client, *, scout: User, booking_id, fixes, now=None) -> dict:
+    """A scout's positions during the escort: stored, kept live, and batched to the citizen and the operators."""
+    now = now or utcnow()
+    booking = session.get(EscortBooking, booking_id)
+    if booking is None:
+        raise NotFound("No such booking.")
+    if not holds(booking, scout.id):
+        raise Forbidden("Only the booking's scouts send its positions.")
+    if booking.status != "in_progress":
+        raise Conflict(f"This escort is {booking.status}, not in progress.")
+    valid, rejected = fix_store.validate(fixes, now=now)
+    fresh = fix_store.store(session, subject_kind="escort", subject_id=booking.id, user_id=scout.id, fixes=valid)
+    citizen_id, district = booking.citizen_id, booking.district_code
+    session.commit()
+    newest = fresh[-1] if fresh else None
+    if newest and fix_store.set_live(redis_client, subject_kind="escort", subject_id=booking_id, fix=newest):
+        item = {"kind": "escort", "id": str(booking_id), "scout_id": str(scout.id), **newest.as_dict()}
+        batcher.add(namespace=events.CONTROL, room=rooms.district(district), event=events.POSITIONS, item=item)
+        batcher.add(namespace=events.MOBILE, room=rooms.user(citizen_id), event=events.ESCORT_POSITION, item=item)
+    return {"accepted": len(fresh), "rejected": len(rejected), "duplicates": len(valid) - len(fresh),
+            "errors": rejected}

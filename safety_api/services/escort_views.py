@@ -1,0 +1,67 @@
+"""How meeting points and escort bookings look in answers and socket payloads (plain dicts)."""
+from geoalchemy2.shape import to_shape
+from sqlalchemy import select
+
+from safety_api.models.escort import EscortBooking, EscortEvent, MeetingPoint
+
+
+def point_of(geography) -> tuple[float, float]:
+    """(lon, lat) of a stored point."""
+    point = to_shape(geography)
+    return point.x, point.y
+
+
+def meeting_point_view(point: MeetingPoint, distance_m: float | None = None) -> dict:
+    """A meeting point with its GeoJSON location and, for a nearby search, its distance."""
+    lon, lat = point_of(point.location)
+    view = {"id": str(point.id), "name": point.name, "name_en": point.name_en, "kind": point.kind,
+            "district": point.district_code, "active": point.active,
+            "location": {"type": "Point", "coordinates": [lon, lat]}}
+    if distance_m is not None:
+        view["distance_m"] = round(distance_m, 1)
+    return view
+
+
+def booking_view(booking: EscortBooking) -> dict:
+    """The booking for everyone entitled to read it: API.md's fields and its timing."""
+    lon, lat = point_of(booking.destination)
+    return {
+        "id": str(booking.id), "status": booking.status, "district": booking.district_code,
+        "meet_at": _iso(booking.meet_at), "ends_at": _iso(booking.ends_at),
+        "meeting_point": meeting_point_view(booking.meeting_point),
+        "to": {"lat": lat, "lon": lon},
+        "citizen": {"id": str(booking.citizen_id), "name": booking.citizen.name},
+        "scouts": [{"id": str(a.scout_id), "name": a.scout.name, "slot": a.slot}
+                   for a in booking.assignments if a.released_at is None],
+        "route": route_feature(booking),
+        "created_at": _iso(booking.created_at), "started_at": _iso(booking.started_at),
+        "finished_at": _iso(booking.finished_at), "unconfirmed_flagged_at": _iso(booking.flagged_at),
+    }
+
+
+def detail_view(session, booking: EscortBooking) -> dict:
+    """The booking with its audit trail."""
+    view = booking_view(booking)
+    rows = session.scalars(select(EscortEvent).where(EscortEvent.booking_id == booking.id).order_by(EscortEvent.id))
+    view["events"] = [{"kind": e.kind, "actor_id": str(e.actor_id) if e.actor_id else None, "data": e.data,
+                       "at": _iso(e.at)} for e in rows]
+    return view
+
+
+def route_feature(booking: EscortBooking) -> dict:
+    """The planned walk as a GeoJSON Feature; `source` says whether the route engine drew it."""
+    coords = [list(c) for c in to_shape(booking.route).coords]
+    return {"type": "Feature", "geometry": {"type": "LineString", "coordinates": coords},
+            "properties": {"distance_m": round(booking.route_distance_m, 1),
+                           "duration_s": round(booking.route_duration_s), "source": booking.route_source}}
+
+
+def event_payload(booking: EscortBooking, event: str, title: str) -> dict:
+    """The `escort.offered` / `escort.updated` socket payload."""
+    return {"booking_id": str(booking.id), "event": event, "status": booking.status,
+            "district": booking.district_code, "meet_at": _iso(booking.meet_at), "title": title,
+            "scouts": [str(a.scout_id) for a in booking.assignments if a.released_at is None]}
+
+
+def _iso(moment):
+    return moment.isoformat() if moment is not None else None

@@ -1,0 +1,49 @@
+"""A person's rights over their data: export everything, delete the account (keeping only what law requires)."""
+from sqlalchemy import text
+
+from safety_api.errors import Unauthorized
+from safety_api.services.accounts import verify_secret
+
+# (section, SQL selecting the person's rows as JSON); :uid is the person. Secrets never leave.
+EXPORT_QUERIES = {
+    "account": "SELECT id, phone, name, role, district_code, on_duty, created_at, "
+               "cancel_pin_hash IS NOT NULL AS has_pins FROM users WHERE id = :uid",
+    "devices": "SELECT platform, created_at, last_seen_at FROM push_devices WHERE user_id = :uid",
+    "guardian_links": "SELECT id, protected_id, guardian_id, status, created_at, accepted_at FROM guardian_links "
+                      "WHERE protected_id = :uid OR guardian_id = :uid",
+    "incidents": "SELECT id, trigger, caller_status AS status, ST_AsGeoJSON(location)::json AS location, "
+                 "accuracy_m, created_at, closed_at FROM incidents WHERE caller_id = :uid",
+    "walks": "SELECT id, status, profile, started_at, expected_arrival, ended_at, route_properties FROM walks "
+             "WHERE walker_id = :uid",
+    "escort_bookings": "SELECT id, status, meet_at, created_at FROM escort_bookings WHERE citizen_id = :uid",
+    "location_fixes": "SELECT subject_kind, subject_id, lat, lon, accuracy_m, t FROM location_fixes "
+                      "WHERE user_id = :uid ORDER BY t",
+    "location_reads": "SELECT viewer_id, subject_kind, subject_id, purpose, at FROM location_access_log "
+                      "WHERE subject_user_id = :uid ORDER BY at",
+}
+
+
+def export(session, *, user) -> dict:
+    """Everything the service holds about the person, as JSON-ready sections."""
+    out = {}
+    for section, sql in EXPORT_QUERIES.items():
+        rows = session.execute(text(f"SELECT coalesce(json_agg(r), '[]'::json) FROM ({sql}) r"), {"uid": user.id})
+        out[section] = rows.scalar_one()
+    return out
+
+
+def delete_account(session, *, user, password: str):
+    """Delete the person and their data; incident records stay, detached from the person, as evidence."""
+    if not verify_secret(user.password_hash, password):
+        raise Unauthorized("Confirm with your password to delete the account.")
+    uid = {"uid": user.id}
+    # An incident's trail is evidence the law asks us to keep: keep the fixes, drop who sent them.
+    session.execute(text("UPDATE location_fixes SET user_id = NULL WHERE user_id = :uid "
+                         "AND incident_id IS NOT NULL"), uid)
+    session.execute(text("UPDATE incidents SET idempotency_key = NULL, last_fix = last_fix - 'accuracy_m' "
+                         "WHERE caller_id = :uid"), uid)
+    session.execute(text("DELETE FROM location_fixes WHERE user_id = :uid"), uid)
+    # users' foreign keys cascade to tokens, devices, guardian links, walks and bookings, and set
+    # incidents.caller_id / incident_events.actor_id to NULL.
+    session.execute(text("DELETE FROM users WHERE id = :uid"), uid)
+    session.commit()

@@ -1,0 +1,89 @@
+"""Protected persons and emergency-bell devices."""
+import hashlib
+import secrets
+
+from geoalchemy2 import WKTElement
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from safety_api.clock import utcnow
+from safety_api.errors import Conflict, Invalid, NotFound, Unauthorized
+from safety_api.models import BellDevice, ProtectedPerson, User
+from safety_api.policy import check_change_protection
+
+KEY_PREFIX = "bell_"
+
+
+def protect(session, *, actor: User, user_id, agency: str, case_reference: str, contact_phones: list,
+            note: str | None) -> ProtectedPerson:
+    """Mark a citizen as under protection (or update it); their SOS gets priority and the agency is told."""
+    person = session.get(User, user_id)
+    if person is None or person.role != "citizen":
+        raise NotFound("No such citizen.")
+    record = session.get(ProtectedPerson, person.id)
+    if record is None:
+        record = ProtectedPerson(user_id=person.id, created_by=actor.id)
+    else:
+        check_change_protection(actor, protector=_protector(session, record))
+    record.agency, record.case_reference, record.contact_phones = agency, case_reference, contact_phones
+    record.note = note
+    session.add(record)
+    session.commit()
+    return record
+
+
+def unprotect(session, *, actor: User, user_id):
+    """End protection (admins, or operators of the district that set it up)."""
+    record = session.get(ProtectedPerson, user_id)
+    if record is None:
+        raise NotFound("This person is not under protection.")
+    check_change_protection(actor, protector=_protector(session, record))
+    session.delete(record)
+    session.commit()
+
+
+def _protector(session, record: ProtectedPerson) -> User | None:
+    return session.get(User, record.created_by) if record.created_by else None
+
+
+def create_bell_device(session, *, name: str, lat: float, lon: float, owner_phone: str | None) -> tuple:
+    """Register a bell; returns (device, api_key). The key is shown once and stored only as a hash."""
+    owner = None
+    if owner_phone:
+        owner = session.scalar(select(User).where(User.phone == owner_phone))
+        if owner is None:
+            raise Invalid("No user with this phone.", errors=[{"field": "owner_phone", "message": "Unknown."}])
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    device = BellDevice(name=name, key_hash=_digest(key), key_prefix=key[:12],
+                        location=WKTElement(f"POINT({lon} {lat})", srid=4326), owner_id=owner.id if owner else None)
+    session.add(device)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict("Key collision; try again.") from None
+    return device, key
+
+
+def revoke_bell_device(session, *, device_id):
+    """Revoke a bell's key; it can no longer raise SOS."""
+    device = session.get(BellDevice, device_id)
+    if device is None:
+        raise NotFound("No such bell device.")
+    device.revoked_at = device.revoked_at or utcnow()
+    session.commit()
+
+
+def authenticate_bell(session, api_key: str | None) -> BellDevice:
+    """The device holding this key, unless unknown or revoked."""
+    if not api_key:
+        raise Unauthorized("Send the device key in the X-Device-Key header.")
+    # sha256 of a 256-bit random key: an index lookup, and no secret to brute-force from the hash.
+    device = session.scalar(select(BellDevice).where(BellDevice.key_hash == _digest(api_key)))
+    if device is None or device.revoked_at is not None:
+        raise Unauthorized("Unknown or revoked device key.")
+    return device
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()

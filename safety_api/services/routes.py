@@ -1,0 +1,89 @@
+"""Safe routes: the street graph held in memory per process, reloaded when its data version changes."""
+import threading
+import time
+from datetime import datetime
+
+import numpy as np
+import shapely
+from sqlalchemy import text
+
+from geo.graph import StreetGraph
+from geo.routing import OffNetwork, RouteEngine, RoutingError, Unreachable
+from safety_api.clock import to_seoul
+from safety_api.errors import Invalid, Unavailable
+from safety_api.services.geodata import current_version
+
+_lock = threading.Lock()
+_cache = {"engine": None, "checked_at": 0.0}
+
+
+def engine(session, *, settings: dict) -> RouteEngine:
+    """This process's engine; checks the data version at most every few seconds."""
+    cached = _cache["engine"]
+    if cached is not None and time.monotonic() - _cache["checked_at"] < settings["version_check_s"]:
+        return cached
+    version = current_version(session)
+    if version is None:
+        raise Unavailable("The street network is not loaded yet.")
+    with _lock:
+        cached = _cache["engine"]
+        if cached is None or cached.graph.version != version:
+            cached = RouteEngine(load_graph(session, version), max_detour=settings["max_detour"],
+                                 snap_max_m=settings["snap_max_m"], walking_speed_mps=settings["walking_speed_mps"])
+            _cache["engine"] = cached
+        _cache["checked_at"] = time.monotonic()
+    return cached
+
+
+def load_graph(session, version: str) -> StreetGraph:
+    """Read the street edges into the compact in-memory graph."""
+    rows = session.execute(text(
+        "SELECT id, source, target, length_m, covered_m, cctv_weight, bell_count, light_count, safe_house_near,"
+        " ST_AsBinary(geom) AS wkb FROM street_edges ORDER BY id")).all()
+    cols = list(zip(*rows)) if rows else [[]] * 10
+    lines = shapely.from_wkb(np.array(cols[9], dtype=object))
+    coords, index = shapely.get_coordinates(lines, return_index=True)
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(index, minlength=len(lines)))])
+    return StreetGraph.from_columns(
+        version=version, edge_id=cols[0], source=cols[1], target=cols[2], length_m=cols[3], covered_m=cols[4],
+        cctv_weight=cols[5], bell_count=cols[6], light_count=cols[7], safe_house_near=cols[8],
+        lonlat=coords, offsets=offsets)
+
+
+def is_night(moment: datetime, night_hours: tuple[int, int]) -> bool:
+    """Whether Seoul's wall clock is in the night window (e.g. 20 to 6)."""
+    start, end = night_hours
+    hour = to_seoul(moment).hour
+    return hour >= start or hour < end if start > end else start <= hour < end
+
+
+def plan_route(session, *, settings: dict, origin: tuple[float, float], destination: tuple[float, float],
+               profile: str, night: bool):
+    """A route between two (lat, lon) points; a point off the network or an unreachable pair is a 422."""
+    try:
+        return engine(session, settings=settings).route(
+            (origin[1], origin[0]), (destination[1], destination[0]), profile=profile, night=night)
+    except OffNetwork as off:
+        field = "from" if off.which == "from" else "to"
+        how_far = f"{off.distance_m:.0f} m" if off.distance_m != float("inf") else "far"
+        raise Invalid(f"The {field} point is {how_far} from the nearest walkable street.",
+                      errors=[{"field": field, "message": "Too far from the street network."}]) from None
+    except Unreachable:
+        raise Invalid("No walkable route connects these points.",
+                      errors=[{"field": "to", "message": "Unreachable from the start."}]) from None
+    except RoutingError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def as_feature(route) -> dict:
+    """The GeoJSON Feature of a route, with the properties of API.md."""
+    props = {key: _rounded(getattr(route, key)) for key in (
+        "profile", "distance_m", "duration_s", "cctv_count", "bell_count", "covered_ratio", "safety_score",
+        "shortest_distance_m", "detour_ratio")}
+    return {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [list(c) for c in route.coords]},
+            "properties": props}
+
+
+def _rounded(value):
+    """Metres to the decimetre, ratios to three places: more digits would be noise."""
+    return round(value, 3) if isinstance(value, float) else value

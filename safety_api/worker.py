@@ -1,0 +1,103 @@
+"""The worker: claims durable jobs and runs their handlers; any number may run at once."""
+import gc
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+from typing import Callable
+
+from safety_api.extensions import db
+from safety_api.services import jobs
+
+log = logging.getLogger(__name__)
+
+
+class RetryLater(Exception):
+    """Raised by a handler whose work is not done yet; the job runs again after `delay_s`."""
+
+    def __init__(self, reason: str, delay_s: float):
+        super().__init__(reason)
+        self.delay_s = delay_s
+
+
+def job_handlers() -> dict[str, Callable]:
+    """Handlers by job kind: each takes (session, payload, context) and leaves the commit to us."""
+    from safety_api.worker_jobs import HANDLERS
+    return HANDLERS
+
+
+def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(cap, base * 2 ** attempt))
+
+
+class Worker:
+    """Polls the job table; stops between jobs when asked."""
+
+    def __init__(self, app, *, name: str | None = None):
+        self.app = app
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self.stop_event = threading.Event()
+        self.handlers = dict(job_handlers())  # a copy: adding a kind to one worker leaves the registry alone
+        self.lease_s = app.config["JOB_LEASE_S"]
+
+    def run(self):
+        """Loop until stopped, sleeping only when there is nothing due."""
+        log.info("worker %s started", self.name)
+        while not self.stop_event.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:  # a dead database must not kill the loop; it retries after a pause
+                log.exception("worker loop error")
+                worked = 0
+            if not worked:
+                self.stop_event.wait(self.app.config["WORKER_POLL_S"])
+        log.info("worker %s stopped", self.name)
+
+    def run_once(self) -> int:
+        """Claim and run one batch; return how many jobs were claimed."""
+        with self.app.app_context():
+            rows = jobs.claim(db.session, worker=self.name, limit=self.app.config["WORKER_BATCH"],
+                              lease_s=self.lease_s)
+            for row in rows:
+                if self.stop_event.is_set():
+                    break  # unrun claims come back when their lease expires
+                # A batch may outlast its lease (pushes timing out one after another); a job whose lease ran
+                # out may have been taken over, and two workers must never send the same push.
+                if jobs.renew(db.session, job_id=row.id, worker=self.name, lease_s=self.lease_s):
+                    self._run_job(row)
+            db.session.remove()
+            return len(rows)
+
+    def _run_job(self, row):
+        handler = self.handlers.get(row.kind)
+        session = db.session
+        try:
+            if handler is None:
+                raise LookupError(f"no handler for job kind {row.kind!r}")
+            handler(session, row.payload, self)
+            jobs.finish(session, job_id=row.id)
+            session.commit()
+        except RetryLater as later:
+            session.rollback()
+            jobs.retry_or_fail(session, job_id=row.id, attempts=row.attempts, max_attempts=row.max_attempts,
+                               error=str(later), delay_s=later.delay_s)
+        except Exception as exc:  # isolate one job's failure from the rest of the batch
+            session.rollback()
+            log.exception("job %s (%s) failed", row.id, row.kind)
+            jobs.retry_or_fail(session, job_id=row.id, attempts=row.attempts, max_attempts=row.max_attempts,
+                               error=f"{exc.__class__.__name__}: {exc}", delay_s=backoff(row.attempts))
+
+
+def main(app=None):
+    """Run one worker in the foreground until SIGTERM or SIGINT."""
+    from safety_api import create_app
+    worker = Worker(app or create_app())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop_event.set())
+    worker.run()
+    # The process ends here: spare it the interpreter's final collection of a large heap,
+    # which takes seconds on a busy machine and would hold up a rolling restart.
+    gc.freeze()

@@ -1,0 +1,32 @@
+"""The registry of job kinds the worker knows, each pointing at a service function."""
+from safety_api.services import deliveries, escort_live, incidents, walks
+
+
+def _noop(session, payload, worker):
+    """A job that only proves the pipeline (used by health checks and tests)."""
+
+
+def _push(session, payload, worker):
+    deliveries.deliver(session, delivery_id=payload["delivery_id"], sender=deliveries.sender_for(worker.app.config))
+
+
+def _push_user(session, payload, worker):
+    deliveries.expand_user_push(session, user_ids=payload["user_ids"], title=payload["title"], body=payload["body"],
+                                data=payload.get("data", {}))
+
+
+def _escalate(session, payload, worker):
+    incidents.escalate(session, incident_id=payload["incident_id"])
+
+
+HANDLERS = {
+    "noop": _noop,
+    "push.deliver": _push,
+    "push.user": _push_user,
+    "incident.escalate": _escalate,
+    "escort.reminder": escort_live.reminder_job,
+    "escort.unconfirmed": escort_live.unconfirmed_job,
+    "walk.timers": walks.timers_job,
+    "walk.checkin_expired": walks.checkin_job,
+    "fixes.purge": walks.purge_job,
+}
