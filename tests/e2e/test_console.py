@@ -1,0 +1,372 @@
+"""The operator console: Debian's headless Chromium, driven by Playwright, against live gunicorn servers."""
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from datetime import datetime, timezone
+from urllib.parse import urlparse
+
+import pytest
+import requests
+from playwright.sync_api import sync_playwright
+from sqlalchemy import text
+
+from notifications import SocketEmitter
+from tests.conftest import TEST_REDIS_URL
+from tests.factories import PASSWORD, create_user, token_for
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STATIC = os.path.join(ROOT, "safety_api", "console", "static")
+SHOT_DIRS = [os.path.join(ROOT, "artifacts"), os.path.join(ROOT, "docs", "img")]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+IN_GWANAK = {"lat": 37.4705, "lon": 126.9190, "accuracy_m": 12}
+NEAR_IT = {"lat": 37.4712, "lon": 126.9201, "accuracy_m": 15}
+# The Redis the tests use (6379 unless TEST_REDIS_URL names another), restarted the way set-up starts it.
+REDIS_PORT = str(urlparse(TEST_REDIS_URL).port or 6379)
+REDIS_LOG = "/tmp/redis-ansimi.log" if REDIS_PORT == "6379" else f"/tmp/redis-ansimi-{REDIS_PORT}.log"
+REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", REDIS_PORT, "--save", "",
+               "--appendonly", "no", "--logfile", REDIS_LOG]
+
+pytestmark = pytest.mark.e2e
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+
+
+def read(path: str) -> str:
+    with open(path, encoding="utf-8") as source:
+        return source.read()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def bearer(user) -> dict:
+    return {"Authorization": f"Bearer {token_for(user)}"}
+
+
+def raise_sos(server, citizen, where=IN_GWANAK) -> dict:
+    answer = requests.post(server.url + "/api/v1/sos", json=where, timeout=10,
+                           headers={**bearer(citizen), "Idempotency-Key": uuid.uuid4().hex})
+    assert answer.status_code == 201, answer.text
+    return answer.json()["incident"]
+
+
+def operator_post(server, operator, incident_id, action, body=None):
+    return requests.post(f"{server.url}/api/v1/incidents/{incident_id}/{action}", json=body or {},
+                         headers=bearer(operator), timeout=10)
+
+
+# Notes, in the page, when each incident first shows in the queue and on the map, and each status it takes:
+# the test then measures from its own clock, free of Playwright's polling.
+ARRIVALS = """
+window.__arrived = {};
+new MutationObserver(() => {
+  for (const el of document.querySelectorAll("#queue [data-incident-id], .leaflet-marker-pane [data-incident-id]")) {
+    const where = el.closest("#queue") ? "queue" : "map";
+    window.__arrived[`${where}:${el.dataset.incidentId}:${el.dataset.status}`] ??= Date.now();
+  }
+}).observe(document, {subtree: true, childList: true, attributes: true, attributeFilter: ["data-status"]});
+"""
+
+
+def arrived(page, incident_id, status, since: float) -> float:
+    """Seconds from `since` (time.time()) until the incident showed with that status in the queue and the map."""
+    page.wait_for_selector(queue_item(incident_id, status), timeout=5000)
+    page.wait_for_selector(f'{map_pin(incident_id)}[data-status="{status}"]', timeout=5000)
+    stamps = page.evaluate("([id, s]) => [window.__arrived[`queue:${id}:${s}`], window.__arrived[`map:${id}:${s}`]]",
+                           [incident_id, status])
+    return max(stamps) / 1000 - since
+
+
+def open_console(browser, server, operator, external: list):
+    """A fresh browser context signed in as the operator; any request leaving 127.0.0.1 is refused and noted."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="ko-KR")
+
+    def local_only(route):
+        if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            external.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", local_only)
+    context.add_init_script(ARRIVALS)
+    page = context.new_page()
+    page.goto(server.url + "/console/")
+    page.fill("input[name=phone]", operator.phone)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#live-state[data-state=up]", timeout=10_000)
+    return page
+
+
+def queue_item(incident_id, status=None) -> str:
+    selector = f'#queue [data-incident-id="{incident_id}"]'
+    return selector + (f'[data-status="{status}"]' if status else "")
+
+
+def map_pin(incident_id) -> str:
+    return f'.leaflet-marker-pane [data-incident-id="{incident_id}"]'
+
+
+def screenshot(page, name: str):
+    for folder in SHOT_DIRS:
+        os.makedirs(folder, exist_ok=True)
+        page.screenshot(path=os.path.join(folder, f"console-{name}.png"))
+
+
+def redis_ping() -> bool:
+    answer = subprocess.run(["redis-cli", "-p", REDIS_PORT, "ping"], capture_output=True, text=True)
+    return answer.stdout.strip() == "PONG"
+
+
+def ensure_redis_up(timeout_s=15):
+    if not redis_ping():
+        subprocess.run(REDIS_START, check=False, capture_output=True)
+    deadline = time.time() + timeout_s
+    while not redis_ping():
+        assert time.time() < deadline, "Redis did not come back"
+        time.sleep(0.1)
+
+
+def record_timings(**values):
+    path = os.path.join(SHOT_DIRS[0], "console-timings.json")
+    os.makedirs(SHOT_DIRS[0], exist_ok=True)
+    known = json.loads(read(path)) if os.path.exists(path) else {}
+    known.update({k: round(v, 3) for k, v in values.items()})
+    with open(path, "w") as out:
+        json.dump(known, out, indent=2)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def consoles(browser):
+    """Opens signed-in console pages (consoles(server, operator)); closes them after the test.
+
+    `consoles.external` lists every request a page tried to send off 127.0.0.1 (all refused)."""
+    contexts, external = [], []
+
+    def open_page(server, operator):
+        page = open_console(browser, server, operator, external)
+        contexts.append(page.context)
+        return page
+
+    open_page.external = external
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def test_the_console_names_no_address_outside_the_app():
+    for name in os.listdir(STATIC):
+        content = read(os.path.join(STATIC, name))
+        assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", content, re.I), f"{name} names an outside address"
+    html = read(os.path.join(STATIC, "index.html"))
+    for ref in re.findall(r'(?:src|href)="([^"]+)"', html):
+        assert ref.startswith(("/vendor/", "data:")) or "/" not in ref, ref
+
+
+def test_the_page_and_its_npm_packages_are_served(client):
+    for path in ("/console/", "/vendor/leaflet/leaflet.js", "/vendor/leaflet/leaflet.css",
+                 "/vendor/socket.io/socket.io.min.js"):
+        with client.get(path) as answer:
+            assert answer.status_code == 200, path
+
+
+def test_layers_are_for_operators_and_admins_only(client, db):
+    citizen = create_user(db.session)
+    for path in ("/api/v1/districts/11620", "/api/v1/layers/streets", "/api/v1/layers/facilities?kind=cctv",
+                 "/api/v1/console/config"):
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers=bearer(citizen)).status_code == 403, path
+
+
+def test_the_district_comes_with_its_boundary_and_dongs(client, db):
+    operator = create_user(db.session, role="operator")
+    answer = client.get("/api/v1/districts/11620", headers=bearer(operator))
+    assert answer.status_code == 200
+    body = answer.json
+    assert body["name"] == "관악구" and body["boundary"]["type"] == "MultiPolygon"
+    dongs = db.session.scalar(text("SELECT count(*) FROM dongs WHERE district_code = '11620'"))
+    assert len(body["dongs"]["features"]) == dongs > 0
+    x0, y0, x1, y1 = body["bbox"]
+    assert x0 < IN_GWANAK["lon"] < x1 and y0 < IN_GWANAK["lat"] < y1
+    assert client.get("/api/v1/districts/99999", headers=bearer(operator)).status_code == 404
+
+
+def test_the_facility_layer_holds_every_camera_of_the_district(client, db):
+    operator = create_user(db.session, role="operator")
+    body = client.get("/api/v1/layers/facilities?kind=cctv", headers=bearer(operator)).json
+    truth = db.session.execute(text(
+        "SELECT count(*), sum(f.camera_count) FROM facilities f JOIN districts d"
+        " ON ST_Intersects(d.geom, f.geom::geometry) WHERE d.code = '11620' AND f.kind = 'cctv'")).one()
+    assert body["district"] == "11620" and body["count"] == truth[0] == len(body["ids"]) > 4000
+    assert body["cameras"] == truth[1] > 5000  # 관악구: more than 5,000 cameras on its poles
+    assert len(body["coords"]) == 2 * body["count"]
+    lons, lats = body["coords"][0::2], body["coords"][1::2]
+    assert all(126.8 < x < 127.1 for x in lons) and all(37.4 < y < 37.6 for y in lats)
+
+
+def test_streets_come_as_geojson_within_a_bbox(client, db):
+    operator = create_user(db.session, role="operator")
+    everything = client.get("/api/v1/layers/streets?district=11620", headers=bearer(operator)).json
+    box = (126.915, 37.466, 126.925, 37.474)
+    inside = client.get("/api/v1/layers/streets?bbox=" + ",".join(map(str, box)), headers=bearer(operator)).json
+    assert everything["type"] == "FeatureCollection" and len(everything["features"]) > 0
+    assert 0 < len(inside["features"]) < len(everything["features"])
+    for feature in inside["features"]:
+        xs = [c[0] for c in feature["geometry"]["coordinates"]]
+        ys = [c[1] for c in feature["geometry"]["coordinates"]]
+        assert max(xs) >= box[0] and min(xs) <= box[2] and max(ys) >= box[1] and min(ys) <= box[3]
+        assert 0 <= feature["properties"]["covered_ratio"] <= 1
+    assert client.get("/api/v1/layers/streets?bbox=1,2,3", headers=bearer(operator)).status_code == 422
+
+
+def test_an_admin_names_the_district_of_a_facility_layer(client, db):
+    admin = create_user(db.session, role="admin")
+    assert client.get("/api/v1/layers/facilities?kind=bell", headers=bearer(admin)).status_code == 422
+    assert client.get("/api/v1/layers/facilities?kind=bell&district=11620", headers=bearer(admin)).json["count"] > 0
+    assert client.get("/api/v1/console/config", headers=bearer(admin)).json["district"] is None
+
+
+@needs_chromium
+def test_an_sos_reaches_both_operators_who_then_act_on_it_together(browser, live_env, two_servers, db, consoles):
+    """Two operators on two api processes (as behind a sticky load balancer), joined by the Redis queue."""
+    server_a, server_b = two_servers
+    first = create_user(db.session, role="operator", name="관제요원 김")
+    second = create_user(db.session, role="operator", name="관제요원 박")
+    citizen = create_user(db.session, name="이안심")
+    earlier = raise_sos(server_a, citizen, NEAR_IT)  # an earlier call of the same person: a false alarm
+    assert operator_post(server_a, first, earlier["id"], "resolve", {"outcome": "false_alarm"}).status_code == 200
+    login = browser.new_page(viewport={"width": 1280, "height": 800})
+    login.goto(server_a.url + "/console/")
+    screenshot(login, "login")
+    login.close()
+    page1 = consoles(server_a, first)
+    page2 = consoles(server_b, second)
+    page1.wait_for_selector("body[data-layers=ready]", timeout=15_000)
+
+    posted = time.time()
+    incident = raise_sos(server_a, citizen)
+    on_page1 = arrived(page1, incident["id"], "open", posted)
+    on_page2 = arrived(page2, incident["id"], "open", posted)
+    assert on_page1 < 2 and on_page2 < 2, (on_page1, on_page2)
+    assert "is-new" in page1.get_attribute(queue_item(incident["id"]), "class")
+    assert page1.get_attribute("body", "data-last-cue"), "the arrival made no sound cue"
+
+    # Selecting it shows the cameras, the timeline, the person's earlier incident, and the live trail.
+    page1.click(queue_item(incident["id"]))
+    page1.wait_for_selector(f'#detail[data-incident-id="{incident["id"]}"] #d-events li')
+    cameras = requests.get(f"{server_a.url}/api/v1/incidents/{incident['id']}", headers=bearer(first),
+                           timeout=10).json()["incident"]["nearest_cctvs"]
+    assert cameras and page1.locator("#d-cameras [data-cctv-id]").count() == len(cameras)
+    assert page1.locator("path.cam-focus").count() == len(cameras)
+    assert page1.locator("#d-earlier li").count() == 1 and "오인 신고" in page1.inner_text("#d-earlier")
+    trail_started = time.perf_counter()
+    for count, where in enumerate((NEAR_IT, IN_GWANAK), start=1):  # the phone sends a fix every few seconds
+        fix = {**where, "t": now_iso()}
+        answer = requests.post(f"{server_a.url}/api/v1/sos/{incident['id']}/fixes", json={"fixes": [fix]},
+                               headers=bearer(citizen), timeout=10)
+        assert answer.json()["accepted"] == 1
+        page1.wait_for_function(f"document.querySelector('#d-location').dataset.trailPoints >= {count}",
+                                timeout=2000)
+    trail_s = (time.perf_counter() - trail_started) / 2
+    assert page1.locator("path.trail").count() == 1
+
+    # Acknowledging on one page changes the status on the other at once (same budget as an arrival).
+    acked = time.time()
+    page1.click("#act-ack")
+    ack_s = arrived(page2, incident["id"], "acknowledged", acked)
+    assert ack_s < 2, ack_s
+    page1.wait_for_selector(queue_item(incident["id"], "acknowledged"))
+    # Walks and escorts (and any later kind) in the district's `positions` batches show as live points.
+    emitter = SocketEmitter(TEST_REDIS_URL, channel=live_env["SOCKETIO_CHANNEL"])
+    items = [{"kind": kind, "id": f"{kind}-1", "lat": 37.4698 + i / 1000, "lon": 126.9215, "t": now_iso()}
+             for i, kind in enumerate(("walk", "escort", "bike_patrol"))]
+    assert emitter.emit("positions", {"items": items}, namespace="/control", room="district:11620")
+    emitter.close()
+    for item in items:
+        page2.wait_for_selector(f'path.live-pos.kind-{item["kind"]}[data-position-id="{item["kind"]}:{item["id"]}"]',
+                                timeout=2000)
+    page1.wait_for_timeout(300)
+    screenshot(page1, "incident")
+
+    # A conflicting action is shown, and what the operator typed stays: the first operator resolves the
+    # incident just before the second one's dispatch reaches the server.
+    page2.click(queue_item(incident["id"]))
+    page2.wait_for_selector(f'#detail[data-incident-id="{incident["id"]}"]')
+    page2.click("#act-dispatch")
+    page2.fill("#dispatch-form textarea[name=note]", "순찰차 현장 확인 요청")
+
+    first_headers = bearer(first)  # made here: the route handler runs outside the app context
+
+    def resolved_first(route):
+        answer = requests.post(f"{server_b.url}/api/v1/incidents/{incident['id']}/resolve", timeout=10,
+                               json={"outcome": "resolved"}, headers=first_headers)
+        assert answer.status_code == 200
+        route.continue_()
+
+    page2.route("**/api/v1/incidents/*/dispatch", resolved_first)
+    page2.click("#dispatch-form button[type=submit]")
+    page2.wait_for_selector("#d-notice.notice-conflict", timeout=3000)
+    assert "종결" in page2.inner_text("#d-notice")
+    assert page2.input_value("#dispatch-form textarea[name=note]") == "순찰차 현장 확인 요청"
+    page2.wait_for_selector('#detail[data-status="resolved"]')
+    for page in (page1, page2):
+        page.wait_for_selector(queue_item(incident["id"]), state="detached", timeout=1000)
+    screenshot(page2, "conflict")
+
+    # Korean first, with an English switch.
+    assert page1.inner_text(".queue-pane h2").startswith("긴급신고 대기열")
+    page1.click(".topbar [data-lang-switch]")
+    assert page1.inner_text(".queue-pane h2").startswith("SOS queue")
+    assert page1.inner_text("#act-ack") == "Acknowledge"
+    page1.click(".topbar [data-lang-switch]")
+    assert page1.inner_text("#act-ack") == "접수"
+    assert consoles.external == [], f"the console tried to reach the internet: {consoles.external}"
+    record_timings(sos_to_queue_and_map_s=on_page1, sos_to_second_operator_s=on_page2, ack_to_other_page_s=ack_s,
+                   trail_update_s=trail_s)
+
+
+@needs_chromium
+def test_the_banner_shows_while_redis_restarts_and_the_page_catches_up(two_servers, db, consoles):
+    """The page is on one process; incidents are raised on the other, so their events need Redis."""
+    server_a, server_b = two_servers
+    operator = create_user(db.session, role="operator")
+    citizen = create_user(db.session)
+    page = consoles(server_a, operator)
+    page.wait_for_selector("body[data-layers=ready]", timeout=15_000)
+    assert page.is_hidden("#banner")
+    try:
+        subprocess.run(["redis-cli", "-p", REDIS_PORT, "shutdown", "nosave"], capture_output=True, timeout=10)
+        down = time.perf_counter()
+        page.wait_for_selector("#banner", state="visible", timeout=10_000)
+        banner_s = time.perf_counter() - down
+        assert "서버 연결이 끊겼습니다" in page.inner_text("#banner")
+        screenshot(page, "banner")
+        during = raise_sos(server_b, citizen)  # its event is lost with Redis: the page must learn by reading
+    finally:
+        ensure_redis_up()
+    up = time.perf_counter()
+    # The api's pub/sub listener retries on python-socketio's backoff (1, 2, 4, 8, 16 s): the banner stays
+    # until it is back, which after a long outage under load takes a while.
+    page.wait_for_selector("#banner", state="hidden", timeout=40_000)
+    recovered_s = time.perf_counter() - up
+    page.wait_for_selector(queue_item(during["id"], "open"), timeout=6000)
+    posted = time.time()
+    after = raise_sos(server_b, citizen, NEAR_IT)  # live again across processes: resubscribed
+    assert arrived(page, after["id"], "open", posted) < 2
+    assert page.locator("#live-state[data-state=up]").count() == 1
+    assert consoles.external == []
+    record_timings(banner_after_redis_down_s=banner_s, banner_cleared_after_redis_up_s=recovered_s)

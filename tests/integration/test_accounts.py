@@ -1,0 +1,113 @@
+"""Accounts over HTTP on the real database and Redis."""
+import pytest
+
+from tests.factories import PASSWORD, auth_header, create_user
+
+PROBLEM = "application/problem+json"
+
+
+def register(client, phone="010-1234-5678", password="s3cret-pass", name="김안심"):
+    return client.post("/api/v1/auth/register", json={"phone": phone, "password": password, "name": name})
+
+
+def test_register_login_refresh_me(client):
+    created = register(client)
+    assert created.status_code == 201
+    assert created.json["user"]["phone"] == "01012345678"
+    assert created.json["user"]["role"] == "citizen"
+
+    login = client.post("/api/v1/auth/login", json={"phone": "01012345678", "password": "s3cret-pass"})
+    assert login.status_code == 200
+    access, refresh = login.json["access_token"], login.json["refresh_token"]
+
+    me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {access}"})
+    assert me.json == {"id": created.json["user"]["id"], "phone": "01012345678", "name": "김안심",
+                       "role": "citizen", "district": None}
+
+    renewed = client.post("/api/v1/auth/refresh", headers={"Authorization": f"Bearer {refresh}"})
+    assert renewed.status_code == 200 and renewed.json["access_token"]
+
+
+def test_register_twice_is_409(client):
+    assert register(client).status_code == 201
+    again = register(client)
+    assert again.status_code == 409 and again.content_type == PROBLEM
+
+
+def test_wrong_password_is_401_problem(client):
+    register(client)
+    bad = client.post("/api/v1/auth/login", json={"phone": "01012345678", "password": "nope-nope"})
+    assert bad.status_code == 401 and bad.content_type == PROBLEM
+    assert bad.json["status"] == 401 and "password" in bad.json["detail"]
+
+
+def test_login_is_rate_limited_per_phone(client):
+    register(client)
+    answers = [client.post("/api/v1/auth/login", json={"phone": "01012345678", "password": "wrong-guess"}).status_code
+               for _ in range(6)]
+    assert answers[:5] == [401] * 5 and answers[5] == 429
+    limited = client.post("/api/v1/auth/login", json={"phone": "01012345678", "password": "s3cret-pass"})
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+
+
+def test_login_is_rate_limited_per_address(client, app):
+    for i in range(30):
+        client.post("/api/v1/auth/login", json={"phone": f"0109999{i:04d}", "password": "whatever-1"})
+    assert client.post("/api/v1/auth/login",
+                       json={"phone": "01099998888", "password": "whatever-1"}).status_code == 429
+
+
+def test_logout_revokes_the_refresh_token(client):
+    register(client)
+    refresh = client.post("/api/v1/auth/login",
+                          json={"phone": "01012345678", "password": "s3cret-pass"}).json["refresh_token"]
+    bearer = {"Authorization": f"Bearer {refresh}"}
+    assert client.post("/api/v1/auth/logout", headers=bearer).status_code == 204
+    refused = client.post("/api/v1/auth/refresh", headers=bearer)
+    assert refused.status_code == 401 and refused.content_type == PROBLEM
+
+
+def test_access_token_cannot_refresh_and_refresh_token_cannot_read(client, db):
+    user = create_user(db.session)
+    assert client.post("/api/v1/auth/refresh", headers=auth_header(user)).status_code == 401
+
+
+def test_admin_creates_operator_bound_to_a_district(client, db):
+    admin = create_user(db.session, role="admin")
+    made = client.post("/api/v1/admin/users", headers=auth_header(admin), json={
+        "phone": "010-2222-3333", "password": PASSWORD, "name": "관제요원", "role": "operator", "district": "11620"})
+    assert made.status_code == 201
+    assert made.json["user"]["role"] == "operator" and made.json["user"]["district"] == "11620"
+
+
+@pytest.mark.parametrize("role", ["citizen", "operator", "scout"])
+def test_only_admins_create_users(client, db, role):
+    caller = create_user(db.session, role=role)
+    answer = client.post("/api/v1/admin/users", headers=auth_header(caller), json={
+        "phone": "010-2222-3333", "password": PASSWORD, "name": "x", "role": "operator", "district": "11620"})
+    assert answer.status_code == 403 and answer.content_type == PROBLEM
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"phone": "010-2222-3333", "password": PASSWORD, "name": "x", "role": "operator"}, "district"),
+    ({"phone": "010-2222-3333", "password": PASSWORD, "name": "x", "role": "operator", "district": "99999"},
+     "district"),
+    ({"phone": "010-2222-3333", "password": PASSWORD, "name": "x", "role": "citizen", "district": "11620"},
+     "district"),
+    ({"phone": "010-2222-3333", "password": PASSWORD, "name": "x", "role": "king"}, "role"),
+])
+def test_admin_user_validation_names_the_field(client, db, body, field):
+    admin = create_user(db.session, role="admin")
+    answer = client.post("/api/v1/admin/users", headers=auth_header(admin), json=body)
+    assert answer.status_code == 422 and answer.content_type == PROBLEM
+    assert field in [e["field"] for e in answer.json["errors"]]
+
+
+def test_pins_are_stored_hashed_and_must_differ(client, db):
+    user = create_user(db.session)
+    assert client.put("/api/v1/me/pins", headers=auth_header(user),
+                      json={"cancel_pin": "1234", "duress_pin": "1234"}).status_code == 422
+    assert client.put("/api/v1/me/pins", headers=auth_header(user),
+                      json={"cancel_pin": "1234", "duress_pin": "9876"}).status_code == 204
+    db.session.refresh(user)
+    assert user.cancel_pin_hash.startswith("$argon2") and "1234" not in user.cancel_pin_hash

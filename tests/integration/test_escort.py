@@ -1,0 +1,439 @@
+"""Escort booking on the real database: meeting points, rules, the pair, lifecycle, timers, roles, positions."""
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import delete, select
+
+from safety_api.clock import SEOUL, utcnow
+from safety_api.models import EscortBooking, EscortEvent, Job, MeetingPoint
+from safety_api.realtime import broadcast
+from safety_api.realtime.positions import batcher
+from safety_api.services import escort
+from safety_api.services.escort_rules import policy_from_config
+from safety_api.worker_jobs import HANDLERS
+from tests.factories import auth_header, create_user
+
+PROBLEM = "application/problem+json"
+SEOWON = "osm:node/357900646"  # the 서원역 bus stop in the OSM extract
+NEAR_SEOWON = {"lat": 37.4752, "lon": 126.9301}  # about 400 m away
+OPEN = {"ESCORT_SERVICE_HOURS": "Mon-Sun 00:00-24:00", "ESCORT_MIN_LEAD_MINUTES": 0, "ESCORT_SAME_DAY_ONLY": False}
+
+
+@pytest.fixture
+def open_service(app, monkeypatch):
+    """Service open at every hour, no lead time: a test may run at any time of day."""
+    for key, value in OPEN.items():
+        monkeypatch.setitem(app.config, key, value)
+
+
+@pytest.fixture
+def emitted(monkeypatch):
+    """Every server emit, as (namespace, room, event, payload)."""
+    sent = []
+
+    def record(event, payload, *, namespace, room):
+        sent.append((namespace, room, event, payload))
+        return True
+    monkeypatch.setattr(broadcast, "_emit", record)
+    return sent
+
+
+def open_policy(app):
+    return policy_from_config({**app.config, **OPEN})
+
+
+def meeting_point(db, source_id=SEOWON) -> MeetingPoint:
+    return db.session.scalar(select(MeetingPoint).where(MeetingPoint.source_id == source_id))
+
+
+def scout(db, *, district=None, on_duty=True, name="스카우트"):
+    user = create_user(db.session, role="scout", district=district, name=name)
+    user.on_duty = on_duty
+    db.session.commit()
+    return user
+
+
+def at(minutes: float) -> str:
+    return (utcnow() + timedelta(minutes=minutes)).astimezone(SEOUL).isoformat()
+
+
+def book(client, citizen, point, *, minutes=60, to=NEAR_SEOWON):
+    return client.post("/api/v1/escort/bookings", headers=auth_header(citizen),
+                       json={"meeting_point_id": str(point.id), "meet_at": at(minutes), "to": to})
+
+
+def make_booking(app, db, *, citizen=None, meet_at=None, point=None) -> EscortBooking:
+    """A booking through the service, at any time, bypassing the hours (for timers and races)."""
+    meet_at = meet_at or utcnow() + timedelta(hours=1)
+    return escort.create_booking(db.session, citizen=citizen or create_user(db.session), policy=open_policy(app),
+                                 meeting_point_id=(point or meeting_point(db)).id, meet_at=meet_at, to=NEAR_SEOWON,
+                                 now=meet_at - timedelta(minutes=5))
+
+
+def post(client, user, booking_id, action):
+    return client.post(f"/api/v1/escort/bookings/{booking_id}/{action}", headers=auth_header(user))
+
+
+def event_kinds(db, booking_id):
+    return db.session.scalars(select(EscortEvent.kind).where(EscortEvent.booking_id == booking_id)
+                              .order_by(EscortEvent.id)).all()
+
+
+def push_jobs(db):
+    return [j.payload for j in db.session.scalars(select(Job).where(Job.kind == "push.user").order_by(Job.id))]
+
+
+def confirmed(client, app, db, **kw):
+    booking = make_booking(app, db, **kw)
+    pair = [scout(db, name="첫째"), scout(db, name="둘째")]
+    for s in pair:
+        assert post(client, s, booking.id, "accept").status_code == 200
+    return booking, pair
+
+
+# --- meeting points ---------------------------------------------------------------------------------
+
+def test_meeting_points_are_gwanaks_bus_stops_nearest_first(client, db):
+    seowon = meeting_point(db)
+    answer = client.get("/api/v1/escort/meeting-points?lat=37.4780091&lon=126.9323984&limit=50",
+                        headers=auth_header(create_user(db.session)))
+    items = answer.json["items"]
+    assert answer.status_code == 200 and len(items) == 17
+    assert items[0]["id"] == str(seowon.id) and items[0]["distance_m"] < 1
+    assert [i["distance_m"] for i in items] == sorted(i["distance_m"] for i in items)
+    assert {i["kind"] for i in items} == {"bus_stop"} and {i["district"] for i in items} == {"11620"}
+    assert items[0]["location"] == {"type": "Point", "coordinates": [pytest.approx(126.9323984),
+                                                                     pytest.approx(37.4780091)]}
+
+
+def test_meeting_points_without_a_position_come_by_name_and_half_a_position_is_refused(client, db):
+    headers = auth_header(create_user(db.session))
+    names = [i["name"] for i in client.get("/api/v1/escort/meeting-points?limit=50", headers=headers).json["items"]]
+    assert names == sorted(names) and len(names) == 17
+    half = client.get("/api/v1/escort/meeting-points?lat=37.47", headers=headers)
+    assert half.status_code == 422 and half.content_type == PROBLEM
+
+
+@pytest.fixture
+def added_points(db):
+    """Meeting points are reference data kept between tests: remove the ones a test adds."""
+    yield
+    db.session.rollback()
+    db.session.execute(delete(MeetingPoint).where(MeetingPoint.source_id.is_(None)))
+    db.session.commit()
+
+
+def test_admins_add_and_retire_meeting_points(client, db, added_points):
+    admin = create_user(db.session, role="admin")
+    made = client.post("/api/v1/escort/meeting-points", headers=auth_header(admin), json={
+        "name": "신림역 3번 출구", "kind": "station", "location": {"lat": 37.4842, "lon": 126.9297}})
+    assert made.status_code == 201 and made.json["district"] == "11620"
+    retired = client.patch(f"/api/v1/escort/meeting-points/{made.json['id']}", headers=auth_header(admin),
+                           json={"active": False})
+    assert retired.status_code == 200 and retired.json["active"] is False
+    listed = client.get("/api/v1/escort/meeting-points?limit=50", headers=auth_header(admin)).json["items"]
+    assert made.json["id"] not in [i["id"] for i in listed]
+
+
+@pytest.mark.parametrize("role", ["citizen", "operator", "scout"])
+def test_only_admins_manage_meeting_points(client, db, role):
+    answer = client.post("/api/v1/escort/meeting-points", headers=auth_header(create_user(db.session, role=role)),
+                         json={"name": "x", "kind": "station", "location": {"lat": 37.4842, "lon": 126.9297}})
+    assert answer.status_code == 403 and answer.content_type == PROBLEM
+
+
+def test_a_meeting_point_outside_the_served_area_is_422(client, db, added_points):
+    answer = client.post("/api/v1/escort/meeting-points", headers=auth_header(create_user(db.session, role="admin")),
+                         json={"name": "부산역", "kind": "station", "location": {"lat": 35.1151, "lon": 129.0415}})
+    assert answer.status_code == 422 and answer.json["errors"][0]["field"] == "location"
+
+
+# --- booking ----------------------------------------------------------------------------------------
+
+def test_a_booking_is_offered_to_the_districts_on_duty_scouts(client, db, open_service, emitted):
+    on_duty = [scout(db), scout(db)]
+    scout(db, on_duty=False)
+    scout(db, district="11680")  # 강남구, on duty
+    citizen = create_user(db.session)
+    answer = book(client, citizen, meeting_point(db))
+    assert answer.status_code == 201
+    body = answer.json
+    assert body["status"] == "requested" and body["scouts"] == [] and body["district"] == "11620"
+    assert body["route"]["geometry"]["type"] == "LineString" and body["route"]["properties"]["duration_s"] > 0
+    assert datetime.fromisoformat(body["ends_at"]) > datetime.fromisoformat(body["meet_at"])
+    offered = {room for ns, room, event, _ in emitted if event == "escort.offered"}
+    assert offered == {f"user:{s.id}" for s in on_duty}
+    assert push_jobs(db)[0]["user_ids"] == sorted(str(s.id) for s in on_duty)
+    timers = db.session.scalars(select(Job.kind).where(Job.kind.like("escort.%"))).all()
+    assert sorted(timers) == ["escort.reminder", "escort.unconfirmed"]
+    assert event_kinds(db, body["id"]) == ["requested"]
+
+
+def next_saturday_night() -> str:
+    now = utcnow().astimezone(SEOUL)
+    days = (5 - now.weekday()) % 7 or 7
+    return (now + timedelta(days=days)).replace(hour=22, minute=30, second=0, microsecond=0).isoformat()
+
+
+def test_the_real_rules_refuse_a_saturday_night(client, db):
+    answer = client.post("/api/v1/escort/bookings", headers=auth_header(create_user(db.session)), json={
+        "meeting_point_id": str(meeting_point(db).id), "meet_at": next_saturday_night(), "to": NEAR_SEOWON})
+    assert answer.status_code == 422 and answer.content_type == PROBLEM
+    assert answer.json["type"].endswith("/escort-service-hours") and "Tue-Fri 22:00-01:00" in answer.json["detail"]
+
+
+@pytest.mark.parametrize("config, minutes, rule", [
+    ({"ESCORT_SERVICE_HOURS": ""}, 60, "service-hours"),
+    ({"ESCORT_MIN_LEAD_MINUTES": 30}, 10, "lead-time"),
+    ({"ESCORT_MIN_LEAD_MINUTES": 0}, -5, "lead-time"),
+    ({"ESCORT_SAME_DAY_ONLY": True}, 3 * 24 * 60, "same-day"),
+])
+def test_a_booking_outside_the_rules_is_422_naming_the_rule(client, db, app, open_service, monkeypatch,
+                                                             config, minutes, rule):
+    for key, value in config.items():
+        monkeypatch.setitem(app.config, key, value)
+    answer = book(client, create_user(db.session), meeting_point(db), minutes=minutes)
+    assert answer.status_code == 422 and answer.json["type"].endswith(f"/escort-{rule}")
+    assert answer.json["errors"] == [{"field": "meet_at", "message": answer.json["detail"]}]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"meet_at": "2026-11-24T22:30:00"}, "meet_at"),  # no offset
+    ({"to": {"lat": 37.47}}, "to.lon"),
+    ({"meeting_point_id": "not-an-id"}, "meeting_point_id"),
+])
+def test_bad_booking_bodies_name_the_field(client, db, open_service, body, field):
+    full = {"meeting_point_id": str(meeting_point(db).id), "meet_at": at(60), "to": NEAR_SEOWON, **body}
+    answer = client.post("/api/v1/escort/bookings", headers=auth_header(create_user(db.session)), json=full)
+    assert answer.status_code == 422 and field in [e["field"] for e in answer.json["errors"]]
+
+
+def test_a_meeting_time_at_the_end_of_the_calendar_is_422_not_500(client, db, open_service):
+    answer = client.post("/api/v1/escort/bookings", headers=auth_header(create_user(db.session)), json={
+        "meeting_point_id": str(meeting_point(db).id), "meet_at": "9999-12-31T23:59:00+09:00", "to": NEAR_SEOWON})
+    assert answer.status_code == 422 and answer.json["type"].endswith("/escort-advance")
+
+
+def test_a_destination_beyond_walking_range_is_422(client, db, open_service):
+    answer = book(client, create_user(db.session), meeting_point(db), to={"lat": 37.5547, "lon": 126.9707})
+    assert answer.status_code == 422 and answer.json["errors"][0]["field"] == "to"
+
+
+def test_a_citizen_cannot_hold_two_overlapping_bookings(client, db, open_service):
+    citizen = create_user(db.session)
+    assert book(client, citizen, meeting_point(db), minutes=60).status_code == 201
+    again = book(client, citizen, meeting_point(db), minutes=70)
+    assert again.status_code == 409 and again.content_type == PROBLEM
+    assert book(client, citizen, meeting_point(db), minutes=300).status_code == 201
+
+
+# --- the pair -----------------------------------------------------------------------------------------
+
+def test_two_scouts_confirm_a_booking_and_a_third_gets_409(client, app, db, emitted):
+    citizen = create_user(db.session)
+    booking = make_booking(app, db, citizen=citizen)
+    first, second, third = scout(db), scout(db), scout(db)
+    one = post(client, first, booking.id, "accept")
+    assert one.status_code == 200 and one.json["status"] == "requested" and len(one.json["scouts"]) == 1
+    two = post(client, second, booking.id, "accept")
+    assert two.status_code == 200 and two.json["status"] == "confirmed"
+    assert [s["slot"] for s in two.json["scouts"]] == [1, 2]
+    late = post(client, third, booking.id, "accept")
+    assert late.status_code == 409 and "two scouts" in late.json["detail"]
+    assert post(client, first, booking.id, "accept").status_code == 200  # a retry changes nothing
+    assert event_kinds(db, booking.id) == ["requested", "accepted", "accepted", "confirmed"]
+    assert push_jobs(db)[-1]["user_ids"] == sorted(str(u.id) for u in (citizen, first, second))
+    assert ("/mobile", f"user:{citizen.id}", "escort.updated") in [e[:3] for e in emitted]
+
+
+def test_a_scout_busy_then_gets_409_and_is_free_again_after_a_cancel(client, app, db):
+    base = utcnow() + timedelta(hours=1)
+    walker = create_user(db.session)
+    a = make_booking(app, db, citizen=walker, meet_at=base)
+    b = make_booking(app, db, meet_at=base + timedelta(minutes=10))
+    busy = scout(db)
+    assert post(client, busy, a.id, "accept").status_code == 200
+    refused = post(client, busy, b.id, "accept")
+    assert refused.status_code == 409 and "overlapping" in refused.json["detail"]
+    assert post(client, walker, a.id, "cancel").json["status"] == "cancelled"
+    assert post(client, busy, b.id, "accept").status_code == 200
+
+
+def test_an_off_duty_scout_cannot_accept_until_on_duty(client, app, db):
+    booking = make_booking(app, db)
+    resting = scout(db, on_duty=False)
+    assert post(client, resting, booking.id, "accept").status_code == 409
+    duty = client.put("/api/v1/escort/duty", headers=auth_header(resting), json={"on_duty": True})
+    assert duty.status_code == 200 and duty.json == {"on_duty": True}
+    assert post(client, resting, booking.id, "accept").status_code == 200
+
+
+def test_offers_are_open_bookings_of_my_district_not_yet_mine(client, app, db):
+    mine, open_one = make_booking(app, db), make_booking(app, db)
+    me_scout, gangnam = scout(db), scout(db, district="11680")
+    post(client, me_scout, mine.id, "accept")
+    offers = client.get("/api/v1/escort/offers", headers=auth_header(me_scout)).json["items"]
+    assert [o["id"] for o in offers] == [str(open_one.id)]
+    assert client.get("/api/v1/escort/offers", headers=auth_header(gangnam)).json["items"] == []
+
+
+# --- lifecycle ------------------------------------------------------------------------------------------
+
+def test_an_escort_runs_from_confirmed_to_completed_with_positions(client, app, db, redis_client, emitted):
+    citizen = create_user(db.session)
+    booking, (first, second) = confirmed(client, app, db, citizen=citizen)
+    assert post(client, citizen, booking.id, "start").status_code == 403
+    assert post(client, first, booking.id, "start").json["status"] == "in_progress"
+    assert post(client, citizen, booking.id, "cancel").status_code == 409  # too late once started
+    fix = {"lat": 37.4770, "lon": 126.9315, "accuracy_m": 8, "t": utcnow().isoformat()}
+    sent = client.post(f"/api/v1/escort/bookings/{booking.id}/fixes", headers=auth_header(second),
+                       json={"fixes": [fix, {"lat": 91, "lon": 0}]})
+    assert sent.status_code == 200 and (sent.json["accepted"], sent.json["rejected"]) == (1, 1)
+    assert redis_client.get(f"live:escort:{booking.id}") is not None
+    batcher.flush()
+    rooms = {(ns, room, event) for ns, room, event, _ in emitted}
+    assert ("/control", "district:11620", "positions") in rooms
+    assert ("/mobile", f"user:{citizen.id}", "escort.position") in rooms
+    assert post(client, second, booking.id, "complete").json["status"] == "completed"
+    assert event_kinds(db, booking.id) == ["requested", "accepted", "accepted", "confirmed", "started", "completed"]
+    detail = client.get(f"/api/v1/escort/bookings/{booking.id}", headers=auth_header(citizen)).json
+    assert [e["kind"] for e in detail["events"]][-1] == "completed" and detail["finished_at"]
+
+
+def test_positions_come_only_from_the_pair_during_the_escort(client, app, db, redis_client):
+    booking, (first, _) = confirmed(client, app, db)
+    fixes = {"fixes": [{"lat": 37.4770, "lon": 126.9315, "t": utcnow().isoformat()}]}
+    url = f"/api/v1/escort/bookings/{booking.id}/fixes"
+    assert client.post(url, headers=auth_header(first), json=fixes).status_code == 409  # not started
+    post(client, first, booking.id, "start")
+    assert client.post(url, headers=auth_header(scout(db)), json=fixes).status_code == 403
+
+
+def test_no_show_is_recorded_only_from_the_meeting_time(client, app, db):
+    booking, (first, _) = confirmed(client, app, db, meet_at=utcnow() + timedelta(minutes=3))
+    early = post(client, first, booking.id, "no-show")
+    assert early.status_code == 409 and "meeting time" in early.json["detail"]
+    done = escort.no_show(db.session, user=first, booking_id=booking.id, now=booking.meet_at + timedelta(minutes=1))
+    assert done.status == "no_show"
+
+
+def test_cancelling_releases_the_pair_and_tells_them(client, app, db):
+    citizen = create_user(db.session)
+    booking, pair = confirmed(client, app, db, citizen=citizen)
+    answer = post(client, citizen, booking.id, "cancel")
+    assert answer.status_code == 200 and answer.json["scouts"] == []
+    assert push_jobs(db)[-1]["user_ids"] == sorted(str(s.id) for s in pair)
+    assert post(client, citizen, booking.id, "cancel").status_code == 200  # a retry
+    assert post(client, pair[0], booking.id, "start").status_code == 403  # no longer theirs
+
+
+# --- timers -------------------------------------------------------------------------------------------------
+
+def run_job(db, kind, booking):
+    HANDLERS[kind](db.session, {"booking_id": str(booking.id)}, None)
+    db.session.commit()
+
+
+def test_the_reminder_goes_to_the_citizen_and_the_pair_once(client, app, db):
+    citizen = create_user(db.session)
+    booking, pair = confirmed(client, app, db, citizen=citizen)
+    before = len(push_jobs(db))
+    run_job(db, "escort.reminder", booking)
+    run_job(db, "escort.reminder", booking)
+    pushes = push_jobs(db)[before:]
+    assert len(pushes) == 1 and pushes[0]["data"]["event"] == "reminder"
+    assert pushes[0]["user_ids"] == sorted(str(u.id) for u in (citizen, *pair))
+
+
+def test_a_booking_still_unconfirmed_is_flagged_to_the_citizen_and_the_operators(client, app, db, emitted):
+    operator = create_user(db.session, role="operator")
+    operator.on_duty = True
+    db.session.commit()
+    citizen = create_user(db.session)
+    booking = make_booking(app, db, citizen=citizen)
+    post(client, scout(db), booking.id, "accept")  # one scout is not a pair
+    run_job(db, "escort.unconfirmed", booking)
+    run_job(db, "escort.reminder", booking)  # nothing to remind of: not confirmed
+    flagged = [p for p in push_jobs(db) if p["data"]["event"] == "unconfirmed"]
+    assert [p["user_ids"] for p in flagged] == [[str(citizen.id)], [str(operator.id)]]
+    assert "reminded" not in event_kinds(db, booking.id) and "unconfirmed" in event_kinds(db, booking.id)
+    assert ("/control", "district:11620", "escort.updated") in [e[:3] for e in emitted]
+    assert db.session.get(EscortBooking, booking.id).flagged_at is not None
+
+
+def test_timers_of_a_cancelled_or_confirmed_booking_do_nothing(client, app, db):
+    citizen = create_user(db.session)
+    cancelled = make_booking(app, db, citizen=citizen)
+    post(client, citizen, cancelled.id, "cancel")
+    booking, _ = confirmed(client, app, db)
+    before = len(push_jobs(db))
+    for kind, subject in (("escort.reminder", cancelled), ("escort.unconfirmed", cancelled),
+                          ("escort.unconfirmed", booking)):
+        run_job(db, kind, subject)
+    assert len(push_jobs(db)) == before
+
+
+# --- who may do what -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("role, district, status", [
+    ("admin", None, 200),
+    ("operator", "11620", 200),
+    ("operator", "11680", 403),
+    ("scout", "11680", 403),
+    ("citizen", None, 403),  # someone else
+])
+def test_who_reads_a_booking(client, app, db, role, district, status):
+    booking = make_booking(app, db)
+    reader = create_user(db.session, role=role, district=district)
+    assert client.get(f"/api/v1/escort/bookings/{booking.id}", headers=auth_header(reader)).status_code == status
+
+
+def test_scouts_of_the_district_read_an_open_booking_but_not_a_pair_they_are_not_in(client, app, db):
+    booking = make_booking(app, db)
+    onlooker = scout(db)
+    url = f"/api/v1/escort/bookings/{booking.id}"
+    assert client.get(url, headers=auth_header(onlooker)).status_code == 200
+    pair = [scout(db), scout(db)]
+    for s in pair:
+        post(client, s, booking.id, "accept")
+    assert client.get(url, headers=auth_header(onlooker)).status_code == 403
+    assert client.get(url, headers=auth_header(pair[0])).status_code == 200
+
+
+@pytest.mark.parametrize("role, action", [
+    ("citizen", "accept"), ("operator", "accept"), ("admin", "accept"),
+    ("scout", "cancel"),
+])
+def test_wrong_roles_are_refused(client, app, db, role, action):
+    booking = make_booking(app, db)
+    assert post(client, create_user(db.session, role=role), booking.id, action).status_code == 403
+
+
+@pytest.mark.parametrize("role", ["scout", "operator", "admin"])
+def test_only_citizens_book(client, db, open_service, role):
+    assert book(client, create_user(db.session, role=role), meeting_point(db)).status_code == 403
+
+
+def test_other_districts_are_refused(client, app, db):
+    booking = make_booking(app, db)
+    gangnam_scout, gangnam_operator = scout(db, district="11680"), create_user(db.session, role="operator",
+                                                                               district="11680")
+    assert post(client, gangnam_scout, booking.id, "accept").status_code == 403
+    assert post(client, gangnam_operator, booking.id, "cancel").status_code == 403
+    assert post(client, create_user(db.session), booking.id, "cancel").status_code == 403  # not the citizen's own
+    assert post(client, create_user(db.session, role="operator"), booking.id, "cancel").status_code == 200
+
+
+def test_each_role_lists_its_own_bookings(client, app, db):
+    citizen = create_user(db.session)
+    mine, _other = make_booking(app, db, citizen=citizen), make_booking(app, db)
+    member = scout(db)
+    post(client, member, mine.id, "accept")
+
+    def ids(user, query=""):
+        return [b["id"] for b in client.get(f"/api/v1/escort/bookings{query}", headers=auth_header(user)).json["items"]]
+    assert ids(citizen) == [str(mine.id)]
+    assert ids(member) == [str(mine.id)]
+    assert len(ids(create_user(db.session, role="operator"))) == 2
+    assert ids(create_user(db.session, role="operator", district="11680")) == []
+    assert len(ids(create_user(db.session, role="admin"), "?status=requested")) == 2

@@ -1,0 +1,95 @@
+"""The Alembic chain up, down and up again, on a scratch database of its own."""
+import copy
+from contextlib import contextmanager
+
+import flask_migrate
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from geoalchemy2 import alembic_helpers
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from safety_api import create_app, extensions
+from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import test_config as config_for_tests
+
+SCRATCH = "safety_migrations_test"
+POSTGIS_OWN = {"spatial_ref_sys"}
+
+
+@contextmanager
+def another_app(**overrides):
+    """A second app in this process; the extension singletons it rebinds get their state back after."""
+    singletons = [extensions.socketio, extensions.api, extensions.redis_store, extensions.jwt, extensions.migrate]
+    saved = [(obj, {k: copy.copy(v) if isinstance(v, (dict, list)) else v for k, v in vars(obj).items()})
+             for obj in singletons]
+    app = create_app(config_for_tests(**overrides))
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            extensions.db.engine.dispose()
+        for obj, state in saved:
+            vars(obj).clear()
+            vars(obj).update(state)
+
+
+def _superuser_url(database: str):
+    """The local server's postgres superuser (trust authentication on 127.0.0.1)."""
+    return make_url(TEST_DATABASE_URL).set(username="postgres", password=None, database=database)
+
+
+@pytest.fixture(scope="module")
+def scratch_url():
+    """A fresh database with PostGIS, dropped after the module; the test database is never touched."""
+    admin = create_engine(_superuser_url("postgres"), isolation_level="AUTOCOMMIT")
+    owner = make_url(TEST_DATABASE_URL).username
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{SCRATCH}" OWNER "{owner}"'))
+    scratch = create_engine(_superuser_url(SCRATCH), isolation_level="AUTOCOMMIT")
+    with scratch.connect() as conn:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS btree_gist"))
+    scratch.dispose()
+    yield make_url(TEST_DATABASE_URL).set(database=SCRATCH).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def tables(db) -> set[str]:
+    return set(inspect(db.engine).get_table_names()) - POSTGIS_OWN
+
+
+def schema_drift(db) -> list:
+    """Differences between the models and the migrated schema, as Alembic's autogenerate sees them."""
+    with db.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={
+            "include_object": alembic_helpers.include_object, "compare_type": True})
+        return compare_metadata(context, db.metadata)
+
+
+def current_revision(db):
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def test_upgrade_downgrade_upgrade(scratch_url):
+    with another_app(SQLALCHEMY_DATABASE_URI=scratch_url) as app, app.app_context():
+        db = extensions.db
+        models = set(db.metadata.tables)
+        head = ScriptDirectory.from_config(app.extensions["migrate"].migrate.get_config()).get_current_head()
+
+        flask_migrate.upgrade()
+        assert models <= tables(db) and current_revision(db) == head
+        assert schema_drift(db) == []
+
+        flask_migrate.downgrade(revision="base")
+        assert tables(db) - {"alembic_version"} == set() and current_revision(db) is None
+
+        flask_migrate.upgrade()
+        assert models <= tables(db) and current_revision(db) == head
+

@@ -1,0 +1,172 @@
+"""Operations: liveness, readiness, metrics, request ids, the OpenAPI document and its docs page."""
+import copy
+import re
+import time
+from contextlib import contextmanager
+
+import pytest
+import schemathesis
+
+from safety_api import create_app, extensions
+from tests.conftest import test_config as config_for_tests
+from tests.support.live import free_port
+
+PROBLEM = "application/problem+json"
+# Operations anyone may call (no bearer scheme declared), and those of this issue behind a token.
+PUBLIC = {("POST", "/api/v1/auth/register"), ("POST", "/api/v1/auth/login"), ("GET", "/api/v1/districts/at"),
+          ("GET", "/healthz"), ("GET", "/readyz")}
+FOUNDATION_PROTECTED = {("POST", "/api/v1/auth/refresh"), ("POST", "/api/v1/auth/logout"), ("GET", "/api/v1/me"),
+                        ("PUT", "/api/v1/me/pins"), ("POST", "/api/v1/admin/users"), ("POST", "/api/v1/devices"),
+                        ("POST", "/api/v1/guardians"), ("GET", "/api/v1/guardians"),
+                        ("POST", "/api/v1/guardians/{link_id}/accept"), ("DELETE", "/api/v1/guardians/{link_id}")}
+
+
+@contextmanager
+def another_app(**overrides):
+    """A second app in this process; the extension singletons it rebinds get their state back after."""
+    singletons = [extensions.socketio, extensions.api, extensions.redis_store, extensions.jwt, extensions.migrate]
+    saved = [(obj, {k: copy.copy(v) if isinstance(v, (dict, list)) else v for k, v in vars(obj).items()})
+             for obj in singletons]
+    app = create_app(config_for_tests(**overrides))
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            extensions.db.engine.dispose()
+        for obj, state in saved:
+            vars(obj).clear()
+            vars(obj).update(state)
+
+
+@pytest.fixture
+def reader(app):
+    """A client for requests that write nothing."""
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def spec(app):
+    return app.test_client().get("/api/v1/openapi.json").json
+
+
+def operations(spec):
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                yield method.upper(), path, op
+
+
+def test_healthz_is_200(reader):
+    answer = reader.get("/healthz")
+    assert answer.status_code == 200 and answer.json["status"] == "ok"
+
+
+def test_readyz_is_200_with_its_checks(reader):
+    answer = reader.get("/readyz")
+    assert answer.status_code == 200
+    assert answer.json == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+def test_metrics_are_prometheus_text_counting_requests(reader):
+    reader.get("/healthz")
+    reader.get("/api/v1/nothing-here")
+    answer = reader.get("/metrics")
+    assert answer.status_code == 200 and answer.mimetype == "text/plain"
+    text = answer.get_data(as_text=True)
+    assert "# TYPE http_requests_total counter" in text
+    assert re.search(r'http_requests_total\{endpoint="/healthz",method="GET",status="200"\} [1-9]', text)
+    assert re.search(r'http_requests_total\{endpoint="unmatched",method="GET",status="404"\} [1-9]', text)
+    assert "http_request_duration_seconds_bucket" in text
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/api/v1/nothing-here", "/api/v1/me"])
+def test_a_request_id_is_echoed(reader, path):
+    assert reader.get(path, headers={"X-Request-ID": "req-42.abc"}).headers["X-Request-ID"] == "req-42.abc"
+
+
+@pytest.mark.parametrize("sent", [None, "", "bad\tid", "x" * 65])
+def test_a_request_id_is_generated_or_trimmed(reader, sent):
+    answer = reader.get("/healthz", headers={} if sent is None else {"X-Request-ID": sent})
+    echoed = answer.headers["X-Request-ID"]
+    if sent and sent.isprintable():
+        assert echoed == sent[:64]
+    else:
+        assert re.fullmatch(r"[0-9a-f]{32}", echoed)
+    assert reader.get("/healthz").headers["X-Request-ID"] != echoed  # a new one per request
+
+
+def test_openapi_is_valid_3_1_with_the_bearer_scheme(spec):
+    schemathesis.openapi.from_dict(spec).validate()  # raises on a document that breaks the 3.1 schema
+    assert spec["openapi"] == "3.1.0"
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+
+
+def test_every_protected_operation_declares_bearer_security(spec):
+    declared = {(m, p) for m, p, op in operations(spec) if op.get("security") == [{"bearerAuth": []}]}
+    assert FOUNDATION_PROTECTED - declared == set()
+    assert PUBLIC & declared == set()
+
+
+def test_an_operation_that_refuses_anonymous_callers_declares_security(reader, spec):
+    """What the document says agrees with what the server does, for every path."""
+    undeclared = []
+    for method, path, op in operations(spec):
+        concrete = re.sub(r"\{[^}]+\}", "6f1c1a4e-0000-4000-8000-000000000000", path)
+        answer = reader.open(concrete, method=method)
+        if answer.status_code == 401 and not op.get("security"):
+            undeclared.append((method, path))
+        if op.get("security"):
+            assert answer.status_code in (401, 422), (method, path, answer.status_code)
+    assert undeclared == []
+
+
+def test_docs_serve_swagger_ui_from_the_installed_package(reader):
+    page = reader.get("/docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert "/api/v1/openapi.json" in html
+    assets = re.findall(r'(?:src|href)="(/vendor/swagger-ui/[^"]+)"', html)
+    assert {a.rsplit("/", 1)[1] for a in assets} >= {"swagger-ui-bundle.js", "swagger-ui.css"}
+    for asset in assets:
+        answer = reader.get(asset)
+        assert answer.status_code == 200 and len(answer.data) > 1000, asset
+        answer.close()
+
+
+@pytest.mark.parametrize("path", ["/vendor/swagger-ui/no-such-file.js", "/vendor/left-pad/index.js",
+                                  "/vendor/swagger-ui/../../package.json", "/vendor/swagger-ui/%2e%2e/package.json"])
+def test_vendor_serves_nothing_outside_its_packages(reader, path):
+    answer = reader.get(path)
+    assert answer.status_code == 404 and answer.content_type == PROBLEM
+
+
+def assert_unavailable(answer, name):
+    assert answer.status_code == 503 and answer.content_type == PROBLEM
+    assert int(answer.headers["Retry-After"]) >= 1
+    assert answer.json["status"] == 503 and name in answer.json["detail"]
+
+
+def test_readyz_is_503_when_redis_is_unreachable(app):
+    with another_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0") as broken:  # nothing listens there
+        started = time.monotonic()
+        client = broken.test_client()
+        assert_unavailable(client.get("/readyz"), "redis=")
+        assert "database=ok" in client.get("/readyz").json["detail"]
+        assert client.get("/healthz").status_code == 200  # alive, only not ready
+        assert time.monotonic() - started < 10
+    assert app.test_client().get("/readyz").status_code == 200
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(app):
+    nowhere = f"postgresql+psycopg://safety:safety@127.0.0.1:{free_port()}/safety_test"
+    with another_app(SQLALCHEMY_DATABASE_URI=nowhere) as broken:
+        started = time.monotonic()
+        client = broken.test_client()
+        assert_unavailable(client.get("/readyz"), "database=")
+        assert "redis=ok" in client.get("/readyz").json["detail"]
+        # Endpoints that need the database answer 503 as well, never 500.
+        assert_unavailable(client.get("/api/v1/districts/at?lat=37.4784&lon=126.9516"), "")
+        assert client.get("/healthz").status_code == 200
+        assert time.monotonic() - started < 15
+    assert app.test_client().get("/readyz").status_code == 200

@@ -1,0 +1,305 @@
+"""SOS on the real database: raise, idempotency, fan-out rows, workflow, PINs, protection, bells, escalation."""
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import select, text
+
+from safety_api.models import Delivery, Incident, IncidentEvent, Job, PushDevice
+from safety_api.services import incidents
+from safety_api.worker import Worker
+from tests.factories import auth_header, create_user
+
+IN_GWANAK = {"lat": 37.4705, "lon": 126.9190, "accuracy_m": 12}
+IN_GANGNAM = {"lat": 37.4979, "lon": 127.0276}
+OUTSIDE_SEOUL = {"lat": 35.1796, "lon": 129.0756}  # Busan
+
+
+def sos(client, user, body=IN_GWANAK, key=None):
+    headers = auth_header(user)
+    if key:
+        headers["Idempotency-Key"] = key
+    return client.post("/api/v1/sos", json=body, headers=headers)
+
+
+def with_device(db, user, token=None):
+    db.session.add(PushDevice(user_id=user.id, token=token or f"tok-{uuid.uuid4().hex}", platform="android"))
+    db.session.commit()
+    return user
+
+
+@pytest.fixture
+def on_duty_operator(db):
+    operator = create_user(db.session, role="operator", name="관악 관제")
+    operator.on_duty = True
+    db.session.commit()
+    return with_device(db, operator, "operator-token")
+
+
+def test_sos_in_gwanak_goes_to_its_district_with_the_nearest_cameras(client, db, on_duty_operator):
+    citizen = create_user(db.session)
+    answer = sos(client, citizen)
+    assert answer.status_code == 201
+    incident = db.session.get(Incident, answer.json["incident"]["id"])
+    assert incident.district_code == "11620"
+    cams = incident.nearest_cctvs
+    assert 1 <= len(cams) <= 5 and all(c["distance_m"] <= 300 for c in cams)
+    assert [c["distance_m"] for c in cams] == sorted(c["distance_m"] for c in cams)
+    kinds = db.session.scalars(select(IncidentEvent.kind).where(IncidentEvent.incident_id == incident.id)).all()
+    assert kinds == ["created"]
+    pushes = db.session.scalars(select(Delivery).where(Delivery.subject == f"incident:{incident.id}")).all()
+    assert [(p.token, p.reason, p.status) for p in pushes] == [("operator-token", "staff.created", "pending")]
+    assert db.session.scalar(select(Job).where(Job.dedupe_key == f"escalate:{incident.id}")) is not None
+
+
+def test_the_nearest_cameras_match_a_brute_force_geography_ranking(client, db):
+    citizen = create_user(db.session)
+    incident = sos(client, citizen).json["incident"]
+    truth = db.session.execute(text(
+        "SELECT id FROM facilities WHERE kind='cctv' AND ST_DWithin(geom, ST_MakePoint(:lon,:lat)::geography, 300)"
+        " ORDER BY ST_Distance(geom, ST_MakePoint(:lon,:lat)::geography), id LIMIT 5"), IN_GWANAK).scalars().all()
+    got = db.session.get(Incident, incident["id"]).nearest_cctvs
+    assert {c["id"] for c in got} == {str(t) for t in truth}
+
+
+def test_a_replayed_idempotency_key_returns_the_same_incident(client, db):
+    citizen = create_user(db.session)
+    first = sos(client, citizen, key="phone-retry-1")
+    again = sos(client, citizen, key="phone-retry-1")
+    other = sos(client, citizen, key="phone-retry-2")
+    assert (first.status_code, again.status_code, other.status_code) == (201, 200, 201)
+    assert first.json["incident"]["id"] == again.json["incident"]["id"] != other.json["incident"]["id"]
+    assert db.session.scalar(select(Job.id).where(Job.kind == "incident.escalate").limit(5)) is not None
+    assert db.session.execute(text("SELECT count(*) FROM incidents")).scalar() == 2
+
+
+def test_parallel_retries_with_one_key_make_one_incident(app, db):
+    citizen = create_user(db.session)
+    headers = {**auth_header(citizen), "Idempotency-Key": "burst"}
+    answers = []
+
+    def post():
+        answers.append(app.test_client().post("/api/v1/sos", json=IN_GWANAK, headers=headers))
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sorted(a.status_code for a in answers).count(201) == 1
+    assert len({a.json["incident"]["id"] for a in answers}) == 1
+    assert db.session.execute(text("SELECT count(*) FROM incidents")).scalar() == 1
+
+
+def test_an_sos_outside_every_district_is_accepted_and_goes_to_the_central_centre(client, db):
+    admin = with_device(db, create_user(db.session, role="admin"), "admin-token")
+    answer = sos(client, create_user(db.session), OUTSIDE_SEOUL)
+    assert answer.status_code == 201
+    incident = db.session.get(Incident, answer.json["incident"]["id"])
+    assert incident.district_code is None
+    assert [d.token for d in db.session.scalars(select(Delivery))] == ["admin-token"]
+    listed = client.get("/api/v1/incidents", headers=auth_header(admin)).json["items"]
+    assert [i["id"] for i in listed] == [str(incident.id)]
+
+
+def test_accepted_guardians_are_told_and_pending_ones_are_not(client, db):
+    citizen = create_user(db.session, name="김보호")
+    accepted = with_device(db, create_user(db.session), "guardian-ok")
+    pending = with_device(db, create_user(db.session), "guardian-pending")
+    link = client.post("/api/v1/guardians", json={"phone": accepted.phone}, headers=auth_header(citizen)).json
+    client.post(f"/api/v1/guardians/{link['id']}/accept", headers=auth_header(accepted))
+    client.post("/api/v1/guardians", json={"phone": pending.phone}, headers=auth_header(citizen))
+    sos(client, citizen)
+    tokens = [d.token for d in db.session.scalars(select(Delivery).where(Delivery.reason == "guardian.created"))]
+    assert tokens == ["guardian-ok"]
+
+
+def test_two_operators_ack_at_once_one_wins_the_other_gets_409(app, db):
+    citizen = create_user(db.session)
+    operators = [create_user(db.session, role="operator") for _ in range(2)]
+    incident_id = app.test_client().post("/api/v1/sos", json=IN_GWANAK,
+                                         headers=auth_header(citizen)).json["incident"]["id"]
+    barrier, codes = threading.Barrier(2), []
+
+    def ack(headers):
+        barrier.wait()
+        codes.append(app.test_client().post(f"/api/v1/incidents/{incident_id}/ack", headers=headers).status_code)
+
+    threads = [threading.Thread(target=ack, args=(auth_header(op),)) for op in operators]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sorted(codes) == [200, 409]
+    kinds = db.session.scalars(select(IncidentEvent.kind).where(IncidentEvent.incident_id == incident_id)).all()
+    assert kinds.count("acknowledged") == 1
+
+
+def test_workflow_ack_dispatch_resolve_is_audited_and_closed_incidents_refuse_changes(client, db):
+    operator = create_user(db.session, role="operator")
+    incident_id = sos(client, create_user(db.session)).json["incident"]["id"]
+    url = f"/api/v1/incidents/{incident_id}"
+    assert client.post(url + "/ack", headers=auth_header(operator)).json["incident"]["status"] == "acknowledged"
+    assert client.post(url + "/ack", headers=auth_header(operator)).status_code == 200  # same operator: idempotent
+    dispatched = client.post(url + "/dispatch", json={"agency": "관악경찰서", "note": "순찰차 2대"},
+                             headers=auth_header(operator))
+    assert dispatched.json["incident"]["status"] == "dispatched"
+    resolved = client.post(url + "/resolve", json={"outcome": "resolved", "note": "귀가 확인"},
+                           headers=auth_header(operator))
+    assert resolved.json["incident"]["status"] == "resolved"
+    assert client.post(url + "/dispatch", json={"agency": "x"}, headers=auth_header(operator)).status_code == 409
+    detail = client.get(url, headers=auth_header(operator)).json["incident"]
+    assert [e["kind"] for e in detail["events"]] == ["created", "acknowledged", "dispatched", "resolved"]
+    assert detail["events"][2]["data"]["agency"] == "관악경찰서"
+
+
+@pytest.mark.parametrize("role, district, status", [
+    ("citizen", None, 403), ("scout", None, 403), ("operator", "11680", 403), ("admin", None, 200)])
+def test_who_may_act_on_a_gwanak_incident(client, db, role, district, status):
+    actor = create_user(db.session, role=role, district=district)
+    incident_id = sos(client, create_user(db.session)).json["incident"]["id"]
+    assert client.post(f"/api/v1/incidents/{incident_id}/ack", headers=auth_header(actor)).status_code == status
+    assert client.get(f"/api/v1/incidents/{incident_id}", headers=auth_header(actor)).status_code == status
+
+
+def test_operators_list_only_their_district(client, db):
+    gangnam = create_user(db.session, role="operator", district="11680")
+    gwanak = create_user(db.session, role="operator")
+    sos(client, create_user(db.session))
+    assert client.get("/api/v1/incidents", headers=auth_header(gangnam)).json["items"] == []
+    assert len(client.get("/api/v1/incidents", headers=auth_header(gwanak)).json["items"]) == 1
+
+
+def set_pins(client, citizen):
+    assert client.put("/api/v1/me/pins", json={"cancel_pin": "1111", "duress_pin": "2222"},
+                      headers=auth_header(citizen)).status_code == 204
+
+
+def test_cancel_pin_cancels_and_operators_see_it(client, db):
+    citizen = create_user(db.session)
+    set_pins(client, citizen)
+    incident_id = sos(client, citizen).json["incident"]["id"]
+    answer = client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": "1111"}, headers=auth_header(citizen))
+    assert answer.status_code == 200 and answer.json == {"status": "cancelled"}
+    incident = db.session.get(Incident, incident_id)
+    assert (incident.status, incident.duress, incident.outcome) == ("cancelled", False, "cancelled_by_user")
+
+
+def test_duress_pin_answers_like_a_cancel_but_raises_a_critical_alert(client, db, on_duty_operator):
+    citizen = create_user(db.session)
+    set_pins(client, citizen)
+    cancel_id = sos(client, citizen, key="a").json["incident"]["id"]
+    duress_id = sos(client, citizen, key="b").json["incident"]["id"]
+    cancelled = client.post(f"/api/v1/sos/{cancel_id}/cancel", json={"pin": "1111"}, headers=auth_header(citizen))
+    duressed = client.post(f"/api/v1/sos/{duress_id}/cancel", json={"pin": "2222"}, headers=auth_header(citizen))
+    assert (cancelled.status_code, cancelled.json) == (duressed.status_code, duressed.json)
+    mine = client.get(f"/api/v1/sos/{duress_id}", headers=auth_header(citizen)).json["incident"]
+    assert mine["status"] == "cancelled"
+    incident = db.session.get(Incident, duress_id)
+    assert (incident.status, incident.duress, incident.priority) == ("open", True, "critical")
+    reasons = db.session.scalars(select(Delivery.reason).where(Delivery.subject == f"incident:{duress_id}")).all()
+    assert "staff.duress" in reasons
+
+
+def test_wrong_pins_are_refused_alike_and_rate_limited(client, db):
+    citizen = create_user(db.session)
+    set_pins(client, citizen)
+    incident_id = sos(client, citizen).json["incident"]["id"]
+    codes = [client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": "9999"},
+                         headers=auth_header(citizen)).status_code for _ in range(6)]
+    assert codes == [403] * 5 + [429]
+    assert db.session.get(Incident, incident_id).status == "open"
+
+
+def test_another_citizen_cannot_cancel_or_follow_my_incident(client, db):
+    mine = sos(client, create_user(db.session)).json["incident"]["id"]
+    stranger = create_user(db.session)
+    set_pins(client, stranger)
+    assert client.post(f"/api/v1/sos/{mine}/cancel", json={"pin": "1111"},
+                       headers=auth_header(stranger)).status_code == 404
+    assert client.post(f"/api/v1/sos/{mine}/fixes", json={"fixes": [IN_GWANAK]},
+                       headers=auth_header(stranger)).status_code == 404
+
+
+def test_fixes_keep_the_trail_and_last_fix_and_drop_duplicates(client, db):
+    citizen = create_user(db.session)
+    incident_id = sos(client, citizen).json["incident"]["id"]
+    fixes = [{"lat": 37.4706, "lon": 126.9191, "accuracy_m": 8, "t": "2026-01-01T00:00:00+09:00"}]
+    url = f"/api/v1/sos/{incident_id}/fixes"
+    from safety_api.clock import utcnow
+    now = utcnow().isoformat()
+    batch = [{"lat": 37.4707, "lon": 126.9192, "accuracy_m": 8, "t": now},
+             {"lat": 37.4708, "lon": 126.9193, "accuracy_m": 500000, "t": now},
+             {"lat": 37.4709, "lon": 126.9194, "t": "2999-01-01T00:00:00+00:00"}]
+    assert client.post(url, json={"fixes": fixes}, headers=auth_header(citizen)).json["rejected"] == 1  # too old
+    first = client.post(url, json={"fixes": batch}, headers=auth_header(citizen)).json
+    assert (first["accepted"], first["rejected"]) == (1, 2)
+    again = client.post(url, json={"fixes": batch[:1]}, headers=auth_header(citizen)).json
+    assert (again["accepted"], again["duplicates"]) == (0, 1)
+    assert db.session.get(Incident, incident_id).last_fix["lat"] == 37.4707
+
+
+def test_protected_persons_get_priority_their_agency_is_told_and_history_is_shown(client, db):
+    operator = create_user(db.session, role="operator")
+    officer = with_device(db, create_user(db.session, name="담당 경찰관"), "officer-token")
+    citizen = create_user(db.session)
+    first = sos(client, citizen, key="1").json["incident"]["id"]
+    marked = client.put(f"/api/v1/protected-persons/{citizen.id}", headers=auth_header(operator), json={
+        "agency": "관악경찰서 여성청소년과", "case_reference": "2026-스토킹-0042", "contact_phones": [officer.phone]})
+    assert marked.status_code == 200
+    second = sos(client, citizen, key="2").json["incident"]["id"]
+    incident = db.session.get(Incident, second)
+    assert incident.priority == "high"
+    assert "officer-token" in db.session.scalars(select(Delivery.token).where(
+        Delivery.subject == f"incident:{second}")).all()
+    detail = client.get(f"/api/v1/incidents/{second}", headers=auth_header(operator)).json["incident"]
+    assert [e["id"] for e in detail["earlier_incidents"]] == [first]
+    assert detail["caller"]["protection"]["case_reference"] == "2026-스토킹-0042"
+    assert client.put(f"/api/v1/protected-persons/{citizen.id}", headers=auth_header(citizen), json={
+        "agency": "x", "case_reference": "y"}).status_code == 403
+
+
+def test_bell_devices_raise_sos_at_their_place_and_revoked_keys_are_refused(client, db):
+    admin = create_user(db.session, role="admin")
+    made = client.post("/api/v1/admin/bell-devices", headers=auth_header(admin),
+                       json={"name": "신림동 편의점 비상벨", **{k: IN_GWANAK[k] for k in ("lat", "lon")}})
+    assert made.status_code == 201
+    key = made.json["api_key"]
+    raised = client.post("/api/v1/bells/sos", json={}, headers={"X-Device-Key": key, "Idempotency-Key": "press-1"})
+    assert raised.status_code == 201
+    replay = client.post("/api/v1/bells/sos", json={}, headers={"X-Device-Key": key, "Idempotency-Key": "press-1"})
+    assert replay.status_code == 200 and replay.json["incident"]["id"] == raised.json["incident"]["id"]
+    incident = db.session.get(Incident, raised.json["incident"]["id"])
+    assert (incident.trigger, incident.district_code, incident.priority) == ("device", "11620", "high")
+    assert client.post("/api/v1/bells/sos", json={}, headers={"X-Device-Key": "bell_wrong"}).status_code == 401
+    assert client.delete(f"/api/v1/admin/bell-devices/{made.json['id']}",
+                         headers=auth_header(admin)).status_code == 204
+    assert client.post("/api/v1/bells/sos", json={}, headers={"X-Device-Key": key}).status_code == 401
+
+
+def make_due(db, kind):
+    db.session.execute(text("UPDATE jobs SET run_at = now() - interval '1 second' WHERE kind = :k"), {"k": kind})
+    db.session.commit()
+
+
+def test_escalation_fires_once_even_with_several_workers(app, client, db, on_duty_operator):
+    with_device(db, create_user(db.session, role="admin"), "central-token")
+    incident_id = sos(client, create_user(db.session)).json["incident"]["id"]
+    db.session.execute(text("DELETE FROM jobs WHERE kind = 'push.deliver'"))
+    db.session.commit()
+    make_due(db, "incident.escalate")
+    workers = [Worker(app, name=f"w{i}") for i in range(3)]
+    threads = [threading.Thread(target=w.run_once) for w in workers]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    db.session.expire_all()
+    incident = db.session.get(Incident, incident_id)
+    assert incident.escalated_at is not None and incident.priority == "high"
+    kinds = db.session.scalars(select(IncidentEvent.kind).where(IncidentEvent.incident_id == incident_id)).all()
+    assert kinds.count("escalated") == 1
+    reasons = sorted(db.session.execute(select(Delivery.token, Delivery.reason).where(
+        Delivery.reason == "staff.escalated")).all())
+    assert reasons == [("central-token", "staff.escalated"), ("operator-token", "staff.escalated")]
+
+
+def test_an_acknowledged_incident_does_not_escalate(app, client, db):
+    operator = create_user(db.session, role="operator")
+    incident_id = sos(client, create_user(db.session)).json["incident"]["id"]
+    client.post(f"/api/v1/incidents/{incident_id}/ack", headers=auth_header(operator))
+    assert incidents.escalate(db.session, incident_id=incident_id) is False

@@ -1,0 +1,422 @@
+"""Walk-home monitoring on the real database: start, fixes, alerts, check-in, escalation, timers, reads, retention."""
+import json
+import threading
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+from flask import current_app
+from sqlalchemy import func, select, text
+
+from safety_api.api.geodata import route_settings
+from safety_api.api.walks import walk_settings
+from safety_api.clock import utcnow
+from safety_api.models import (
+    Delivery,
+    Incident,
+    IncidentEvent,
+    Job,
+    LocationAccess,
+    LocationFix,
+    PushDevice,
+    Walk,
+    WalkAlert,
+)
+from safety_api.realtime import broadcast, events, rooms
+from safety_api.realtime.positions import batcher
+from safety_api.services import walk_ingest, walk_monitor, walks
+from safety_api.worker import Worker
+from tests.factories import auth_header, create_user
+
+HOME_FROM = {"lat": 37.4705, "lon": 126.9190}
+HOME_TO = {"lat": 37.4650, "lon": 126.9260}
+FAR_AWAY = {"lat": 37.5665, "lon": 126.9780}  # 시청, outside the loaded street network
+
+
+@pytest.fixture
+def emitted(monkeypatch):
+    """Every server emit, as (namespace, room, event, payload)."""
+    sent = []
+
+    def record(event, payload, *, namespace, room):
+        sent.append((namespace, room, event, payload))
+        return True
+    monkeypatch.setattr(broadcast, "_emit", record)
+    return sent
+
+
+def device(db, user, token=None):
+    db.session.add(PushDevice(user_id=user.id, token=token or f"tok-{uuid.uuid4().hex}", platform="android"))
+    db.session.commit()
+    return user
+
+
+def guardian_of(client, db, walker, *, accept=True, token=None):
+    guardian = device(db, create_user(db.session, name="보호자"), token)
+    link = client.post("/api/v1/guardians", json={"phone": guardian.phone}, headers=auth_header(walker)).json
+    if accept:
+        client.post(f"/api/v1/guardians/{link['id']}/accept", headers=auth_header(guardian))
+    return guardian
+
+
+def start(client, walker, guardians=(), **body):
+    payload = {"from": HOME_FROM, "to": HOME_TO, "guardian_ids": [str(g.id) for g in guardians], **body}
+    return client.post("/api/v1/walks", json=payload, headers=auth_header(walker))
+
+
+def route_points(walk_json) -> list:
+    """(lat, lon) of the planned route's vertices."""
+    return [(lat, lon) for lon, lat in walk_json["route"]["geometry"]["coordinates"]]
+
+
+def fix(lat, lon, t, accuracy_m=8.0) -> dict:
+    return {"lat": lat, "lon": lon, "accuracy_m": accuracy_m, "t": t.isoformat()}
+
+
+def off_route(lat, lon, metres=150.0):
+    """A point about `metres` west of (lat, lon)."""
+    return lat, lon - metres / 88_200.0
+
+
+def post_fixes(client, walker, walk_id, fixes):
+    return client.post(f"/api/v1/walks/{walk_id}/fixes", json={"fixes": fixes}, headers=auth_header(walker))
+
+
+def make_due(db, kind):
+    db.session.execute(text("UPDATE jobs SET run_at = now() - interval '1 second' "
+                            "WHERE kind = :k AND status = 'pending'"), {"k": kind})
+    db.session.commit()
+
+
+def test_a_walk_starts_on_a_safe_route_and_the_chosen_guardians_are_told(client, db, emitted):
+    walker = create_user(db.session, name="김안심")
+    chosen = guardian_of(client, db, walker, token="chosen-phone")
+    guardian_of(client, db, walker, token="other-guardian-phone")
+    before = utcnow()
+    answer = start(client, walker, [chosen])
+    assert answer.status_code == 201, answer.json
+    body = answer.json
+    assert body["status"] == "active" and body["route"]["geometry"]["type"] == "LineString"
+    props = body["route"]["properties"]
+    assert props["profile"] == "safe" and props["distance_m"] > 500
+    eta = (datetime.fromisoformat(body["expected_arrival"]) - before).total_seconds()
+    assert props["duration_s"] < eta < props["duration_s"] * 1.2 + 180 + 5
+    pushes = db.session.execute(select(Delivery.token, Delivery.reason)).all()
+    assert pushes == [("chosen-phone", "walk.started")]
+    started = [(room, payload) for _, room, event, payload in emitted if event == events.WALK_STARTED]
+    assert [room for room, _ in started] == [rooms.user(chosen.id)]
+    assert started[0][1]["walker"]["name"] == "김안심" and started[0][1]["route"]["type"] == "Feature"
+    timer = db.session.scalar(select(Job).where(Job.kind == "walk.timers"))
+    assert timer.payload == {"walk_id": body["id"], "seq": 1}
+
+
+@pytest.mark.parametrize("case, body, status", [
+    ("pending guardian", "pending", 422),
+    ("stranger as guardian", "stranger", 422),
+    ("destination off the network", {"to": FAR_AWAY}, 422),
+    ("already there", {"to": {"lat": 37.4705, "lon": 126.9191}}, 422),
+    ("unknown profile", {"profile": "scenic"}, 422),
+])
+def test_a_walk_that_cannot_start_says_why(client, db, case, body, status):
+    walker = create_user(db.session)
+    guardians = []
+    if body == "pending":
+        guardians, body = [guardian_of(client, db, walker, accept=False)], {}
+    elif body == "stranger":
+        guardians, body = [create_user(db.session)], {}
+    answer = start(client, walker, guardians, **body)
+    assert answer.status_code == status, case
+    assert answer.headers["Content-Type"] == "application/problem+json"
+
+
+def test_one_walk_at_a_time_and_staff_do_not_start_walks(client, db):
+    walker = create_user(db.session)
+    assert start(client, walker).status_code == 201
+    assert start(client, walker).status_code == 409
+    assert start(client, create_user(db.session, role="operator")).status_code == 403
+
+
+def test_fixes_are_validated_deduplicated_kept_in_time_order_and_live(client, db, redis_client, emitted):
+    walker = create_user(db.session)
+    walk = start(client, walker)
+    points, now = route_points(walk.json), utcnow()
+    first = [fix(*points[0], now - timedelta(seconds=20)), fix(*points[1], now - timedelta(seconds=10))]
+    bad = [{"lat": float("nan"), "lon": 126.9}, {"lat": 91, "lon": 126.9}, fix(*points[1], now + timedelta(minutes=5)),
+           {"lat": 37.47, "lon": 126.92, "accuracy_m": -1}, {"lat": "x", "lon": 126.9}]
+    answer = post_fixes(client, walker, walk.json["id"], first + bad)
+    assert answer.status_code == 200, answer.json
+    assert answer.json["accepted"] == 2 and answer.json["rejected"] == 5
+    late = [fix(*points[0], now - timedelta(seconds=15)), first[0]]  # one late, one resent
+    again = post_fixes(client, walker, walk.json["id"], late).json
+    assert (again["accepted"], again["duplicates"]) == (1, 1)
+    got = client.get(f"/api/v1/walks/{walk.json['id']}", headers=auth_header(walker))
+    assert got.status_code == 200, got.json
+    trail = got.json["walk"]["trail"]
+    assert [f["t"] for f in trail] == sorted(f["t"] for f in trail) and len(trail) == 3
+    live = redis_client.get(f"live:walk:{walk.json['id']}")
+    assert live is not None and datetime.fromisoformat(json.loads(live)["t"]) == now - timedelta(seconds=10)
+    batcher.flush()
+    positions = [p for _, room, event, p in emitted if event == events.WALK_POSITION]
+    assert positions and positions[-1]["items"][-1]["t"] == first[1]["t"]  # the late fix never moves the pin
+
+
+def test_only_the_walker_sends_fixes(client, db):
+    walker = create_user(db.session)
+    walk = start(client, walker)
+    intruder = create_user(db.session)
+    answer = post_fixes(client, intruder, walk.json["id"], [fix(37.47, 126.92, utcnow())])
+    assert answer.status_code == 404
+
+
+def test_a_deviation_prompts_the_walker_and_watchers_then_a_checkin_answers_it(client, db, emitted):
+    walker = device(db, create_user(db.session, name="박보행"), "walker-phone")
+    walk = start(client, walker).json
+    points, now = route_points(walk), utcnow()
+    on_route = [fix(*points[0], now - timedelta(seconds=50 - 5 * i)) for i in range(3)]
+    away = [fix(*off_route(*points[1]), now - timedelta(seconds=30 - 5 * i)) for i in range(7)]
+    assert post_fixes(client, walker, walk["id"], on_route + away).json["accepted"] == 10
+    alerts = db.session.scalars(select(WalkAlert)).all()
+    assert [(a.kind, a.status) for a in alerts] == [("deviated", "open")]
+    assert 120 - 2 < (alerts[0].checkin_by - alerts[0].raised_at).total_seconds() < 120 + 2
+    assert db.session.execute(select(Delivery.token, Delivery.reason)).all() == [("walker-phone", "walk.deviated")]
+    told = [(room, p) for _, room, event, p in emitted if event == events.WALK_ALERT]
+    assert {room for room, _ in told} == {rooms.user(walker.id), rooms.walk(walk["id"])}
+    assert told[0][1]["alert"] == "deviated" and told[0][1]["checkin_by"]
+    answer = client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": True}, headers=auth_header(walker))
+    assert answer.json == {"status": "active", "answered": 1}
+    db.session.expire_all()
+    assert db.session.get(WalkAlert, alerts[0].id).status == "answered"
+    assert "deviated" not in db.session.get(Walk, walk["id"]).monitor_state["raised"]
+    make_due(db, "walk.checkin_expired")
+    Worker(client.application).run_once()
+    assert db.session.scalar(select(func.count()).select_from(Incident)) == 0
+
+
+def test_late_fixes_fill_the_trail_but_never_raise_an_alert(client, db):
+    walker = create_user(db.session)
+    walk = start(client, walker).json
+    points, now = route_points(walk), utcnow()
+    assert post_fixes(client, walker, walk["id"], [fix(*points[0], now)]).json["accepted"] == 1
+    old_and_away = [fix(*off_route(*points[1]), now - timedelta(seconds=200 - 5 * i)) for i in range(10)]
+    assert post_fixes(client, walker, walk["id"], old_and_away).json["accepted"] == 10
+    assert db.session.scalar(select(func.count()).select_from(WalkAlert)) == 0
+    assert db.session.scalar(select(func.count()).select_from(LocationFix)) == 11
+
+
+def test_an_unanswered_prompt_escalates_once_to_an_sos_that_operators_can_follow(app, client, db, emitted):
+    walker = create_user(db.session, name="이귀가")
+    guardian = guardian_of(client, db, walker, token="guardian-phone")
+    operator = create_user(db.session, role="operator")
+    walk = start(client, walker, [guardian]).json
+    points, now = route_points(walk), utcnow()
+    away = [fix(*off_route(*points[1]), now - timedelta(seconds=30 - 5 * i)) for i in range(7)]
+    post_fixes(client, walker, walk["id"], away)
+    make_due(db, "walk.checkin_expired")
+    workers = [Worker(app, name=f"w{i}") for i in range(3)]
+    threads = [threading.Thread(target=w.run_once) for w in workers]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    db.session.expire_all()
+    incident = db.session.scalar(select(Incident))
+    assert db.session.scalar(select(func.count()).select_from(Incident)) == 1
+    assert (incident.trigger, incident.walk_id) == ("walk_escalation", uuid.UUID(walk["id"]))
+    assert incident.caller_id == walker.id
+    assert db.session.get(Walk, walk["id"]).status == "escalated"
+    assert db.session.scalar(select(WalkAlert.status)) == "escalated"
+    kinds = db.session.scalars(select(IncidentEvent.kind).where(IncidentEvent.incident_id == incident.id)).all()
+    assert kinds == ["created", "walk_escalated"]
+    assert db.session.scalar(select(func.count()).select_from(LocationFix).where(
+        LocationFix.incident_id == incident.id)) == 7  # the trail is now the incident's evidence
+    assert ("guardian-phone", "guardian.created") in db.session.execute(select(Delivery.token, Delivery.reason)).all()
+    control = [p for ns, room, event, p in emitted if event == events.WALK_ESCALATED and ns == events.CONTROL]
+    assert len(control) == 1 and len(control[0]["trail"]) == 7 and control[0]["route"]["geometry"]["coordinates"]
+    seen = client.get(f"/api/v1/walks/{walk['id']}", headers=auth_header(operator))
+    assert seen.status_code == 200 and seen.json["walk"]["incident_id"] == str(incident.id)
+    assert len(seen.json["walk"]["trail"]) == 7
+    assert client.get(f"/api/v1/incidents/{incident.id}", headers=auth_header(operator)).json["incident"][
+        "walk_id"] == walk["id"]
+    assert client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": True},
+                       headers=auth_header(walker)).status_code == 409
+
+
+def test_a_walker_who_answers_not_fine_raises_the_sos_at_once(client, db):
+    walker = create_user(db.session)
+    walk = start(client, walker).json
+    answer = client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": False}, headers=auth_header(walker))
+    assert answer.status_code == 200 and answer.json["status"] == "escalated"
+    incident = db.session.get(Incident, answer.json["incident_id"])
+    assert incident.trigger == "walk_escalation" and str(incident.walk_id) == walk["id"]
+
+
+def test_arrival_finishes_the_walk_tells_guardians_and_closes_the_trail(client, db, emitted):
+    walker = create_user(db.session, name="최도착")
+    guardian = guardian_of(client, db, walker, token="guardian-phone")
+    walk = start(client, walker, [guardian]).json
+    points, now = route_points(walk), utcnow()
+    end = (HOME_TO["lat"], HOME_TO["lon"])
+    home = [fix(*end, now - timedelta(seconds=10 - 5 * i)) for i in range(3)]
+    assert post_fixes(client, walker, walk["id"], home).json["accepted"] == 3
+    db.session.expire_all()
+    assert db.session.get(Walk, walk["id"]).status == "arrived"
+    assert ("guardian-phone", "walk.arrived") in db.session.execute(select(Delivery.token, Delivery.reason)).all()
+    ended = [(room, p) for _, room, event, p in emitted if event == events.WALK_ENDED]
+    assert {room for room, _ in ended} == {rooms.user(walker.id), rooms.walk(walk["id"])}
+    late_and_after = [fix(*points[0], now - timedelta(seconds=60)), fix(*end, now + timedelta(seconds=5))]
+    answer = post_fixes(client, walker, walk["id"], late_and_after).json
+    assert (answer["accepted"], answer["rejected"]) == (1, 1)
+    assert client.post(f"/api/v1/walks/{walk['id']}/finish", headers=auth_header(walker)).json == {"status": "arrived"}
+
+
+def test_the_walker_finishes_and_watchers_are_told(client, db, emitted):
+    walker = create_user(db.session)
+    walk = start(client, walker).json
+    answer = client.post(f"/api/v1/walks/{walk['id']}/finish", headers=auth_header(walker))
+    assert answer.json == {"status": "finished"}
+    assert [room for _, room, event, _ in emitted if event == events.WALK_ENDED][-1] == rooms.walk(walk["id"])
+    assert start(client, walker).status_code == 201  # a new walk may start
+
+
+def started_in_the_past(db, walker, minutes, **settings):
+    """A walk whose clock started `minutes` ago (services take `now`, so no clock is faked)."""
+    cfg = {**walk_settings(current_app.config), **settings}
+    walk, _ = walks.start(db.session, walker=walker, origin=(HOME_FROM["lat"], HOME_FROM["lon"]),
+                          destination=(HOME_TO["lat"], HOME_TO["lon"]), profile="safe", guardian_ids=[],
+                          route_settings=route_settings(current_app.config), settings=cfg,
+                          now=utcnow() - timedelta(minutes=minutes), night=True)
+    return walk.id
+
+
+def test_signal_lost_fires_once_from_the_timer_chain_and_stale_links_do_nothing(app, db, emitted):
+    walker = create_user(db.session)
+    walk_id = started_in_the_past(db, walker, minutes=3)
+    first_link = db.session.scalar(select(Job).where(Job.kind == "walk.timers"))
+    assert first_link.run_at < utcnow()  # due: nothing heard for three minutes
+    workers = [Worker(app, name=f"w{i}") for i in range(3)]
+    threads = [threading.Thread(target=w.run_once) for w in workers]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    db.session.expire_all()
+    assert db.session.scalars(select(WalkAlert.kind)).all() == ["signal_lost"]
+    walk = db.session.get(Walk, walk_id)
+    assert walk.timer_seq == 2 and walk.timer_due > utcnow()
+    assert walk_monitor.run_timers(db.session, walk_id=walk_id, seq=1, now=utcnow()) is False  # a stale link
+    assert walk_monitor.run_timers(db.session, walk_id=walk_id, seq=2, now=utcnow()) is True
+    assert db.session.scalar(select(func.count()).select_from(WalkAlert)) == 1  # raised once
+    assert [e for _, _, e, _ in emitted].count(events.WALK_ALERT) == 2  # to the walker and to watchers
+
+
+def test_overdue_fires_after_the_expected_arrival_and_its_grace(app, db):
+    walker = create_user(db.session)
+    walk_id = started_in_the_past(db, walker, minutes=1)
+    walk = db.session.get(Walk, walk_id)
+    overdue_at = walk.expected_arrival + timedelta(seconds=walk.settings["monitor"]["overdue_grace_s"])
+    seq = walk.timer_seq
+    db.session.commit()
+    assert walk_monitor.run_timers(db.session, walk_id=walk_id, seq=seq, now=overdue_at - timedelta(seconds=5))
+    assert "overdue" not in db.session.scalars(select(WalkAlert.kind)).all()
+    seq = db.session.get(Walk, walk_id).timer_seq
+    db.session.commit()
+    assert walk_monitor.run_timers(db.session, walk_id=walk_id, seq=seq, now=overdue_at + timedelta(seconds=1))
+    assert "overdue" in db.session.scalars(select(WalkAlert.kind)).all()
+
+
+def test_a_fix_after_silence_rearms_the_chain_sooner(client, db):
+    walker = create_user(db.session)
+    walk_id = started_in_the_past(db, walker, minutes=0)
+    walk = db.session.get(Walk, walk_id)
+    walk.timer_due = utcnow() + timedelta(hours=1)  # as if parked after a signal_lost
+    db.session.commit()
+    post_fixes(client, walker, walk_id, [fix(HOME_FROM["lat"], HOME_FROM["lon"], utcnow())])
+    db.session.expire_all()
+    walk = db.session.get(Walk, walk_id)
+    assert walk.timer_seq == 2 and walk.timer_due < utcnow() + timedelta(seconds=125)
+
+
+@pytest.mark.parametrize("who, status", [("walker", 200), ("chosen", 200), ("unchosen guardian", 404),
+                                         ("stranger", 404), ("operator before escalation", 404)])
+def test_who_may_read_a_walk_and_third_party_reads_are_logged(client, db, who, status):
+    walker = create_user(db.session)
+    chosen = guardian_of(client, db, walker)
+    unchosen = guardian_of(client, db, walker)
+    walk = start(client, walker, [chosen]).json
+    post_fixes(client, walker, walk["id"], [fix(HOME_FROM["lat"], HOME_FROM["lon"], utcnow())])
+    reader = {"walker": walker, "chosen": chosen, "unchosen guardian": unchosen,
+              "stranger": create_user(db.session),
+              "operator before escalation": create_user(db.session, role="operator")}[who]
+    answer = client.get(f"/api/v1/walks/{walk['id']}", headers=auth_header(reader))
+    assert answer.status_code == status
+    logged = db.session.execute(select(LocationAccess.viewer_id, LocationAccess.subject_user_id,
+                                       LocationAccess.purpose)).all()
+    expected = [(chosen.id, walker.id, "walk.read")] if who == "chosen" else []
+    assert logged == expected
+    if status == 200:
+        assert answer.json["walk"]["last_fix"]["lat"] == HOME_FROM["lat"]
+
+
+def test_a_guardian_whose_link_ended_can_no_longer_read_the_walk(client, db):
+    walker = create_user(db.session)
+    chosen = guardian_of(client, db, walker)
+    walk = start(client, walker, [chosen]).json
+    link = client.get("/api/v1/guardians", headers=auth_header(walker)).json["guarded_by"][0]
+    assert client.delete(f"/api/v1/guardians/{link['id']}", headers=auth_header(walker)).status_code == 204
+    assert client.get(f"/api/v1/walks/{walk['id']}", headers=auth_header(chosen)).status_code == 404
+
+
+def test_watch_is_for_chosen_guardians_and_is_logged(client, db):
+    walker = create_user(db.session)
+    chosen = guardian_of(client, db, walker)
+    walk = start(client, walker, [chosen]).json
+    answer = walks.watch(db.session, viewer_id=chosen.id, walk_id=walk["id"])
+    assert answer["ok"] is True and answer["walk"]["route"]["type"] == "Feature"
+    assert db.session.scalar(select(LocationAccess.purpose)) == "walk.watch"
+    with pytest.raises(walks.NotFound):
+        walks.watch(db.session, viewer_id=create_user(db.session).id, walk_id=walk["id"])
+
+
+def test_parallel_fixes_for_one_walk_are_serialised_by_the_walk_lock(app, db):
+    walker = create_user(db.session)
+    walk_id = started_in_the_past(db, walker, minutes=0)
+    now = utcnow()
+    batches = [[fix(HOME_FROM["lat"] + i * 1e-5, HOME_FROM["lon"], now - timedelta(seconds=40 - i))]
+               for i in range(16)]
+    results = []
+
+    def send(batch):
+        with app.app_context():
+            from safety_api.extensions import db as _db
+            from safety_api.extensions import redis_store
+            results.append(walk_ingest.record_fixes(_db.session, redis_store.client, user=_db.session.get(
+                type(walker), walker.id), walk_id=walk_id, raw_fixes=batch, now=now))
+            _db.session.remove()
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sum(r["accepted"] for r in results) == 16
+    db.session.expire_all()
+    walk = db.session.get(Walk, walk_id)
+    assert walk.last_fix["t"] == batches[-1][0]["t"]
+    assert walk.monitor_state["last_t"] == datetime.fromisoformat(batches[-1][0]["t"]).timestamp()
+
+
+def test_retention_purges_old_fixes_that_are_no_incidents_evidence(app, db):
+    walker = create_user(db.session)
+    old = utcnow() - timedelta(days=40)
+    keep_incident = uuid.uuid4()
+    rows = [LocationFix(subject_kind="walk", subject_id=uuid.uuid4(), user_id=walker.id, lat=37.47, lon=126.92,
+                        t=old + timedelta(seconds=i), incident_id=keep_incident if i < 3 else None) for i in range(10)]
+    rows.append(LocationFix(subject_kind="escort", subject_id=uuid.uuid4(), user_id=walker.id, lat=37.47,
+                            lon=126.92, t=utcnow()))
+    db.session.add_all(rows)
+    db.session.commit()
+    assert walks.purge_fixes(db.session, now=utcnow(), retention_days=30, batch=4) == 7
+    left = db.session.execute(select(LocationFix.subject_kind, LocationFix.incident_id)).all()
+    assert sorted(str(i) for _, i in left) == sorted([str(keep_incident)] * 3 + ["None"])
+    walks.schedule_purge(db.session, now=utcnow(), every_s=3600)
+    walks.schedule_purge(db.session, now=utcnow(), every_s=3600)
+    db.session.commit()
+    assert db.session.scalar(select(func.count()).select_from(Job).where(Job.kind == "fixes.purge")) == 1
+    make_due(db, "fixes.purge")
+    Worker(app).run_once()
+    assert db.session.scalar(select(func.count()).select_from(Job).where(
+        Job.kind == "fixes.purge", Job.status == "pending")) == 1  # the next slot is queued
