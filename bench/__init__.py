@@ -1,0 +1,1 @@
+"""Benchmarks: each module runs with `.venv/bin/python -m bench.NAME`."""
