@@ -86,7 +86,8 @@ def make_plan(app, *, bookings: int, scouts: int, accepts: int, seed: int = 7):
     rng = random.Random(seed)
     with app.app_context():
         points = db.session.query(MeetingPoint).all()
-        people = [User(phone=f"0109{i:07d}", name=f"시민{i}", password_hash="-", role="citizen") for i in range(bookings)]
+        people = [User(phone=f"0109{i:07d}", name=f"시민{i}", password_hash="-", role="citizen")
+                  for i in range(bookings)]
         crew = [User(phone=f"0108{i:07d}", name=f"스카우트{i}", password_hash="-", role="scout", district_code="11620",
                      on_duty=True) for i in range(scouts)]
         db.session.add_all(people + crew)

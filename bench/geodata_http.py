@@ -17,8 +17,15 @@ os.environ.setdefault("BENCH_DB_NAME", "safety_bench_geo")  # 200k synthetic cam
 import psycopg  # noqa: E402
 import requests  # noqa: E402
 
-from bench.common import (BENCH_DATABASE_URL, Gunicorn, fmt_ms, percentiles, prepare_app,  # noqa: E402
-                          rss_mib, server_env)
+from bench.common import (  # noqa: E402
+    BENCH_DATABASE_URL,
+    Gunicorn,
+    fmt_ms,
+    percentiles,
+    prepare_app,
+    rss_mib,
+    server_env,
+)
 
 SEOUL = (126.80, 127.18, 37.43, 37.70)
 RAW_KNN = """
@@ -79,8 +86,8 @@ def bench_facilities(server, n_queries):
     pts = points(n_queries)
     time_raw(pts[:50]), time_http(server.url, "/api/v1/facilities", [{"lat": 37.5, "lon": 127.0}] * 50)  # warm
     raw = percentiles(time_raw(pts))
-    http, errors = time_http(server.url, "/api/v1/facilities",
-                             [{"lat": lat, "lon": lon, "radius": 300, "kinds": "cctv", "limit": 50} for lat, lon in pts])
+    queries = [{"lat": lat, "lon": lon, "radius": 300, "kinds": "cctv", "limit": 50} for lat, lon in pts]
+    http, errors = time_http(server.url, "/api/v1/facilities", queries)
     http = percentiles(http)
     print(f"facilities raw SQL KNN    : {fmt_ms(raw)}")
     print(f"GET /api/v1/facilities    : {fmt_ms(http)}  errors={errors}")

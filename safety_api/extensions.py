@@ -2,6 +2,7 @@
 from http import HTTPStatus
 
 import redis
+from flask import current_app
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_smorest import Api
@@ -58,15 +59,20 @@ def fail_fast() -> Retry:
 
 
 class RedisHolder:
-    """The app's Redis client, bound at create_app time (no connection at import)."""
+    """The current app's Redis client, created at create_app time (no connection at import).
 
-    client: redis.Redis | None = None
+    Kept on the app, not on this object, so that a second app in one process (a test, a CLI tool) never
+    re-points the first one at another Redis.
+    """
 
     def init_app(self, app):
-        self.client = redis.Redis.from_url(
+        app.extensions["redis"] = redis.Redis.from_url(
             app.config["REDIS_URL"], decode_responses=True,
             socket_connect_timeout=2, socket_timeout=2, health_check_interval=30, retry=fail_fast())
-        app.extensions["redis"] = self.client
+
+    @property
+    def client(self) -> redis.Redis:
+        return current_app.extensions["redis"]
 
 
 redis_store = RedisHolder()

@@ -68,6 +68,15 @@ def truncate_user_tables(_db):
     _db.session.commit()
 
 
+def restore_meeting_points(_db):
+    """Meeting points are reference data that admins may rename or retire: a test that lets them (the fuzzer,
+    the access matrix) puts Gwanak's stops back as the demo loads them. Call after the user tables are empty."""
+    from safety_api.cli import load_meeting_points
+    _db.session.rollback()
+    _db.session.execute(text("DELETE FROM meeting_points"))
+    load_meeting_points(lambda _line: None)  # commits
+
+
 @pytest.fixture
 def redis_client(app):
     client = app.extensions["redis"]

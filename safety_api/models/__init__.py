@@ -14,7 +14,8 @@ from safety_api.models.incidents import (
 from safety_api.models.jobs import Job
 from safety_api.models.walks import LocationAccess, Walk, WalkAlert, WalkGuardian
 
-__all__ = ["DataVersion", "District", "Dong", "Facility", "StreetEdge", "GuardianLink", "Job", "PushDevice", "RefreshToken", "User",
+__all__ = ["DataVersion", "District", "Dong", "Facility", "StreetEdge", "GuardianLink", "Job", "PushDevice",
+           "RefreshToken", "User",
            "BellDevice", "Delivery", "Incident", "IncidentEvent", "LocationFix", "ProtectedPerson",
            "EscortAssignment", "EscortBooking", "EscortEvent", "MeetingPoint",
            "LocationAccess", "Walk", "WalkAlert", "WalkGuardian"]

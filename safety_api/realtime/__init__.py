@@ -17,6 +17,9 @@ def init_app(app: Flask):
         cors_allowed_origins=app.config["CORS_ORIGINS"],
         logger=False, engineio_logger=False,
     )
+    # Flask-SocketIO keeps one server per SocketIO object and replaces it on every init_app; each app keeps
+    # its own so that emits go through the queue of the app they are made in.
+    app.extensions["socketio_server"] = socketio.server
     socketio.on_namespace(MobileNamespace("/mobile"))
     socketio.on_namespace(ControlNamespace("/control"))
 

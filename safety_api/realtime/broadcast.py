@@ -1,7 +1,8 @@
 """Server-initiated emits: the one module that sends events to rooms (api and worker alike)."""
 import logging
 
-from safety_api.extensions import socketio
+from flask import current_app
+
 from safety_api.realtime import events, rooms
 
 log = logging.getLogger(__name__)
@@ -10,7 +11,7 @@ log = logging.getLogger(__name__)
 def _emit(event: str, payload, *, namespace: str, room: str) -> bool:
     """Emit through the Redis queue; a failure is logged, never raised: the outbox covers it."""
     try:
-        socketio.emit(event, payload, namespace=namespace, to=room)
+        current_app.extensions["socketio_server"].emit(event, payload, namespace=namespace, to=room)
         return True
     except Exception:  # the fast path must never break the request that triggered it
         log.exception("emit %s to %s failed", event, room)

@@ -1,6 +1,8 @@
 """Batched position fan-out: the newest position per subject, flushed to each room every few hundred ms."""
 import threading
 
+from flask import current_app
+
 from safety_api.extensions import socketio
 from safety_api.realtime import broadcast
 
@@ -15,9 +17,12 @@ class PositionBatcher:
         self._started = False
 
     def add(self, *, namespace: str, room: str, event: str, item: dict):
-        """Queue an item; a newer item for the same subject replaces the older one."""
+        """Queue an item; a newer item for the same subject replaces the older one.
+
+        Items are kept per app (the one in context) and emitted through that app's Socket.IO server."""
+        app = current_app._get_current_object()
         with self._lock:
-            self._pending.setdefault((namespace, room, event), {})[(item["kind"], item["id"])] = item
+            self._pending.setdefault((app, namespace, room, event), {})[(item["kind"], item["id"])] = item
             if not self._started:
                 self._started = True
                 socketio.start_background_task(self._run)
@@ -26,8 +31,9 @@ class PositionBatcher:
         """Emit everything queued: one publish per room, never one per fix."""
         with self._lock:
             pending, self._pending = self._pending, {}
-        for (namespace, room, event), items in pending.items():
-            broadcast.to_room(namespace, room, event, {"items": list(items.values())})
+        for (app, namespace, room, event), items in pending.items():
+            with app.app_context():
+                broadcast.to_room(namespace, room, event, {"items": list(items.values())})
 
     def _run(self):
         while True:

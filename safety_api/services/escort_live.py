@@ -6,8 +6,17 @@ from safety_api.models.escort import EscortBooking
 from safety_api.realtime import events, rooms
 from safety_api.realtime.positions import batcher
 from safety_api.services import fixes as fix_store
-from safety_api.services.escort import (TEXTS, held, holds, locked_booking, parties, push, record_event,
-                                        staff_on_duty, tell)
+from safety_api.services.escort import (
+    TEXTS,
+    held,
+    holds,
+    locked_booking,
+    parties,
+    push,
+    record_event,
+    staff_on_duty,
+    tell,
+)
 from safety_api.services.escort_views import event_payload
 
 

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -66,29 +67,28 @@ def record_fixes(session, redis_client, *, user, walk_id, raw_fixes, now: dateti
     valid, rejected = fixes.validate(raw_fixes, now=now)
     person = Person(user.id, user.name)
     session.rollback()  # hand the connection back while waiting: hundreds of sockets may wait at once
-    return writer_for(session.get_bind(), redis_client).submit(
+    return writer_for(current_app, session.get_bind(), redis_client).submit(
         Submission(walk_id=walk_id, person=person, valid=valid, rejected=rejected, now=now))
 
 
-_writers: dict = {}
 _writers_lock = threading.Lock()
 
 
-def writer_for(engine, redis_client) -> "GroupWriter":
-    """This process's writer for one database and Redis."""
-    key = (id(engine), id(redis_client))
+def writer_for(app, engine, redis_client) -> "GroupWriter":
+    """The app's writer (one per serving process), created on first use."""
     with _writers_lock:
-        if key not in _writers:
-            _writers[key] = GroupWriter(engine, redis_client)
-        return _writers[key]
+        writer = app.extensions.get("walk_fix_writer")
+        if writer is None:
+            writer = app.extensions["walk_fix_writer"] = GroupWriter(app._get_current_object(), engine, redis_client)
+        return writer
 
 
 class GroupWriter:
     """A few threads that each write whatever callers are waiting, one transaction per group. Groups
     written at once never deadlock: each locks its walks in id order."""
 
-    def __init__(self, engine, redis_client, writers: int = WRITERS):
-        self.engine, self.redis = engine, redis_client
+    def __init__(self, app, engine, redis_client, writers: int = WRITERS):
+        self.app, self.engine, self.redis = app, engine, redis_client
         self.live_if_newer = redis_client.register_script(LIVE_IF_NEWER)
         self._waiting: queue.SimpleQueue = queue.SimpleQueue()
         for n in range(writers):
@@ -114,24 +114,37 @@ class GroupWriter:
             self._write(group)
 
     def _write(self, group: list):
-        try:
-            self._write_group(group)
-        except Exception:  # one bad submission must not fail the others: write each alone
-            log.warning("a group of %d walk submissions failed; writing them one by one", len(group), exc_info=True)
-            for submission in group:
-                try:
-                    self._write_group([submission])
-                except Exception as exc:  # reported to its caller, mapped to problem+json there
-                    submission.error = exc
-        finally:
-            for submission in group:
-                submission.done.set()
+        """Commit the group, publish what the commits owe, then release its callers (an ack means stored)."""
+        with self.app.app_context():  # emits and the position batcher belong to the app
+            try:
+                for published, notices in self._commit(group):
+                    self._publish(published)
+                    try:
+                        tell(notices)
+                    except Exception:  # the socket notice is best effort: the pushes are durable jobs
+                        log.warning("walk notices not sent", exc_info=True)
+            finally:
+                for submission in group:
+                    submission.done.set()
 
-    def _write_group(self, group: list):
+    def _commit(self, group: list) -> list:
+        """One transaction for the group; if it fails, one per submission, so that one bad submission fails
+        alone. Only a failed transaction is retried: a committed fix is never written again."""
+        try:
+            return [self._transaction(group)]
+        except Exception:
+            log.warning("a group of %d walk submissions failed; writing them one by one", len(group), exc_info=True)
+        committed = []
+        for submission in group:
+            try:
+                committed.append(self._transaction([submission]))
+            except Exception as exc:  # reported to its caller, mapped to problem+json there
+                submission.error = exc
+        return committed
+
+    def _transaction(self, group: list) -> tuple[list, list]:
         with Session(self.engine, expire_on_commit=False) as session:
-            published, notices = write_group(session, group)
-        self._publish(published)
-        tell(notices)
+            return write_group(session, group)
 
     def _publish(self, published: list):
         """Live positions in one Redis round trip; the watchers' batches in memory."""

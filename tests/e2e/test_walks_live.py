@@ -167,7 +167,8 @@ def test_silence_alerts_once_and_an_unanswered_prompt_reaches_the_operators_once
         walk = start_walk(first, walker, [chosen])
         assert watch(guardian.client, walk["id"])["ok"] is True
         fix = {"lat": HOME_FROM["lat"], "lon": HOME_FROM["lon"], "accuracy_m": 9, "t": iso(now())}
-        assert api(second, walker, "POST", f"/walks/{walk['id']}/fixes", json={"fixes": [fix]}).json()["accepted"] == 1
+        posted = api(second, walker, "POST", f"/walks/{walk['id']}/fixes", json={"fixes": [fix]}).json()
+        assert posted["accepted"] == 1, posted
         assert guardian.arrived["walk.alert"].wait(30), "signal_lost never came"  # workers may start slowly
         assert guardian.received["walk.alert"][0]["alert"] == "signal_lost"
         assert operator.arrived["walk.escalated"].wait(15), "no escalation"

@@ -3,7 +3,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from safety_api.api.geodata import route_settings
 from safety_api.api.walks import walk_settings
@@ -11,7 +11,7 @@ from safety_api.clock import utcnow
 from safety_api.models import MeetingPoint, User
 from safety_api.services import accounts, escort, guardians, incidents, meeting_points, protection, walks
 from safety_api.services.escort_rules import policy_from_config
-from tests.conftest import truncate_user_tables
+from tests.conftest import restore_meeting_points, truncate_user_tables
 from tests.factories import auth_header, create_user
 from tests.support.access import GWANAK, HOME_TO, IN_GWANAK, NEAR_SEOWON, OPEN_SERVICE, SEOWON
 
@@ -69,11 +69,10 @@ def seed_world(app, db, *, role: str) -> World:
 
 
 def clean_world(db):
-    """Empty the user tables, then drop the meeting points the run added (they sit among reference data)."""
+    """Empty the user tables, then put back the meeting points the run added, renamed or retired."""
     db.session.rollback()
     truncate_user_tables(db)
-    db.session.execute(delete(MeetingPoint).where(MeetingPoint.source_id.is_(None)))
-    db.session.commit()
+    restore_meeting_points(db)
 
 
 def served_spec() -> dict:

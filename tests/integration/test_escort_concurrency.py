@@ -118,11 +118,12 @@ def test_a_cancel_racing_the_accepts_leaves_no_scout_held_by_a_cancelled_booking
         scouts = [auth_header(scout(db)) for _ in range(4)]
         answers = []
 
-        def call(headers, action):
+        def call(headers, action, booking_id=booking_id, answers=answers):
             r = app.test_client().post(f"/api/v1/escort/bookings/{booking_id}/{action}", headers=headers)
             answers.append(r.status_code)
 
-        run_together([lambda h=auth_header(citizen): call(h, "cancel")] + [lambda h=h: call(h, "accept") for h in scouts])
+        calls = [lambda h=auth_header(citizen): call(h, "cancel")] + [lambda h=h: call(h, "accept") for h in scouts]
+        run_together(calls)
         assert set(answers) <= {200, 409}
         held = db.session.scalar(text("SELECT count(*) FROM escort_assignments WHERE booking_id = :b "
                                       "AND released_at IS NULL"), {"b": booking_id})

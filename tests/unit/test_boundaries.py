@@ -9,8 +9,9 @@ from geo.boundaries import multipolygon, read_districts, read_dongs
 from geo.projection import coords_to_metres
 
 DATA = Path(__file__).resolve().parents[2] / "data"
-GWANAK_DONGS = {"보라매동", "청림동", "행운동", "낙성대동", "중앙동", "인헌동", "남현동", "서원동", "신원동", "서림동",
-                "신사동", "신림동", "난향동", "조원동", "대학동", "은천동", "성현동", "청룡동", "난곡동", "삼성동", "미성동"}
+GWANAK_DONGS = {"보라매동", "청림동", "행운동", "낙성대동", "중앙동", "인헌동", "남현동",
+                "서원동", "신원동", "서림동", "신사동", "신림동", "난향동", "조원동",
+                "대학동", "은천동", "성현동", "청룡동", "난곡동", "삼성동", "미성동"}
 
 
 @pytest.fixture(scope="module")

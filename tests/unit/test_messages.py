@@ -1,9 +1,17 @@
 """Message builders: plain dicts in, PushMessages and socket payloads out."""
 import pytest
 
-from notifications.messages import (ESCORT_EVENTS, WALK_ALERTS, escort_payload, escort_update,
-                                    guardian_alert, incident_alert, seoul_time, walk_alert,
-                                    walk_alert_payload)
+from notifications.messages import (
+    ESCORT_EVENTS,
+    WALK_ALERTS,
+    escort_payload,
+    escort_update,
+    guardian_alert,
+    incident_alert,
+    seoul_time,
+    walk_alert,
+    walk_alert_payload,
+)
 
 TOKENS = [("tok-a", "android"), ("tok-i", "ios")]
 INCIDENT = {"id": 42, "status": "open", "trigger": "button", "priority": "high",

@@ -13,8 +13,7 @@ import firebase_admin
 import pytest
 from firebase_admin import exceptions, messaging
 
-from notifications.push import (PushMessage, PushSender, backoff_seconds, build_fcm_message,
-                                classify, init_firebase_app)
+from notifications.push import PushMessage, PushSender, backoff_seconds, build_fcm_message, classify, init_firebase_app
 from tests.support.fake_fcm import FakeFCM, service_account_file
 
 PROJECT = "test-proj"
