@@ -4,7 +4,7 @@ VENV := .venv/bin
 FLASK := $(VENV)/flask --app wsgi
 export PORT
 
-.PHONY: run test setup migrate demo serve bench fuzz clean
+.PHONY: run test lint setup migrate demo serve bench fuzz clean
 
 run: setup migrate demo serve
 
@@ -20,8 +20,11 @@ demo:
 serve:
 	@bash scripts/serve.sh
 
-test: setup
+test: setup lint
 	@$(VENV)/pytest
+
+lint: setup
+	@$(VENV)/ruff check .
 
 bench: setup
 	@$(VENV)/python -m bench
