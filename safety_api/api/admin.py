@@ -27,7 +27,7 @@ class NewUserSchema(StrictSchema):
 
 
 @blp.post("/users")
-@blp.arguments(NewUserSchema)
+@blp.arguments(NewUserSchema())
 @blp.response(201, UserEnvelope)
 @require("admin")
 def create_user(body):

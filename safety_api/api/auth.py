@@ -49,7 +49,7 @@ class AccessTokenSchema(StrictSchema):
 
 
 @blp.post("/register")
-@blp.arguments(RegisterSchema)
+@blp.arguments(RegisterSchema())
 @blp.response(201, UserEnvelope)
 @blp.alt_response(409, response="CONFLICT")
 def register(body):
@@ -58,7 +58,7 @@ def register(body):
 
 
 @blp.post("/login")
-@blp.arguments(LoginSchema)
+@blp.arguments(LoginSchema())
 @blp.response(200, TokensSchema)
 def login(body):
     """Exchange phone and password for an access token and a refresh token."""

@@ -21,7 +21,7 @@ class DeviceOut(StrictSchema):
 
 
 @blp.post("")
-@blp.arguments(DeviceSchema)
+@blp.arguments(DeviceSchema())
 @blp.response(201, DeviceOut)
 @blp.alt_response(200, schema=DeviceOut, description="The token was already registered")
 @require()

@@ -17,7 +17,7 @@ class DistrictOut(StrictSchema):
 
 
 @blp.get("/at")
-@blp.arguments(LatLonQuery, location="query")
+@blp.arguments(LatLonQuery(), location="query")
 @blp.response(200, DistrictOut)
 def at(query):
     """The district (and 행정동) containing a point; 404 outside the served area."""

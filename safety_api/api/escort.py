@@ -115,7 +115,7 @@ class EscortFixesOut(StrictSchema):
 
 
 @blp.get("/meeting-points")
-@blp.arguments(MeetingPointQuery, location="query")
+@blp.arguments(MeetingPointQuery(), location="query")
 @blp.response(200, MeetingPointList)
 @require()
 def list_meeting_points(query):
@@ -124,7 +124,7 @@ def list_meeting_points(query):
 
 
 @blp.post("/meeting-points")
-@blp.arguments(MeetingPointIn)
+@blp.arguments(MeetingPointIn())
 @blp.response(201, MeetingPointOut)
 @require("admin")
 def create_meeting_point(body):
@@ -134,7 +134,7 @@ def create_meeting_point(body):
 
 
 @blp.patch("/meeting-points/<uuid:point_id>")
-@blp.arguments(MeetingPointPatch)
+@blp.arguments(MeetingPointPatch())
 @blp.response(200, MeetingPointOut)
 @require("admin")
 def update_meeting_point(body, point_id):
@@ -143,7 +143,7 @@ def update_meeting_point(body, point_id):
 
 
 @blp.post("/bookings")
-@blp.arguments(EscortBookingIn)
+@blp.arguments(EscortBookingIn())
 @blp.response(201, EscortBookingOut)
 @require("citizen")
 def book(body):
@@ -155,7 +155,7 @@ def book(body):
 
 
 @blp.get("/bookings")
-@blp.arguments(EscortBookingsQuery, location="query")
+@blp.arguments(EscortBookingsQuery(), location="query")
 @blp.response(200, EscortBookingList)
 @require()
 def list_bookings(query):
@@ -213,7 +213,7 @@ def cancel(booking_id):
 
 
 @blp.post("/bookings/<uuid:booking_id>/fixes")
-@blp.arguments(EscortFixesIn)
+@blp.arguments(EscortFixesIn())
 @blp.response(200, EscortFixesOut)
 @require("scout")
 def post_fixes(body, booking_id):
@@ -231,7 +231,7 @@ def list_offers():
 
 
 @blp.put("/duty")
-@blp.arguments(DutySchema)
+@blp.arguments(DutySchema())
 @blp.response(200, DutySchema)
 @require("scout")
 def set_duty(body):

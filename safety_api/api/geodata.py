@@ -5,7 +5,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from safety_api.api.schemas import Latitude, Longitude, StrictSchema
 from safety_api.clock import utcnow
-from safety_api.extensions import db
+from safety_api.extensions import autocommit_connection, db
 from safety_api.models.geodata import FACILITY_KINDS
 from safety_api.services import facilities, routes
 
@@ -68,17 +68,18 @@ class RouteSchema(StrictSchema):
 
 
 @blp.get("/facilities")
-@blp.arguments(FacilitiesQuery, location="query")
+@blp.arguments(FacilitiesQuery(), location="query")
 @blp.response(200, FacilitiesSchema)
 def nearby(query):
     """Cameras, bells, police boxes, safe houses, parcel boxes and streetlights near a point, nearest first."""
-    body = facilities.nearby_geojson(db.session, lat=query["lat"], lon=query["lon"], radius_m=query["radius"],
-                                     kinds=query["kinds"], limit=query["limit"])
+    with autocommit_connection() as conn:
+        body = facilities.nearby_geojson(conn, lat=query["lat"], lon=query["lon"], radius_m=query["radius"],
+                                         kinds=query["kinds"], limit=query["limit"])
     return current_app.response_class(body, mimetype="application/json")
 
 
 @blp.get("/routes")
-@blp.arguments(RouteQuery, location="query")
+@blp.arguments(RouteQuery(), location="query")
 @blp.response(200, RouteSchema)
 def route(query):
     """A walking route: `safe` (along cameras and bells, bounded detour) or `shortest`."""

@@ -33,7 +33,7 @@ class LinksSchema(StrictSchema):
 
 
 @blp.post("")
-@blp.arguments(InviteSchema)
+@blp.arguments(InviteSchema())
 @blp.response(201, LinkSchema)
 @require()
 def invite(body):

@@ -89,7 +89,7 @@ def idempotency_key() -> str | None:
 
 
 @blp.post("/sos")
-@blp.arguments(SosSchema)
+@blp.arguments(SosSchema())
 @blp.response(201, IncidentEnvelope)
 @blp.alt_response(200, schema=IncidentEnvelope, description="A replay of the same Idempotency-Key")
 @blp.doc(parameters=[IDEMPOTENCY_DOC])
@@ -104,7 +104,7 @@ def raise_sos(body):
 
 
 @blp.post("/bells/sos")
-@blp.arguments(BellSosSchema)
+@blp.arguments(BellSosSchema())
 @blp.response(201, IncidentEnvelope)
 @blp.alt_response(200, schema=IncidentEnvelope, description="A replay of the same Idempotency-Key")
 @blp.doc(security=[{"deviceKey": []}], parameters=[IDEMPOTENCY_DOC])
@@ -118,7 +118,7 @@ def bell_sos(body):
 
 
 @blp.post("/sos/<uuid:incident_id>/fixes")
-@blp.arguments(FixesSchema)
+@blp.arguments(FixesSchema())
 @blp.response(200, FixesResult)
 @require("citizen")
 def sos_fixes(body, incident_id):
@@ -128,7 +128,7 @@ def sos_fixes(body, incident_id):
 
 
 @blp.post("/sos/<uuid:incident_id>/cancel")
-@blp.arguments(PinSchema)
+@blp.arguments(PinSchema())
 @blp.response(200, StatusSchema)
 @require("citizen")
 def cancel(body, incident_id):
@@ -146,7 +146,7 @@ def my_incident(incident_id):
 
 
 @blp.get("/incidents")
-@blp.arguments(ListQuery, location="query")
+@blp.arguments(ListQuery(), location="query")
 @blp.response(200, IncidentList)
 @blp.doc(**links(200, "/items/0/id", "incident_id", "GET /api/v1/incidents/{incident_id}",
                  "POST /api/v1/incidents/{incident_id}/ack", "POST /api/v1/incidents/{incident_id}/dispatch",
@@ -177,7 +177,7 @@ def acknowledge(incident_id):
 
 
 @blp.post("/incidents/<uuid:incident_id>/dispatch")
-@blp.arguments(DispatchSchema)
+@blp.arguments(DispatchSchema())
 @blp.response(200, IncidentEnvelope)
 @require("operator", "admin")
 def dispatch(body, incident_id):
@@ -186,7 +186,7 @@ def dispatch(body, incident_id):
 
 
 @blp.post("/incidents/<uuid:incident_id>/resolve")
-@blp.arguments(ResolveSchema)
+@blp.arguments(ResolveSchema())
 @blp.response(200, IncidentEnvelope)
 @require("operator", "admin")
 def resolve(body, incident_id):

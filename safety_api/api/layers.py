@@ -88,7 +88,7 @@ def district(code):
 
 
 @blp.get("/layers/streets")
-@blp.arguments(StreetsQuery, location="query")
+@blp.arguments(StreetsQuery(), location="query")
 @blp.response(200, StreetNetwork)
 @require("operator", "admin")
 def streets(query):
@@ -97,7 +97,7 @@ def streets(query):
 
 
 @blp.get("/layers/facilities")
-@blp.arguments(FacilityLayerQuery, location="query")
+@blp.arguments(FacilityLayerQuery(), location="query")
 @blp.response(200, FacilityLayer)
 @require("operator", "admin")
 def facilities(query):
@@ -118,7 +118,7 @@ def console_config():
 
 
 @blp.post("/console/heartbeat")
-@blp.arguments(HeartbeatSchema)
+@blp.arguments(HeartbeatSchema())
 @blp.response(204)
 @require("operator", "admin")
 def heartbeat(body):

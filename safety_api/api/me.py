@@ -30,7 +30,7 @@ class DutySchema(StrictSchema):
 
 
 @blp.put("/duty")
-@blp.arguments(DutySchema)
+@blp.arguments(DutySchema())
 @blp.response(200, DutySchema)
 @require("operator", "scout")
 def set_duty(body):
@@ -39,7 +39,7 @@ def set_duty(body):
 
 
 @blp.put("/pins")
-@blp.arguments(PinsSchema)
+@blp.arguments(PinsSchema())
 @blp.response(204)
 @require()
 def set_pins(body):
@@ -71,7 +71,7 @@ def export():
 
 
 @blp.delete("")
-@blp.arguments(DeleteSchema)
+@blp.arguments(DeleteSchema())
 @blp.response(204)
 @require()
 def delete(body):

@@ -39,7 +39,7 @@ class BellOut(StrictSchema):
 
 
 @blp.put("/protected-persons/<uuid:user_id>")
-@blp.arguments(ProtectSchema)
+@blp.arguments(ProtectSchema())
 @blp.response(200, ProtectedOut)
 @require("operator", "admin")
 def protect(body, user_id):
@@ -56,7 +56,7 @@ def unprotect(user_id):
 
 
 @blp.post("/admin/bell-devices")
-@blp.arguments(BellIn)
+@blp.arguments(BellIn())
 @blp.response(201, BellOut)
 @blp.doc(**links(201, "/id", "device_id", "DELETE /api/v1/admin/bell-devices/{device_id}"))
 @require("admin")

@@ -58,7 +58,7 @@ def walk_settings(cfg) -> dict:
 
 
 @blp.post("")
-@blp.arguments(StartSchema)
+@blp.arguments(StartSchema())
 @blp.response(201, StartedSchema)
 @blp.doc(**links(201, "/id", "walk_id", "POST /api/v1/walks/{walk_id}/fixes", "POST /api/v1/walks/{walk_id}/checkin",
                  "POST /api/v1/walks/{walk_id}/finish", "GET /api/v1/walks/{walk_id}"))
@@ -77,7 +77,7 @@ def start(body):
 
 
 @blp.post("/<uuid:walk_id>/fixes")
-@blp.arguments(FixesSchema)
+@blp.arguments(FixesSchema())
 @blp.response(200, FixesResult)
 @require()
 def add_fixes(body, walk_id):
@@ -87,7 +87,7 @@ def add_fixes(body, walk_id):
 
 
 @blp.post("/<uuid:walk_id>/checkin")
-@blp.arguments(CheckinSchema)
+@blp.arguments(CheckinSchema())
 @blp.response(200, CheckinResult)
 @require()
 def checkin(body, walk_id):

@@ -36,9 +36,9 @@ _NEARBY_GEOJSON = text("""
 """).bindparams(bindparam("kinds", type_=ARRAY(String)))
 
 
-def nearby_geojson(session, *, lat: float, lon: float, radius_m: float, kinds, limit: int) -> str:
-    """The same query as `nearby`, answered as GeoJSON text ready to send."""
-    return session.execute(_NEARBY_GEOJSON, {"lat": lat, "lon": lon, "radius": radius_m, "kinds": list(kinds),
+def nearby_geojson(conn, *, lat: float, lon: float, radius_m: float, kinds, limit: int) -> str:
+    """The same query as `nearby`, answered as GeoJSON text ready to send (on a session or a connection)."""
+    return conn.execute(_NEARBY_GEOJSON, {"lat": lat, "lon": lon, "radius": radius_m, "kinds": list(kinds),
                                              "limit": limit}).scalar_one()
 
 
