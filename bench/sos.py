@@ -368,7 +368,7 @@ def steps(people, n: int, batch: int):
     from safety_api import security
     from safety_api.extensions import db, redis_store
     from safety_api.models import User
-    from safety_api.services import incidents
+    from safety_api.services import incidents, sos_ingest
     app, clock = people["app"], StepClock(people["app"])
     for module, name in [(security, "verify_jwt_in_request"), (incidents, "_by_key"), (incidents, "district_at"),
                          (incidents, "_nearest_cctvs"), (incidents, "_plan_alert_pushes"), (incidents.jobs, "enqueue"),
@@ -387,7 +387,7 @@ def steps(people, n: int, batch: int):
         fixes = [{**GWANAK, "accuracy_m": 8, "t": time.time() - (batch - j) * 0.01} for j in range(batch)]
         with app.app_context():
             user = db.session.get(User, people["citizen_ids"][k])
-            answer = incidents.record_fixes(db.session, redis_store.client, user=user,
+            answer = sos_ingest.record_fixes(db.session, redis_store.client, user=user,
                                             incident_id=uuid.UUID(people["open_ids"][k]), raw_fixes=fixes,
                                             now=incidents.utcnow())
             db.session.remove()

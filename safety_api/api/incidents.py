@@ -10,7 +10,7 @@ from safety_api.extensions import db, redis_store
 from safety_api.models.incidents import TRIGGERS
 from safety_api.ratelimit import limiter
 from safety_api.security import me, require
-from safety_api.services import incidents, protection
+from safety_api.services import incidents, protection, sos_ingest
 from safety_api.services.incident_views import caller_view, detail_view, operator_view
 
 blp = Blueprint("incidents", __name__, url_prefix="/api/v1", description="SOS and incidents")
@@ -123,7 +123,7 @@ def bell_sos(body):
 @require("citizen")
 def sos_fixes(body, incident_id):
     """Send the caller's positions (batches with client timestamps are fine)."""
-    return incidents.record_fixes(db.session, redis_store.client, user=me(), incident_id=incident_id,
+    return sos_ingest.record_fixes(db.session, redis_store.client, user=me(), incident_id=incident_id,
                                   raw_fixes=body["fixes"], now=utcnow())
 
 

@@ -31,6 +31,7 @@ def authenticate(auth) -> User:
     if user is None:
         raise refuse(401, "Unknown user.")
     session["user_id"], session["role"], session["district"] = str(user.id), user.role, user.district_code
+    session["name"] = user.name
     return user
 
 

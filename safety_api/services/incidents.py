@@ -11,9 +11,8 @@ from safety_api.errors import Conflict, Forbidden
 from safety_api.models import Incident, IncidentEvent, ProtectedPerson, User
 from safety_api.models.incidents import PRIORITY_RANK
 from safety_api.policy import check_caller, check_operate_incident
-from safety_api.realtime import broadcast, events, rooms
-from safety_api.realtime.positions import batcher
-from safety_api.services import access_log, deliveries, facilities, fixes, guardians, jobs
+from safety_api.realtime import broadcast, events
+from safety_api.services import access_log, deliveries, facilities, guardians, jobs
 from safety_api.services.accounts import verify_secret
 from safety_api.services.districts import district_code_at
 from safety_api.services.incident_views import caller_view, operator_view, point_of
@@ -236,30 +235,6 @@ def cancel_with_pin(session, *, user, incident_id, pin: str) -> dict:
     else:
         session.rollback()
     return {"status": "cancelled"}
-
-
-def record_fixes(session, redis_client, *, user, incident_id, raw_fixes, now) -> dict:
-    """Follow the caller: store the trail, keep last_fix, and queue the position for the operators."""
-    incident = session.get(Incident, incident_id)
-    check_caller(user, incident)
-    if incident.status in CLOSED:
-        raise Conflict(f"The incident is already {incident.status}.")
-    valid, rejected = fixes.validate(raw_fixes, now=now)
-    fresh = fixes.store(session, subject_kind="sos", subject_id=incident.id, user_id=user.id, fixes=valid,
-                        incident_id=incident.id)
-    newest = fresh[-1] if fresh else None
-    if newest and (incident.last_fix is None or incident.last_fix["t"] < newest.t.isoformat()):
-        incident.last_fix = newest.as_dict()
-    else:
-        newest = None
-    session.commit()
-    if newest:
-        fixes.set_live(redis_client, subject_kind="sos", subject_id=incident.id, fix=newest)
-        room = rooms.district(incident.district_code) if incident.district_code else rooms.CENTRAL
-        batcher.add(namespace=events.CONTROL, room=room, event=events.POSITIONS,
-                    item={"kind": "sos", "id": str(incident.id), **newest.as_dict()})
-    return {"accepted": len(fresh), "rejected": len(rejected), "duplicates": len(valid) - len(fresh),
-            "errors": rejected}
 
 
 def get_for_caller(session, *, user, incident_id) -> Incident:

@@ -235,6 +235,51 @@ def test_fixes_keep_the_trail_and_last_fix_and_drop_duplicates(client, db):
     assert db.session.get(Incident, incident_id).last_fix["lat"] == 37.4707
 
 
+def test_late_fixes_fill_the_trail_but_never_move_last_fix_back_and_closed_incidents_refuse(app, client, db):
+    from datetime import timedelta
+
+    from safety_api.clock import utcnow
+    citizen = create_user(db.session)
+    incident_id = sos(client, citizen).json["incident"]["id"]
+    url, now = f"/api/v1/sos/{incident_id}/fixes", utcnow()
+    newer = {"lat": 37.4710, "lon": 126.9190, "accuracy_m": 8, "t": now.isoformat()}  # after the SOS's own
+    older = {"lat": 37.4720, "lon": 126.9190, "accuracy_m": 8, "t": (now - timedelta(seconds=30)).isoformat()}
+    assert client.post(url, json={"fixes": [newer]}, headers=auth_header(citizen)).json["accepted"] == 1
+    assert client.post(url, json={"fixes": [older]}, headers=auth_header(citizen)).json["accepted"] == 1
+    db.session.expire_all()
+    assert db.session.get(Incident, uuid.UUID(incident_id)).last_fix["lat"] == 37.4710  # the late one did not win
+    trail = db.session.scalar(text("SELECT count(*) FROM location_fixes WHERE incident_id = :i"), {"i": incident_id})
+    assert trail == 2  # both, the late one in its place
+    assert app.extensions["redis"].get(f"live:sos:{incident_id}") is not None
+    db.session.execute(text("UPDATE incidents SET status = 'resolved' WHERE id = :i"), {"i": incident_id})
+    db.session.commit()
+    later = {**newer, "t": (now + timedelta(seconds=1)).isoformat()}
+    closed = client.post(url, json={"fixes": [later]}, headers=auth_header(citizen))
+    assert closed.status_code == 409 and closed.content_type == "application/problem+json"
+
+
+def test_fixes_from_many_callers_at_once_are_each_answered_and_each_stored_once(app, db):
+    """Twenty phones at once share group commits; each gets its own counts, nothing is lost or doubled."""
+    from safety_api.clock import utcnow
+    people = [create_user(db.session) for _ in range(20)]
+    ids = [sos(app.test_client(), p).json["incident"]["id"] for p in people]
+    answers, stamp, headers = {}, utcnow().isoformat(), [auth_header(p) for p in people]
+
+    def send(k):
+        fix = {"lat": 37.4705 + k * 1e-5, "lon": 126.9190, "accuracy_m": 8, "t": stamp}
+        answers[k] = app.test_client().post(f"/api/v1/sos/{ids[k]}/fixes", json={"fixes": [fix, fix]},
+                                            headers=headers[k]).json
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(answers[k]["accepted"] == 1 for k in range(20)), answers
+    stored = db.session.scalar(text("SELECT count(*) FROM location_fixes WHERE subject_kind = 'sos' AND t = :t"),
+                               {"t": stamp})
+    assert stored == 20
+
+
 def test_protected_persons_get_priority_their_agency_is_told_and_history_is_shown(client, db):
     operator = create_user(db.session, role="operator")
     officer = with_device(db, create_user(db.session, name="담당 경찰관"), "officer-token")

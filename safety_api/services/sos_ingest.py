@@ -1,0 +1,102 @@
+"""The caller's fixes during an SOS, by group commit (`group_commit`): one SELECT checks the group's
+incidents, one INSERT stores every fix (a resent fix is a duplicate by (incident, t)), one UPDATE per
+incident moves `last_fix` forward only (a late fix never replaces a newer one, with no row lock to wait on),
+one commit; then one Redis round trip sets the live positions and the operators' next `positions` batch
+carries them.
+"""
+import json
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
+
+from safety_api.errors import Conflict, DomainError
+from safety_api.models import Incident, LocationFix
+from safety_api.policy import check_caller
+from safety_api.realtime import events, rooms
+from safety_api.realtime.positions import batcher
+from safety_api.services import fixes
+from safety_api.services.group_commit import LIVE_IF_NEWER, GroupWriter, Person, Submission, writer_for
+from safety_api.services.incidents import CLOSED
+
+_ADVANCE = text("""
+    UPDATE incidents SET last_fix = :fix
+    WHERE id = :id AND (last_fix IS NULL OR last_fix->>'t' < :t)
+""").bindparams(bindparam("fix", type_=JSONB))
+
+
+def record_fixes(session, redis_client, *, user, incident_id, raw_fixes, now: datetime) -> dict:
+    """Validate the caller's fixes, have them written with everyone else's, answer with the counts."""
+    valid, rejected = fixes.validate(raw_fixes, now=now)
+    person = Person(user.id, user.name)
+    session.rollback()  # hand the connection back while waiting: hundreds of sockets may wait at once
+    app = current_app._get_current_object()
+    writer = writer_for(app, "sos-fixes", lambda: _sos_writer(app, session.get_bind(), redis_client))
+    return writer.submit(Submission(subject_id=incident_id, person=person, valid=valid, rejected=rejected,
+                                    now=now))
+
+
+def write_group(session, group: list) -> list:
+    """Check, insert, advance and commit one group; returns the newest new fix per incident to publish."""
+    incidents = {row.id: row for row in session.execute(
+        select(Incident.id, Incident.caller_id, Incident.status, Incident.district_code)
+        .where(Incident.id.in_({s.subject_id for s in group})))}
+    accepted, rows = [], []
+    for submission in group:
+        incident = incidents.get(submission.subject_id)
+        try:
+            check_caller(submission.person, incident)
+            if incident.status in CLOSED:
+                raise Conflict(f"The incident is already {incident.status}.")
+        except DomainError as exc:
+            submission.error = exc
+            continue
+        accepted.append((submission, incident))
+        rows += [{"subject_kind": "sos", "subject_id": incident.id, "user_id": submission.person.id,
+                  "lat": f.lat, "lon": f.lon, "accuracy_m": f.accuracy_m, "t": f.t, "incident_id": incident.id}
+                 for f in submission.valid]
+    stored = _insert(session, rows)
+    newest = {}
+    for submission, incident in accepted:
+        fresh = [f for f in submission.valid if (incident.id, f.t) in stored]
+        stored.difference_update((incident.id, f.t) for f in fresh)  # a fix sent twice in one group counts once
+        for fix in fresh:
+            if incident.id not in newest or newest[incident.id][1].t < fix.t:
+                newest[incident.id] = (incident, fix)
+        submission.result = {"accepted": len(fresh), "rejected": len(submission.rejected),
+                             "duplicates": len(submission.valid) - len(fresh), "errors": submission.rejected}
+    if newest:
+        session.execute(_ADVANCE, [{"id": incident.id, "fix": fix.as_dict(), "t": fix.t.isoformat()}
+                                   for incident, fix in newest.values()])
+    session.commit()
+    return list(newest.values())
+
+
+def _insert(session, rows: list) -> set:
+    """Store every fix of the group in one statement; returns the (incident, t) pairs that were new."""
+    if not rows:
+        return set()
+    stmt = insert(LocationFix).on_conflict_do_nothing(constraint="uq_location_fixes_subject_t") \
+        .returning(LocationFix.subject_id, LocationFix.t)
+    return {(subject_id, t) for subject_id, t in session.execute(stmt, rows)}
+
+
+def _sos_writer(app, engine, redis_client) -> GroupWriter:
+    live_if_newer = redis_client.register_script(LIVE_IF_NEWER)
+
+    def publish(newest: list):
+        """Live positions in one Redis round trip; the operators' batches in memory."""
+        try:
+            pipe = redis_client.pipeline(transaction=False)
+            for incident, fix in newest:
+                live_if_newer(keys=[f"live:sos:{incident.id}"], client=pipe,
+                              args=[json.dumps(fix.as_dict()), fix.t.isoformat(), fixes.LIVE_TTL_S])
+            pipe.execute()
+        finally:  # Redis down: PostgreSQL has the fixes and the batches still go out
+            for incident, fix in newest:
+                room = rooms.district(incident.district_code) if incident.district_code else rooms.CENTRAL
+                batcher.add(namespace=events.CONTROL, room=room, event=events.POSITIONS,
+                            item={"kind": "sos", "id": str(incident.id), **fix.as_dict()})
+
+    return GroupWriter(app, engine, name="sos-fixes", write=write_group, publish=publish)
