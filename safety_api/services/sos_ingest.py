@@ -9,15 +9,22 @@ from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import bindparam, select, text
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import JSONB
 
 from safety_api.errors import Conflict, DomainError
-from safety_api.models import Incident, LocationFix
+from safety_api.models import Incident
 from safety_api.policy import check_caller
 from safety_api.realtime import events, rooms
 from safety_api.realtime.positions import batcher
 from safety_api.services import fixes
-from safety_api.services.group_commit import LIVE_IF_NEWER, GroupWriter, Person, Submission, writer_for
+from safety_api.services.group_commit import (
+    LIVE_IF_NEWER,
+    GroupWriter,
+    Person,
+    Submission,
+    insert_fixes,
+    writer_for,
+)
 from safety_api.services.incidents import CLOSED
 
 _ADVANCE = text("""
@@ -56,7 +63,7 @@ def write_group(session, group: list) -> list:
         rows += [{"subject_kind": "sos", "subject_id": incident.id, "user_id": submission.person.id,
                   "lat": f.lat, "lon": f.lon, "accuracy_m": f.accuracy_m, "t": f.t, "incident_id": incident.id}
                  for f in submission.valid]
-    stored = _insert(session, rows)
+    stored = insert_fixes(session, rows)
     newest = {}
     for submission, incident in accepted:
         fresh = [f for f in submission.valid if (incident.id, f.t) in stored]
@@ -71,15 +78,6 @@ def write_group(session, group: list) -> list:
                                    for incident, fix in newest.values()])
     session.commit()
     return list(newest.values())
-
-
-def _insert(session, rows: list) -> set:
-    """Store every fix of the group in one statement; returns the (incident, t) pairs that were new."""
-    if not rows:
-        return set()
-    stmt = insert(LocationFix).on_conflict_do_nothing(constraint="uq_location_fixes_subject_t") \
-        .returning(LocationFix.subject_id, LocationFix.t)
-    return {(subject_id, t) for subject_id, t in session.execute(stmt, rows)}
 
 
 def _sos_writer(app, engine, redis_client) -> GroupWriter:

@@ -8,15 +8,21 @@ from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 
 from safety_api.errors import DomainError
-from safety_api.models import Incident, LocationFix, Walk
+from safety_api.models import Incident, Walk
 from safety_api.policy import check_walker
 from safety_api.realtime import events, rooms
 from safety_api.realtime.positions import batcher
 from safety_api.services import fixes
-from safety_api.services.group_commit import LIVE_IF_NEWER, GroupWriter, Person, Submission, writer_for
+from safety_api.services.group_commit import (
+    LIVE_IF_NEWER,
+    GroupWriter,
+    Person,
+    Submission,
+    insert_fixes,
+    writer_for,
+)
 from safety_api.services.walk_monitor import ENDED, fold, lock_options, tell
 
 
@@ -69,7 +75,7 @@ def write_group(session, group: list) -> tuple[list, list]:
         valid, after_end = _split_after_end(walk, submission.valid)
         rows += [_row(walk, submission.person, f, incidents.get(walk.id)) for f in valid]
         plans.append((submission, walk, valid, after_end))
-    stored = _insert(session, rows)
+    stored = insert_fixes(session, rows)
     notices, newest = [], {}
     for submission, walk, valid, after_end in plans:
         fresh = [f for f in valid if (walk.id, f.t) in stored]
@@ -87,15 +93,6 @@ def write_group(session, group: list) -> tuple[list, list]:
 def _row(walk: Walk, person: Person, fix: fixes.Fix, incident) -> dict:
     return {"subject_kind": "walk", "subject_id": walk.id, "user_id": person.id, "lat": fix.lat, "lon": fix.lon,
             "accuracy_m": fix.accuracy_m, "t": fix.t, "incident_id": incident.id if incident else None}
-
-
-def _insert(session, rows: list) -> set:
-    """Store every fix of the group in one statement; returns the (walk, t) pairs that were new."""
-    if not rows:
-        return set()
-    stmt = insert(LocationFix).on_conflict_do_nothing(constraint="uq_location_fixes_subject_t") \
-        .returning(LocationFix.subject_id, LocationFix.t)
-    return {(walk_id, t) for walk_id, t in session.execute(stmt, rows)}
 
 
 def _counts(submission: Submission, valid: list, fresh: list, after_end: list) -> dict:
