@@ -63,6 +63,10 @@ class Config:
         self.JOB_LEASE_S = _float("JOB_LEASE_S", 60)
 
         self.LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+        # How long a thread may hold the GIL while others wait (Python's default is 5 ms). A serving process
+        # runs hundreds of socket threads; a request that waits on PostgreSQL a dozen times would wait for
+        # the GIL a dozen times more. 1 ms keeps an SOS from queueing behind location batches.
+        self.GIL_SWITCH_INTERVAL_S = _float("GIL_SWITCH_INTERVAL_S", 0.001)
         self.LOG_JSON = _bool("LOG_JSON", True)
 
         self.API_TITLE = "Ansimi safety backend"
