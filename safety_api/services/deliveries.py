@@ -2,7 +2,7 @@
 import dataclasses
 import threading
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 
 from notifications.push import (
     PushMessage,
@@ -20,18 +20,19 @@ _senders_lock = threading.Lock()
 
 
 def plan(session, *, subject: str, reason: str, messages_by_user: dict) -> int:
-    """Add a delivery row and a job for every message; the caller commits them with its change."""
-    count = 0
-    for user_id, messages in messages_by_user.items():
-        for message in messages:
-            delivery = Delivery(subject=subject, reason=reason, recipient_id=user_id, token=message.token,
-                                message=dataclasses.asdict(message))
-            session.add(delivery)
-            session.flush()
-            jobs.enqueue(session, kind="push.deliver", payload={"delivery_id": delivery.id},
-                         dedupe_key=f"push:{delivery.id}", max_attempts=MAX_ATTEMPTS + 1)
-            count += 1
-    return count
+    """Add a delivery row and a job for every message; the caller commits them with its change.
+
+    Two statements whatever the number of recipients (a district's operators and a caller's guardians may
+    be a dozen devices): this runs inside the SOS request, before the operators are told."""
+    rows = [{"subject": subject, "reason": reason, "recipient_id": user_id, "token": message.token,
+             "message": dataclasses.asdict(message)}
+            for user_id, messages in messages_by_user.items() for message in messages]
+    if not rows:
+        return 0
+    ids = session.scalars(insert(Delivery).returning(Delivery.id), rows).all()
+    jobs.enqueue_many(session, [{"kind": "push.deliver", "payload": {"delivery_id": i}, "dedupe_key": f"push:{i}",
+                                 "max_attempts": MAX_ATTEMPTS + 1} for i in ids])
+    return len(ids)
 
 
 def tokens_by_user(session, user_ids) -> dict:

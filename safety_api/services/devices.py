@@ -1,6 +1,7 @@
 """Push-device registration and pruning of dead tokens."""
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.expression import SelectBase
 
 from safety_api.clock import utcnow
 from safety_api.models import PushDevice
@@ -25,9 +26,10 @@ def register_device(session, *, user, token: str, platform: str) -> tuple[PushDe
 
 
 def tokens_of(session, user_ids) -> list[tuple[str, str, str]]:
-    """(user_id, token, platform) for every device of these users."""
+    """(user_id, token, platform) for every device of these users (ids, or a SELECT of ids: one round trip)."""
+    ids = user_ids if isinstance(user_ids, SelectBase) else list(user_ids)
     rows = session.execute(select(PushDevice.user_id, PushDevice.token, PushDevice.platform)
-                           .where(PushDevice.user_id.in_(list(user_ids))))
+                           .where(PushDevice.user_id.in_(ids)))
     return [(str(uid), token, platform) for uid, token, platform in rows]
 
 

@@ -60,13 +60,18 @@ def list_links(session, *, user: User) -> dict:
             "guarded_by": rows(GuardianLink.protected_id, GuardianLink.guardian_id)}
 
 
-def active_guardian_ids(session, *, protected_id, among=None) -> list:
-    """Ids of accepted guardians of a person, optionally limited to a chosen subset."""
+def active_guardians(*, protected_id, among=None):
+    """A SELECT of the ids of a person's accepted guardians, optionally limited to a chosen subset."""
     q = select(GuardianLink.guardian_id).where(GuardianLink.protected_id == protected_id,
                                                GuardianLink.status == "active")
     if among is not None:
         q = q.where(GuardianLink.guardian_id.in_(list(among)))
-    return list(session.scalars(q))
+    return q
+
+
+def active_guardian_ids(session, *, protected_id, among=None) -> list:
+    """Ids of accepted guardians of a person, optionally limited to a chosen subset."""
+    return list(session.scalars(active_guardians(protected_id=protected_id, among=among)))
 
 
 def is_active_guardian(session, *, guardian_id, protected_id) -> bool:

@@ -25,9 +25,13 @@ CLOSED = ("resolved", "cancelled")
 def raise_sos(session, *, caller: User | None, lat: float, lon: float, accuracy_m: float | None, trigger: str,
               idempotency_key: str | None, escalate_after_s: float, bell_device_id=None, walk_id=None,
               priority: str = "normal") -> tuple[Incident, bool]:
-    """Create an incident with its first event and every push it owes, in one transaction; emit after commit."""
-    if idempotency_key:
-        existing = _by_key(session, caller.id if caller else None, idempotency_key, bell_device_id)
+    """Create an incident with its first event and every push it owes, in one transaction; emit after commit.
+
+    A person's replayed Idempotency-Key is found by the unique index (caller, key) when the incident is
+    flushed, not by a lookup first: the first attempt, the one someone is waiting on, makes one round trip
+    less. A bell has no caller, so no index covers it: its key is looked up."""
+    if idempotency_key and caller is None:
+        existing = _by_key(session, None, idempotency_key, bell_device_id)
         if existing is not None:
             return existing, False
     district_code = district_code_at(session, lat=lat, lon=lon)
@@ -50,7 +54,7 @@ def raise_sos(session, *, caller: User | None, lat: float, lon: float, accuracy_
                      run_at=utcnow() + timedelta(seconds=escalate_after_s), dedupe_key=f"escalate:{incident.id}")
         created_view = operator_view(incident)  # built before commit: no reload of the row after it
         session.commit()
-    except IntegrityError:  # the same key raced in from a parallel retry: that one won
+    except IntegrityError:  # a replay, or the same key raced in from a parallel retry: that one won
         session.rollback()
         winner = _by_key(session, caller.id if caller else None, idempotency_key, bell_device_id)
         if winner is None:
@@ -81,13 +85,12 @@ def add_event(session, incident: Incident, kind: str, *, actor: User | None = No
     session.add(IncidentEvent(incident_id=incident.id, kind=kind, actor_id=actor.id if actor else None, data=data))
 
 
-def on_duty_staff(session, district_code: str | None) -> list:
-    """Who must be pushed: the district's on-duty operators, or the admins when there is no district."""
+def on_duty_staff(district_code: str | None):
+    """Who must be pushed, as a SELECT of ids: the district's on-duty operators, or the admins when there is
+    no district. Left as a query so that their devices come in the same round trip."""
     if district_code is None:
-        query = select(User.id).where(User.role == "admin")
-    else:
-        query = select(User.id).where(User.role == "operator", User.district_code == district_code, User.on_duty)
-    return list(session.scalars(query))
+        return select(User.id).where(User.role == "admin")
+    return select(User.id).where(User.role == "operator", User.district_code == district_code, User.on_duty)
 
 
 def _plan_alert_pushes(session, incident, *, caller, protection, reason, staff_district=...):
@@ -95,15 +98,15 @@ def _plan_alert_pushes(session, incident, *, caller, protection, reason, staff_d
     critical = incident.priority != "normal" or incident.duress
     subject = f"incident:{incident.id}"
     district = incident.district_code if staff_district is ... else staff_district
-    staff = deliveries.tokens_by_user(session, on_duty_staff(session, district))
+    staff = deliveries.tokens_by_user(session, on_duty_staff(district))
     deliveries.plan(session, subject=subject, reason=f"staff.{reason}",
                     messages_by_user={u: messages.incident_alert(view, t, critical=critical) for u, t in staff.items()})
     if caller is None or reason != "created":
         return
-    watchers = guardians.active_guardian_ids(session, protected_id=caller.id)
-    if protection:
-        watchers += list(session.scalars(select(User.id).where(User.phone.in_(protection.contact_phones))))
-    tokens = deliveries.tokens_by_user(session, set(watchers))
+    watchers = guardians.active_guardians(protected_id=caller.id)
+    if protection:  # the protecting agency's officers are told as guardians are
+        watchers = watchers.union(select(User.id).where(User.phone.in_(protection.contact_phones)))
+    tokens = deliveries.tokens_by_user(session, watchers)
     deliveries.plan(session, subject=subject, reason="guardian.created", messages_by_user={
         u: messages.guardian_alert(view, t, person_name=caller.name) for u, t in tokens.items()})
 

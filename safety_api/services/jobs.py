@@ -38,6 +38,16 @@ def enqueue(session, *, kind: str, payload: dict, run_at: datetime | None = None
     session.execute(stmt)
 
 
+def enqueue_many(session, new_jobs: list[dict]):
+    """Add many jobs in one statement (each a dict of enqueue's arguments); repeated dedupe_keys add nothing."""
+    if not new_jobs:
+        return
+    now = utcnow()
+    rows = [{"kind": j["kind"], "payload": j["payload"], "run_at": j.get("run_at") or now,
+             "dedupe_key": j.get("dedupe_key"), "max_attempts": j.get("max_attempts", 8)} for j in new_jobs]
+    session.execute(insert(Job).on_conflict_do_nothing(index_elements=["dedupe_key"]), rows)
+
+
 def claim(session, *, worker: str, limit: int, lease_s: float) -> list:
     """Claim due jobs (and jobs whose lease expired) and commit the claim."""
     rows = session.execute(_CLAIM, {"worker": worker, "limit": limit, "lease": lease_s}).all()
