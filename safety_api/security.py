@@ -1,7 +1,7 @@
 """Authentication: JWT callbacks, the current user, and the role gate used by every handler."""
 from functools import wraps
 
-from flask import Flask
+from flask import Flask, current_app, g, request
 from flask_jwt_extended import current_user, verify_jwt_in_request
 
 from safety_api.errors import Forbidden
@@ -30,6 +30,14 @@ def init_app(app: Flask):
     def _lookup(_header, payload):
         return db.session.get(User, payload["sub"])
 
+    @app.before_request
+    def _gate_first():
+        """Authenticate and authorise before the body or query is parsed: a caller without the right
+        token or role learns 401/403, never how their input would have been judged."""
+        gate = getattr(current_app.view_functions.get(request.endpoint), "_gate", None)
+        if gate is not None:
+            _check(*gate)
+
     @jwt.token_in_blocklist_loader
     def _revoked(_header, payload):
         if payload.get("type") != "refresh":
@@ -44,10 +52,12 @@ def require(*roles: str, refresh: bool = False):
     def decorate(fn):
         @wraps(fn)
         def wrapper(*args, **kwargs):
-            verify_jwt_in_request(refresh=refresh)
-            if roles and current_user.role not in roles:
-                raise Forbidden(f"This needs the role {' or '.join(roles)}.")
+            if not g.get("gate_passed"):  # the app's before_request hook checks first; this is the backstop
+                _check(roles, refresh)
             return fn(*args, **kwargs)
+
+        # Copied outwards by every decorator's functools.wraps, so the hook finds it on the routed view.
+        wrapper._gate = (roles, refresh)
 
         apidoc = getattr(wrapper, "_apidoc", {})
         manual = apidoc.setdefault("manual_doc", {})
@@ -61,6 +71,13 @@ def require(*roles: str, refresh: bool = False):
         return wrapper
 
     return decorate
+
+
+def _check(roles: tuple, refresh: bool):
+    verify_jwt_in_request(refresh=refresh)
+    if roles and current_user.role not in roles:
+        raise Forbidden(f"This needs the role {' or '.join(roles)}.")
+    g.gate_passed = True
 
 
 def me() -> User:

@@ -267,6 +267,23 @@ def test_a_wrong_role_is_403(client, db, people, role):
     assert_problem(send(client, method, path, headers=bearer(create_access_token(identity=caller)), body=body), 403)
 
 
+@pytest.mark.parametrize("method, path, allowed_role", [
+    ("POST", "/api/v1/sos", "citizen"), ("POST", "/api/v1/admin/users", "admin"),
+    ("POST", "/api/v1/walks", "citizen"), ("POST", "/api/v1/escort/bookings", "citizen"),
+])
+def test_who_you_are_is_checked_before_what_you_sent(client, db, people, method, path, allowed_role):
+    """A malformed body from someone without the right token or role is 401/403, not a 422 that would tell
+    them how their input is judged."""
+    garbage = {"lat": "nan?", "unexpected": [1, 2]}
+    assert_problem(send(client, method, path, headers={}, body=garbage), 401)
+    wrong = create_user(db.session, role="scout")
+    assert_problem(send(client, method, path, headers=bearer(create_access_token(identity=wrong)), body=garbage),
+                   403)
+    right = people.admin if allowed_role == "admin" else people.citizen
+    assert_problem(send(client, method, path, headers=bearer(create_access_token(identity=right)), body=garbage),
+                   422)
+
+
 @pytest.mark.parametrize("method, path, allowed", [
     ("PATCH", "/api/v1/me", "GET"), ("PATCH", "/api/v1/guardians", "POST"), ("GET", "/api/v1/auth/login", "POST"),
     ("PUT", "/api/v1/districts/at", "GET"), ("POST", "/healthz", "GET"), ("DELETE", "/readyz", "GET"),
