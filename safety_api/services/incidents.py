@@ -27,11 +27,10 @@ def raise_sos(session, *, caller: User | None, lat: float, lon: float, accuracy_
               priority: str = "normal") -> tuple[Incident, bool]:
     """Create an incident with its first event and every push it owes, in one transaction; emit after commit.
 
-    A person's replayed Idempotency-Key is found by the unique index (caller, key) when the incident is
-    flushed, not by a lookup first: the first attempt, the one someone is waiting on, makes one round trip
-    less. A bell has no caller, so no index covers it: its key is looked up."""
-    if idempotency_key and caller is None:
-        existing = _by_key(session, None, idempotency_key, bell_device_id)
+    A replayed key is looked up first rather than left to the unique index: a walk's escalation runs this
+    inside its own transaction, and an IntegrityError's rollback would undo the walk's changes with it."""
+    if idempotency_key:
+        existing = _by_key(session, caller.id if caller else None, idempotency_key, bell_device_id)
         if existing is not None:
             return existing, False
     district_code = district_code_at(session, lat=lat, lon=lon)
@@ -54,7 +53,7 @@ def raise_sos(session, *, caller: User | None, lat: float, lon: float, accuracy_
                      run_at=utcnow() + timedelta(seconds=escalate_after_s), dedupe_key=f"escalate:{incident.id}")
         created_view = operator_view(incident)  # built before commit: no reload of the row after it
         session.commit()
-    except IntegrityError:  # a replay, or the same key raced in from a parallel retry: that one won
+    except IntegrityError:  # the same key raced in from a parallel retry: that one won
         session.rollback()
         winner = _by_key(session, caller.id if caller else None, idempotency_key, bell_device_id)
         if winner is None:

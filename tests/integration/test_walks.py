@@ -223,7 +223,8 @@ def test_an_unanswered_prompt_escalates_once_to_an_sos_that_operators_can_follow
     assert incident.caller_id == walker.id
     assert db.session.get(Walk, walk["id"]).status == "escalated"
     assert db.session.scalar(select(WalkAlert.status)) == "escalated"
-    kinds = db.session.scalars(select(IncidentEvent.kind).where(IncidentEvent.incident_id == incident.id)).all()
+    kinds = db.session.scalars(select(IncidentEvent.kind).where(IncidentEvent.incident_id == incident.id)
+                               .order_by(IncidentEvent.id)).all()
     assert kinds == ["created", "walk_escalated"]
     assert db.session.scalar(select(func.count()).select_from(LocationFix).where(
         LocationFix.incident_id == incident.id)) == 7  # the trail is now the incident's evidence
