@@ -8,4 +8,4 @@ RUN pip install --no-cache-dir -r requirements.txt && npm ci --no-audit --no-fun
 COPY . .
 ENV PYTHONUNBUFFERED=1 PORT=8000
 EXPOSE 8000
-CMD ["sh", "-c", "gunicorn --no-control-socket -k gthread -w 1 --threads ${API_THREADS:-300} -b 0.0.0.0:${PORT} wsgi:app"]
+CMD ["sh", "-c", "gunicorn --no-control-socket -b 0.0.0.0:${PORT} wsgi:app"]

@@ -18,7 +18,8 @@ FLUSH_S = 0.3
 
 def create_app() -> Flask:
     app = Flask(__name__)
-    socketio = SocketIO(app, async_mode="threading", async_handlers=False, logger=False, engineio_logger=False,
+    socketio = SocketIO(app, async_mode=os.environ.get("SOCKETIO_ASYNC_MODE", "threading"), async_handlers=False,
+                        logger=False, engineio_logger=False,
                         message_queue=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/8"),
                         channel=os.environ.get("SOCKETIO_CHANNEL", "bench-bare"), cors_allowed_origins="*")
     latest, lock = {}, threading.Lock()

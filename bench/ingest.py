@@ -91,6 +91,8 @@ def parse_args(argv):
     parser.add_argument("--probes", type=int, default=20)
     parser.add_argument("--load-processes", type=int, default=1)
     parser.add_argument("--own-redis", type=int, metavar="PORT")
+    parser.add_argument("--async-mode", default="threading", choices=["threading", "gevent"],
+                        help="the servers' Socket.IO mode (gevent: gunicorn -k gevent, a greenlet per socket)")
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--load-worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -165,7 +167,7 @@ def run_phase(*, kind, args, people, sockets, mode, interval_s=None, label=None)
     print(f"[{label}] gunicorn {TARGETS[kind]} --threads {threads}; {sockets} sockets, {mode}", flush=True)
     # gthread serves at most --worker-connections clients (default 1000), whatever --threads says
     server = common.Gunicorn(TARGETS[kind], common.server_env(
-        f"bench-ingest-{uuid.uuid4().hex[:6]}",
+        f"bench-ingest-{uuid.uuid4().hex[:6]}", SOCKETIO_ASYNC_MODE=args.async_mode,
         GUNICORN_CMD_ARGS=f"--worker-connections {threads + 100} --timeout {args.worker_timeout_s}"),
         threads=threads)
     loads, sampler = [], None

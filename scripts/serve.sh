@@ -3,10 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT="${PORT:-8000}"
-THREADS="${API_THREADS:-300}"  # threading mode: every WebSocket holds one thread
-
-.venv/bin/gunicorn --no-control-socket -k gthread -w 1 --threads "$THREADS" \
-  -b "0.0.0.0:$PORT" --graceful-timeout 10 wsgi:app &
+# Worker class, threads or connections: gunicorn.conf.py (SOCKETIO_ASYNC_MODE, API_THREADS, API_CONNECTIONS).
+.venv/bin/gunicorn --no-control-socket -b "0.0.0.0:$PORT" wsgi:app &
 API=$!
 .venv/bin/python worker.py &
 WORKER=$!
