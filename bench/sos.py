@@ -73,6 +73,8 @@ def parse_args(argv):
     parser.add_argument("--split", action="store_true",
                         help="app: a second gunicorn takes the POSTs; sockets stay on the first (same Redis queue)")
     parser.add_argument("--own-redis", type=int, metavar="PORT", help="run a private redis-server on PORT")
+    parser.add_argument("--async-mode", default="threading", choices=["threading", "gevent"],
+                        help="the servers' Socket.IO mode, app and baseline alike (gevent: gunicorn -k gevent)")
     parser.add_argument("--profile", help="py-spy the app's worker during the alarms; collapsed stacks here")
     parser.add_argument("--steps", type=int, help="instead: in-process, time N SOS and N `location` services")
     parser.add_argument("--fresh", action="store_true", help="drop and rebuild safety_bench first")
@@ -112,7 +114,7 @@ def run_phase(kind: str, args, people) -> dict:
     target, _ = TARGETS[kind]
     print(f"[{kind}] starting gunicorn {target} --threads {args.threads}", flush=True)
     run_id = common.redis_run_id(common.BENCH_REDIS_URL)
-    env = common.server_env(f"bench-sos-{kind}-{uuid.uuid4().hex[:6]}")
+    env = common.server_env(f"bench-sos-{kind}-{uuid.uuid4().hex[:6]}", SOCKETIO_ASYNC_MODE=args.async_mode)
     server = api = common.Gunicorn(target, env, threads=args.threads)
     load = sampler = None
     try:
