@@ -19,7 +19,10 @@ from tests.factories import PASSWORD, create_user, token_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STATIC = os.path.join(ROOT, "safety_api", "console", "static")
-SHOT_DIRS = [os.path.join(ROOT, "artifacts"), os.path.join(ROOT, "docs", "img")]
+# Screenshots of every run go to artifacts/ (ignored by git); CONSOLE_DOC_SHOTS=1 also refreshes the ones in
+# docs/img, so that a test run never leaves the work tree changed.
+SHOT_DIRS = [os.path.join(ROOT, "artifacts")] + (
+    [os.path.join(ROOT, "docs", "img")] if os.environ.get("CONSOLE_DOC_SHOTS") == "1" else [])
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
