@@ -34,6 +34,8 @@ def init_app(app: Flask):
     def _gate_first():
         """Authenticate and authorise before the body or query is parsed: a caller without the right
         token or role learns 401/403, never how their input would have been judged."""
+        if request.method == "OPTIONS":  # answered by Flask without the view (Allow, CORS preflight)
+            return
         gate = getattr(current_app.view_functions.get(request.endpoint), "_gate", None)
         if gate is not None:
             _check(*gate)

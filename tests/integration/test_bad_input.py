@@ -282,6 +282,8 @@ def test_who_you_are_is_checked_before_what_you_sent(client, db, people, method,
     right = people.admin if allowed_role == "admin" else people.citizen
     assert_problem(send(client, method, path, headers=bearer(create_access_token(identity=right)), body=garbage),
                    422)
+    options = client.open(path, method="OPTIONS")  # no token needed to ask what a path allows
+    assert options.status_code == 200 and method in options.headers["Allow"]
 
 
 @pytest.mark.parametrize("method, path, allowed", [
