@@ -9,6 +9,7 @@ grow by themselves: whoever arrives while one group is being written joins the n
 
 Walks (`walk_ingest`) and SOS incidents (`sos_ingest`) each plug in how a group is written and published.
 """
+import json
 import logging
 import queue
 import threading
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import DateTime, Float, String
 
 from safety_api.errors import Unavailable
+from safety_api.services.fixes import LIVE_TTL_S
 
 log = logging.getLogger(__name__)
 GROUP_MAX = 500  # callers per transaction
@@ -58,6 +60,16 @@ def insert_fixes(session, rows: list[dict]) -> set:
         return set()
     columns = {name: [row[name] for row in rows] for name in _COLUMNS}
     return {(subject_id, t) for subject_id, t in session.execute(_INSERT_FIXES, columns)}
+
+
+def set_live_positions(redis_client, live_if_newer, kind: str, newest: list):
+    """The newest position of each subject, (subject_id, Fix) pairs, in one Redis round trip; the script
+    (LIVE_IF_NEWER, registered on this client) never lets a late fix replace a newer one."""
+    pipe = redis_client.pipeline(transaction=False)
+    for subject_id, fix in newest:
+        live_if_newer(keys=[f"live:{kind}:{subject_id}"], client=pipe,
+                      args=[json.dumps(fix.as_dict()), fix.t.isoformat(), LIVE_TTL_S])
+    pipe.execute()
 
 
 @dataclass(frozen=True)

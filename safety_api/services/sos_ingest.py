@@ -4,7 +4,6 @@ incident moves `last_fix` forward only (a late fix never replaces a newer one, w
 one commit; then one Redis round trip sets the live positions and the operators' next `positions` batch
 carries them.
 """
-import json
 from datetime import datetime
 
 from flask import current_app
@@ -23,6 +22,7 @@ from safety_api.services.group_commit import (
     Person,
     Submission,
     insert_fixes,
+    set_live_positions,
     writer_for,
 )
 from safety_api.services.incidents import CLOSED
@@ -86,11 +86,7 @@ def _sos_writer(app, engine, redis_client) -> GroupWriter:
     def publish(newest: list):
         """Live positions in one Redis round trip; the operators' batches in memory."""
         try:
-            pipe = redis_client.pipeline(transaction=False)
-            for incident, fix in newest:
-                live_if_newer(keys=[f"live:sos:{incident.id}"], client=pipe,
-                              args=[json.dumps(fix.as_dict()), fix.t.isoformat(), fixes.LIVE_TTL_S])
-            pipe.execute()
+            set_live_positions(redis_client, live_if_newer, "sos", [(incident.id, fix) for incident, fix in newest])
         finally:  # Redis down: PostgreSQL has the fixes and the batches still go out
             for incident, fix in newest:
                 room = rooms.district(incident.district_code) if incident.district_code else rooms.CENTRAL

@@ -3,7 +3,6 @@ id order, so two processes never deadlock), one INSERT stores every fix (a resen
 (walk, t)), the monitors fold each walk's new fixes in, one commit; then one Redis round trip sets the live
 positions and the positions join the watchers' next batch.
 """
-import json
 from datetime import datetime
 
 from flask import current_app
@@ -21,6 +20,7 @@ from safety_api.services.group_commit import (
     Person,
     Submission,
     insert_fixes,
+    set_live_positions,
     writer_for,
 )
 from safety_api.services.walk_monitor import ENDED, fold, lock_options, tell
@@ -43,11 +43,7 @@ def _walk_writer(app, engine, redis_client) -> GroupWriter:
         """Live positions in one Redis round trip, the watchers' batches in memory, then the monitors' news."""
         published, notices = owed
         try:
-            pipe = redis_client.pipeline(transaction=False)
-            for walk_key, newest, _ in published:
-                live_if_newer(keys=[f"live:walk:{walk_key}"], client=pipe,
-                              args=[json.dumps(newest.as_dict()), newest.t.isoformat(), fixes.LIVE_TTL_S])
-            pipe.execute()
+            set_live_positions(redis_client, live_if_newer, "walk", [(key, fix) for key, fix, _ in published])
         finally:  # Redis down: PostgreSQL has the fixes and the batches still go out
             for _, _, targets in published:
                 for namespace, room, event, item in targets:
