@@ -152,16 +152,15 @@ def server_env(channel: str, **extra) -> dict:
 
 
 class Gunicorn:
-    """One gunicorn process (one worker) serving `target` on its own port: gthread, or gevent when the
-    environment asks the app for SOCKETIO_ASYNC_MODE=gevent (then `threads` bounds the connections)."""
+    """One gunicorn process serving `target` on its own port; gunicorn.conf.py (read from the project root)
+    picks the worker from SOCKETIO_ASYNC_MODE, and `threads` sizes it (threads, or gevent connections)."""
 
     def __init__(self, target: str, env: dict, *, threads: int, ready_path: str = "/healthz", timeout_s=30):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        workers = (["-k", "gevent", "--worker-connections", str(threads)] if env.get("SOCKETIO_ASYNC_MODE") == "gevent"
-                   else ["-k", "gthread", "--threads", str(threads)])
-        self.command = [os.path.join(VENV_BIN, "gunicorn"), "--no-control-socket", *workers, "-w", "1",
-                        "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "3", target]
+        env = {**env, "API_THREADS": str(threads), "API_CONNECTIONS": str(threads)}
+        self.command = [os.path.join(VENV_BIN, "gunicorn"), "--no-control-socket", "-b", f"127.0.0.1:{self.port}",
+                        "--graceful-timeout", "3", target]
         self.log_path = f"/tmp/bench-{target.split(':')[0].replace('.', '-')}-{self.port}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(self.command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,

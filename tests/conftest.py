@@ -1,6 +1,8 @@
 """Fixtures on the real parts: PostGIS and Redis, the schema built by the migrations."""
+import copy
 import os
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -19,6 +21,25 @@ def test_config(**overrides) -> dict:
             "SOCKETIO_CHANNEL": f"test-{uuid.uuid4().hex[:8]}", "LOG_JSON": False,
             # Tests hash thousands of passwords; production keeps argon2id's RFC 9106 cost.
             "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024, **overrides}
+
+
+@contextmanager
+def another_app(**overrides):
+    """A second app in this process (another database, a Redis that is down); the extension singletons it
+    rebinds get their state back after."""
+    from safety_api import create_app, extensions
+    singletons = [extensions.socketio, extensions.api, extensions.redis_store, extensions.jwt, extensions.migrate]
+    saved = [(obj, {k: copy.copy(v) if isinstance(v, (dict, list)) else v for k, v in vars(obj).items()})
+             for obj in singletons]
+    app = create_app(test_config(**overrides))
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            extensions.db.engine.dispose()
+        for obj, state in saved:
+            vars(obj).clear()
+            vars(obj).update(state)
 
 
 def reset_schema(url: str):

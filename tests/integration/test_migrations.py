@@ -1,6 +1,4 @@
 """The Alembic chain up, down and up again, on a scratch database of its own."""
-import copy
-from contextlib import contextmanager
 
 import flask_migrate
 import pytest
@@ -11,29 +9,11 @@ from geoalchemy2 import alembic_helpers
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from safety_api import create_app, extensions
-from tests.conftest import TEST_DATABASE_URL
-from tests.conftest import test_config as config_for_tests
+from safety_api import extensions
+from tests.conftest import TEST_DATABASE_URL, another_app
 
 SCRATCH = "safety_migrations_test"
 POSTGIS_OWN = {"spatial_ref_sys"}
-
-
-@contextmanager
-def another_app(**overrides):
-    """A second app in this process; the extension singletons it rebinds get their state back after."""
-    singletons = [extensions.socketio, extensions.api, extensions.redis_store, extensions.jwt, extensions.migrate]
-    saved = [(obj, {k: copy.copy(v) if isinstance(v, (dict, list)) else v for k, v in vars(obj).items()})
-             for obj in singletons]
-    app = create_app(config_for_tests(**overrides))
-    try:
-        yield app
-    finally:
-        with app.app_context():
-            extensions.db.engine.dispose()
-        for obj, state in saved:
-            vars(obj).clear()
-            vars(obj).update(state)
 
 
 def _superuser_url(database: str):

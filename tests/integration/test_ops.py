@@ -1,14 +1,11 @@
 """Operations: liveness, readiness, metrics, request ids, the OpenAPI document and its docs page."""
-import copy
 import re
 import time
-from contextlib import contextmanager
 
 import pytest
 import schemathesis
 
-from safety_api import create_app, extensions
-from tests.conftest import test_config as config_for_tests
+from tests.conftest import another_app
 from tests.support.live import free_port
 
 PROBLEM = "application/problem+json"
@@ -19,23 +16,6 @@ FOUNDATION_PROTECTED = {("POST", "/api/v1/auth/refresh"), ("POST", "/api/v1/auth
                         ("PUT", "/api/v1/me/pins"), ("POST", "/api/v1/admin/users"), ("POST", "/api/v1/devices"),
                         ("POST", "/api/v1/guardians"), ("GET", "/api/v1/guardians"),
                         ("POST", "/api/v1/guardians/{link_id}/accept"), ("DELETE", "/api/v1/guardians/{link_id}")}
-
-
-@contextmanager
-def another_app(**overrides):
-    """A second app in this process; the extension singletons it rebinds get their state back after."""
-    singletons = [extensions.socketio, extensions.api, extensions.redis_store, extensions.jwt, extensions.migrate]
-    saved = [(obj, {k: copy.copy(v) if isinstance(v, (dict, list)) else v for k, v in vars(obj).items()})
-             for obj in singletons]
-    app = create_app(config_for_tests(**overrides))
-    try:
-        yield app
-    finally:
-        with app.app_context():
-            extensions.db.engine.dispose()
-        for obj, state in saved:
-            vars(obj).clear()
-            vars(obj).update(state)
 
 
 @pytest.fixture

@@ -30,19 +30,18 @@ def process_env(database_url: str, redis_url: str, channel: str, **extra) -> dic
 
 
 class Server:
-    """One api process (gunicorn, one worker) on its own port: gthread, or gevent when the environment sets
-    SOCKETIO_ASYNC_MODE=gevent, as gunicorn.conf.py does for `make run`."""
+    """One api process on its own port, started as `make run` starts it: gunicorn.conf.py (read from the
+    project root) picks the worker from SOCKETIO_ASYNC_MODE and sizes it from API_THREADS."""
 
     def __init__(self, env: dict, threads: int = 100):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(os.path.join("/tmp", f"ansimi-api-{self.port}.log"), "w")
-        workers = (["-k", "gevent", "--worker-connections", "1000"] if env.get("SOCKETIO_ASYNC_MODE") == "gevent"
-                   else ["-k", "gthread", "--threads", str(threads)])
         self.proc = subprocess.Popen(
-            [os.path.join(VENV_BIN, "gunicorn"), "--no-control-socket", *workers, "-w", "1",
-             "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "3", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            [os.path.join(VENV_BIN, "gunicorn"), "--no-control-socket", "-b", f"127.0.0.1:{self.port}",
+             "--graceful-timeout", "3", "wsgi:app"],
+            cwd=ROOT, env={**env, "API_THREADS": str(threads)}, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)
         self.wait_ready()
 
     def wait_ready(self, timeout=30):
