@@ -69,11 +69,14 @@ def test_many_scouts_accepting_many_bookings_at_once_keep_both_invariants(app, d
 
 
 def test_the_constraints_hold_even_for_raw_inserts_that_skip_the_service(app, db):
-    """Without the service's row lock, slot picking or any Python check, the database still says no."""
+    """Without the service's row lock, slot picking or any Python check, the database still says no.
+
+    Two raw inserts that each conflict with the other's uncommitted row can also deadlock while checking the
+    exclusion constraint: PostgreSQL then aborts one of them, which is a refusal too, and counted as such."""
     bookings = [b.id for b in staggered_bookings(app, db, 10)]
     scouts = [create_user(db.session, role="scout").id for _ in range(8)]
     url = TEST_DATABASE_URL.replace("+psycopg", "")
-    outcomes = {"unique": 0, "exclusion": 0, "check": 0, "ok": 0}
+    outcomes = {"unique": 0, "exclusion": 0, "check": 0, "deadlock": 0, "ok": 0}
     lock = threading.Lock()
 
     def insert_randomly(seed):
@@ -91,6 +94,8 @@ def test_the_constraints_hold_even_for_raw_inserts_that_skip_the_service(app, db
                     outcome = "exclusion"
                 except pg.CheckViolation:
                     outcome = "check"
+                except pg.DeadlockDetected:
+                    outcome = "deadlock"
                 with lock:
                     outcomes[outcome] += 1
 
