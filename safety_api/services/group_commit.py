@@ -9,7 +9,6 @@ grow by themselves: whoever arrives while one group is being written joins the n
 
 Walks (`walk_ingest`) and SOS incidents (`sos_ingest`) each plug in how a group is written and published.
 """
-import json
 import logging
 import queue
 import threading
@@ -17,59 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Session
-from sqlalchemy.types import DateTime, Float, String
 
 from safety_api.errors import Unavailable
-from safety_api.services.fixes import LIVE_TTL_S
 
 log = logging.getLogger(__name__)
 GROUP_MAX = 500  # callers per transaction
 WRITERS = 2  # groups written at once: each waits on the database most of its time
 WAIT_S = 15.0  # a caller gives up (503) when the database has not answered by then
-# Set the live position only if it is newer than the one there: atomic, unlike GET then SET.
-LIVE_IF_NEWER = """
-local current = redis.call('GET', KEYS[1])
-if current and cjson.decode(current)['t'] >= ARGV[2] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-return 1
-"""
-
-
-# One statement text whatever the group's size: PostgreSQL and psycopg prepare it once. A multi-row VALUES
-# list is a new statement for every row count, parsed and planned afresh (a quarter of the api's CPU).
-_INSERT_FIXES = text("""
-    INSERT INTO location_fixes (subject_kind, subject_id, user_id, lat, lon, accuracy_m, t, incident_id)
-    SELECT * FROM unnest(:subject_kind, :subject_id, :user_id, :lat, :lon, :accuracy_m, :t, :incident_id)
-    ON CONFLICT ON CONSTRAINT uq_location_fixes_subject_t DO NOTHING
-    RETURNING subject_id, t
-""").bindparams(
-    bindparam("subject_kind", type_=ARRAY(String)), bindparam("subject_id", type_=ARRAY(UUID(as_uuid=True))),
-    bindparam("user_id", type_=ARRAY(UUID(as_uuid=True))), bindparam("lat", type_=ARRAY(Float)),
-    bindparam("lon", type_=ARRAY(Float)), bindparam("accuracy_m", type_=ARRAY(Float)),
-    bindparam("t", type_=ARRAY(DateTime(timezone=True))), bindparam("incident_id", type_=ARRAY(UUID(as_uuid=True))))
-_COLUMNS = ("subject_kind", "subject_id", "user_id", "lat", "lon", "accuracy_m", "t", "incident_id")
-
-
-def insert_fixes(session, rows: list[dict]) -> set:
-    """Store a group's fixes in one statement; returns the (subject_id, t) pairs that were new (a resent fix
-    is a duplicate by (kind, subject, t))."""
-    if not rows:
-        return set()
-    columns = {name: [row[name] for row in rows] for name in _COLUMNS}
-    return {(subject_id, t) for subject_id, t in session.execute(_INSERT_FIXES, columns)}
-
-
-def set_live_positions(redis_client, live_if_newer, kind: str, newest: list):
-    """The newest position of each subject, (subject_id, Fix) pairs, in one Redis round trip; the script
-    (LIVE_IF_NEWER, registered on this client) never lets a late fix replace a newer one."""
-    pipe = redis_client.pipeline(transaction=False)
-    for subject_id, fix in newest:
-        live_if_newer(keys=[f"live:{kind}:{subject_id}"], client=pipe,
-                      args=[json.dumps(fix.as_dict()), fix.t.isoformat(), LIVE_TTL_S])
-    pipe.execute()
+ALARM_YIELD_S = 0.05  # the longest the writers hold back a group while an alarm is being raised
 
 
 @dataclass(frozen=True)
@@ -95,14 +50,47 @@ class Submission:
     error: BaseException | None = None
 
 
+class AlarmLane:
+    """While an alarm is being raised in this process, the location writers hold back their next group.
+
+    A process that holds hundreds of phones spends most of its GIL writing their fixes; an SOS request
+    that lands there waits for the GIL after each of its round trips. The writers are the one part of that
+    load that can wait: a group held back a few milliseconds only delays some acks, and never for longer
+    than ALARM_YIELD_S, so a flood of alarms cannot starve the fixes."""
+
+    def __init__(self):
+        self._raising = 0
+        self._clear = threading.Condition()
+
+    def __enter__(self):
+        with self._clear:
+            self._raising += 1
+
+    def __exit__(self, *exc_info):
+        with self._clear:
+            self._raising -= 1
+            if not self._raising:
+                self._clear.notify_all()
+
+    def wait_clear(self, timeout_s: float = ALARM_YIELD_S):
+        with self._clear:
+            self._clear.wait_for(lambda: not self._raising, timeout_s)
+
+
+alarm_lane = AlarmLane()
+
+
 def writer_for(app, name: str, factory: Callable[[], "GroupWriter"]) -> "GroupWriter":
-    """The app's writer of this name (one per serving process), created on first use."""
-    with _lock:
-        key = f"group_writer:{name}"
-        writer = app.extensions.get(key)
-        if writer is None:
-            writer = app.extensions[key] = factory()
-        return writer
+    """The app's writer of this name (one per serving process), created on first use. Every fix comes through
+    here, so the lock is taken only to create it, not to find it."""
+    key = f"group_writer:{name}"
+    writer = app.extensions.get(key)
+    if writer is None:
+        with _lock:
+            writer = app.extensions.get(key)
+            if writer is None:
+                writer = app.extensions[key] = factory()
+    return writer
 
 
 _lock = threading.Lock()
@@ -132,6 +120,7 @@ class GroupWriter:
     def _run(self):
         while True:
             group = [self._waiting.get()]
+            alarm_lane.wait_clear()  # an SOS being raised goes first; whoever arrives meanwhile joins this group
             while len(group) < GROUP_MAX:
                 try:
                     group.append(self._waiting.get_nowait())

@@ -16,13 +16,11 @@ from safety_api.policy import check_caller
 from safety_api.realtime import events, rooms
 from safety_api.realtime.positions import batcher
 from safety_api.services import fixes
+from safety_api.services.fixes import insert_fixes, set_live_positions
 from safety_api.services.group_commit import (
-    LIVE_IF_NEWER,
     GroupWriter,
     Person,
     Submission,
-    insert_fixes,
-    set_live_positions,
     writer_for,
 )
 from safety_api.services.incidents import CLOSED
@@ -81,12 +79,10 @@ def write_group(session, group: list) -> list:
 
 
 def _sos_writer(app, engine, redis_client) -> GroupWriter:
-    live_if_newer = redis_client.register_script(LIVE_IF_NEWER)
-
     def publish(newest: list):
         """Live positions in one Redis round trip; the operators' batches in memory."""
         try:
-            set_live_positions(redis_client, live_if_newer, "sos", [(incident.id, fix) for incident, fix in newest])
+            set_live_positions(redis_client, "sos", [(incident.id, fix) for incident, fix in newest])
         finally:  # Redis down: PostgreSQL has the fixes and the batches still go out
             for incident, fix in newest:
                 room = rooms.district(incident.district_code) if incident.district_code else rooms.CENTRAL

@@ -14,13 +14,11 @@ from safety_api.policy import check_walker
 from safety_api.realtime import events, rooms
 from safety_api.realtime.positions import batcher
 from safety_api.services import fixes
+from safety_api.services.fixes import insert_fixes, set_live_positions
 from safety_api.services.group_commit import (
-    LIVE_IF_NEWER,
     GroupWriter,
     Person,
     Submission,
-    insert_fixes,
-    set_live_positions,
     writer_for,
 )
 from safety_api.services.walk_monitor import ENDED, fold, lock_options, tell
@@ -37,13 +35,11 @@ def record_fixes(session, redis_client, *, user, walk_id, raw_fixes, now: dateti
 
 
 def _walk_writer(app, engine, redis_client) -> GroupWriter:
-    live_if_newer = redis_client.register_script(LIVE_IF_NEWER)
-
     def publish(owed):
         """Live positions in one Redis round trip, the watchers' batches in memory, then the monitors' news."""
         published, notices = owed
         try:
-            set_live_positions(redis_client, live_if_newer, "walk", [(key, fix) for key, fix, _ in published])
+            set_live_positions(redis_client, "walk", [(key, fix) for key, fix, _ in published])
         finally:  # Redis down: PostgreSQL has the fixes and the batches still go out
             for _, _, targets in published:
                 for namespace, room, event, item in targets:
