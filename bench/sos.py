@@ -372,9 +372,9 @@ def steps(people, n: int, batch: int):
     from safety_api.models import User
     from safety_api.services import incidents, sos_ingest
     app, clock = people["app"], StepClock(people["app"])
-    for module, name in [(security, "verify_jwt_in_request"), (incidents, "_by_key"), (incidents, "district_code_at"),
-                         (incidents, "_nearest_cctvs"), (incidents, "_plan_alert_pushes"), (incidents.jobs, "enqueue"),
-                         (incidents.broadcast, "to_district"), (sos_ingest, "insert_fixes")]:
+    for module, name in [(security, "verify_jwt_in_request"), (incidents, "read_scene"),
+                         (incidents.deliveries, "plan_many"), (incidents.broadcast, "to_district"),
+                         (sos_ingest, "insert_fixes")]:
         setattr(module, name, clock.timed(name, getattr(module, name)))
     client = app.test_client()
 

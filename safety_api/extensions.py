@@ -11,6 +11,7 @@ from flask_sqlalchemy import SQLAlchemy
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import MetaData
+from sqlalchemy.orm import scoped_session
 
 from safety_api.errors import PROBLEM, ProblemSchema
 
@@ -82,3 +83,19 @@ def autocommit_connection():
     """A pooled connection outside any transaction, for a single read-only statement on a hot public path:
     no BEGIN and no ROLLBACK round trips around it (a third of the facilities endpoint's database time)."""
     return db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def commit_keeping(session, *keep):
+    """Commit, leaving the objects in `keep` as they were written, so that answering with them reads nothing
+    back (the SOS answers its caller from the incident it has just created); every other object is expired, as
+    a commit always does."""
+    target = session.registry() if isinstance(session, scoped_session) else session
+    expire_on_commit, target.expire_on_commit = target.expire_on_commit, False
+    try:
+        target.commit()
+    finally:
+        target.expire_on_commit = expire_on_commit
+    kept = {id(obj) for obj in keep}
+    for obj in list(target.identity_map.values()):
+        if id(obj) not in kept:
+            target.expire(obj)

@@ -2,7 +2,9 @@
 import dataclasses
 import threading
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import DateTime
 
 from notifications.push import (
     PushMessage,
@@ -20,25 +22,57 @@ _senders_lock = threading.Lock()
 
 
 def plan(session, *, subject: str, reason: str, messages_by_user: dict) -> int:
-    """Add a delivery row and a job for every message; the caller commits them with its change.
+    """Add a delivery row and a job for every message; the caller commits them with its change."""
+    return plan_many(session, subject=subject, messages={reason: messages_by_user})
 
-    Two statements whatever the number of recipients (a district's operators and a caller's guardians may
-    be a dozen devices): this runs inside the SOS request, before the operators are told."""
-    rows = [{"subject": subject, "reason": reason, "recipient_id": user_id, "token": message.token,
+
+# Deliveries, a `push.deliver` job for each, and whatever other jobs the change owes: one statement whatever
+# the number of recipients (a district's operators and a caller's guardians may be a dozen devices), because
+# it runs inside the SOS request, before the operators are told.
+_PLAN = text("""
+    WITH planned AS (
+        INSERT INTO deliveries (subject, reason, recipient_id, token, message)
+        SELECT :subject, reason, recipient_id, token, message
+        FROM jsonb_to_recordset(:deliveries) AS d(reason text, recipient_id uuid, token text, message jsonb)
+        RETURNING id)
+    INSERT INTO jobs (kind, payload, run_at, dedupe_key, max_attempts)
+    SELECT 'push.deliver', jsonb_build_object('delivery_id', id), :now, 'push:' || id, :deliver_attempts
+    FROM planned
+    UNION ALL
+    SELECT kind, payload, coalesce(run_at, :now), dedupe_key, coalesce(max_attempts, :job_attempts)
+    FROM jsonb_to_recordset(:jobs) AS j(kind text, payload jsonb, run_at timestamptz, dedupe_key text,
+                                        max_attempts int)
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING kind
+""").bindparams(bindparam("deliveries", type_=JSONB), bindparam("jobs", type_=JSONB),
+                bindparam("now", type_=DateTime(timezone=True)))
+
+
+def plan_many(session, *, subject: str, messages: dict, with_jobs: list = ()) -> int:
+    """`plan` for several reasons at once ({reason: {user_id: [PushMessage]}}), plus any other jobs the caller
+    owes in the same transaction (`with_jobs`: dicts of jobs.enqueue's arguments), in one statement."""
+    rows = [{"reason": reason, "recipient_id": str(user_id), "token": message.token,
              "message": dataclasses.asdict(message)}
-            for user_id, messages in messages_by_user.items() for message in messages]
-    if not rows:
+            for reason, to_users in messages.items() for user_id, user_messages in to_users.items()
+            for message in user_messages]
+    if not rows and not with_jobs:
         return 0
-    ids = session.scalars(insert(Delivery).returning(Delivery.id), rows).all()
-    jobs.enqueue_many(session, [{"kind": "push.deliver", "payload": {"delivery_id": i}, "dedupe_key": f"push:{i}",
-                                 "max_attempts": MAX_ATTEMPTS + 1} for i in ids])
-    return len(ids)
+    other_jobs = [{**job, "run_at": job["run_at"].isoformat() if job.get("run_at") else None} for job in with_jobs]
+    kinds = session.scalars(_PLAN, {"subject": subject, "deliveries": rows, "jobs": other_jobs, "now": utcnow(),
+                                    "deliver_attempts": MAX_ATTEMPTS + 1,
+                                    "job_attempts": jobs.DEFAULT_MAX_ATTEMPTS}).all()
+    return kinds.count("push.deliver")
 
 
 def tokens_by_user(session, user_ids) -> dict:
     """{user_id: [(token, platform)]} for these users' registered devices."""
+    return by_user(devices.tokens_of(session, user_ids))
+
+
+def by_user(devices_rows) -> dict:
+    """(user_id, token, platform) rows as {user_id: [(token, platform)]}."""
     grouped: dict = {}
-    for user_id, token, platform in devices.tokens_of(session, user_ids):
+    for user_id, token, platform in devices_rows:
         grouped.setdefault(user_id, []).append((token, platform))
     return grouped
 

@@ -1,5 +1,5 @@
 """Push-device registration and pruning of dead tokens."""
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, literal_column, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import SelectBase
 
@@ -31,6 +31,14 @@ def tokens_of(session, user_ids) -> list[tuple[str, str, str]]:
     rows = session.execute(select(PushDevice.user_id, PushDevice.token, PushDevice.platform)
                            .where(PushDevice.user_id.in_(ids)))
     return [(str(uid), token, platform) for uid, token, platform in rows]
+
+
+def tokens_json(user_ids: SelectBase):
+    """These users' devices as one JSON array of [user_id, token, platform]: a scalar subquery, so that a
+    statement that reads other things brings the devices along (the SOS reads everything in one)."""
+    device = func.json_build_array(PushDevice.user_id, PushDevice.token, PushDevice.platform)
+    return (select(func.coalesce(func.json_agg(device), literal_column("'[]'::json")))
+            .where(PushDevice.user_id.in_(user_ids)).scalar_subquery())
 
 
 def forget_tokens(session, tokens) -> int:

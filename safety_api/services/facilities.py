@@ -1,5 +1,5 @@
 """Safety facilities near a point: geography KNN within a radius, on the GiST index."""
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, column, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import String
 
@@ -46,6 +46,13 @@ def nearby(session, *, lat: float, lon: float, radius_m: float, kinds, limit: in
     """Facilities of the given kinds within radius_m of a point, nearest first."""
     return session.execute(_NEARBY, {"lat": lat, "lon": lon, "radius": radius_m, "kinds": list(kinds),
                                      "limit": limit}).all()
+
+
+def nearby_select():
+    """The same query as a SELECT to compose into a bigger statement, its parameters (lat, lon, radius, kinds,
+    limit) given when that statement runs (the SOS reads everything in one)."""
+    return _NEARBY.columns(column("id"), column("kind"), column("source_id"), column("name"), column("camera_count"),
+                           column("attributes"), column("lon"), column("lat"), column("distance_m"))
 
 
 def as_feature(row) -> dict:

@@ -28,24 +28,17 @@ _RENEW = text("""
 """)
 
 
+DEFAULT_MAX_ATTEMPTS = 8
+
+
 def enqueue(session, *, kind: str, payload: dict, run_at: datetime | None = None,
-            dedupe_key: str | None = None, max_attempts: int = 8):
+            dedupe_key: str | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS):
     """Add a job inside the caller's transaction; a repeated dedupe_key adds nothing."""
     stmt = insert(Job).values(kind=kind, payload=payload, run_at=run_at or utcnow(),
                               dedupe_key=dedupe_key, max_attempts=max_attempts)
     if dedupe_key is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
     session.execute(stmt)
-
-
-def enqueue_many(session, new_jobs: list[dict]):
-    """Add many jobs in one statement (each a dict of enqueue's arguments); repeated dedupe_keys add nothing."""
-    if not new_jobs:
-        return
-    now = utcnow()
-    rows = [{"kind": j["kind"], "payload": j["payload"], "run_at": j.get("run_at") or now,
-             "dedupe_key": j.get("dedupe_key"), "max_attempts": j.get("max_attempts", 8)} for j in new_jobs]
-    session.execute(insert(Job).on_conflict_do_nothing(index_elements=["dedupe_key"]), rows)
 
 
 def claim(session, *, worker: str, limit: int, lease_s: float) -> list:
