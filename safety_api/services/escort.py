@@ -135,6 +135,11 @@ def accept(session, *, scout: User, booking_id) -> EscortBooking:
         if holds(booking, scout.id):
             session.commit()
             return booking  # a retried accept
+        # One scout's accepts take turns (always booking first, then scout: no cycle). Two of them racing for
+        # overlapping bookings would otherwise each wait on the other's row in the exclusion check, and
+        # PostgreSQL would end one with a deadlock (a 503) where the scout is owed a 409. FOR NO KEY UPDATE
+        # still lets the assignment's foreign key point at the row.
+        session.refresh(scout, with_for_update={"key_share": True})
         if not scout.on_duty:
             raise Conflict("Go on duty before accepting escorts.")
         if booking.status not in ("requested", "confirmed"):  # a confirmed one is refused below, by the database

@@ -134,3 +134,23 @@ def test_a_cancel_racing_the_accepts_leaves_no_scout_held_by_a_cancelled_booking
                                       "AND released_at IS NULL"), {"b": booking_id})
         assert held == 0
         assert violations(db) == {"pair": [], "double": [], "status": []}
+
+
+def test_one_scout_accepting_two_overlapping_bookings_at_once_gets_one_and_a_409(app, db):
+    """A scout's two phones, or a double tap: raw inserts like these can deadlock in the exclusion check,
+    but through the service one accept wins and the other is a clear conflict, never a 503 or a 500."""
+
+    def race(header, booking_ids) -> list[int]:
+        codes, lock = [], threading.Lock()
+
+        def accept(booking_id):
+            r = app.test_client().post(f"/api/v1/escort/bookings/{booking_id}/accept", headers=header)
+            with lock:
+                codes.append(r.status_code)
+
+        run_together([lambda b=b: accept(b) for b in booking_ids])
+        return sorted(codes)
+
+    for _ in range(10):
+        overlapping = [str(b.id) for b in staggered_bookings(app, db, 2, every_min=1)]
+        assert race(auth_header(scout(db)), overlapping) == [200, 409]
