@@ -110,6 +110,7 @@ def create_booking(session, *, citizen: User, policy: Policy, meeting_point_id, 
         busy_until=ends_at + policy.turnaround, destination=f"SRID=4326;POINT({to['lon']} {to['lat']})",
         route=from_shape(LineString(route.coords), srid=4326), route_distance_m=route.distance_m,
         route_duration_s=route.duration_s, route_source=route.source)
+    take_turns(session, citizen)
     session.add(booking)
     _flush_or_conflict(session)
     record_event(session, booking, "requested", actor=citizen)
@@ -135,11 +136,7 @@ def accept(session, *, scout: User, booking_id) -> EscortBooking:
         if holds(booking, scout.id):
             session.commit()
             return booking  # a retried accept
-        # One scout's accepts take turns (always booking first, then scout: no cycle). Two of them racing for
-        # overlapping bookings would otherwise each wait on the other's row in the exclusion check, and
-        # PostgreSQL would end one with a deadlock (a 503) where the scout is owed a 409. FOR NO KEY UPDATE
-        # still lets the assignment's foreign key point at the row.
-        session.refresh(scout, with_for_update={"key_share": True})
+        take_turns(session, scout)  # after the booking's lock: always booking, then person
         if not scout.on_duty:
             raise Conflict("Go on duty before accepting escorts.")
         if booking.status not in ("requested", "confirmed"):  # a confirmed one is refused below, by the database
@@ -253,6 +250,15 @@ def offers(session, *, scout: User, now: datetime | None = None) -> list[EscortB
                                     EscortBooking.status == "requested", EscortBooking.meet_at > (now or utcnow()),
                                     EscortBooking.id.not_in(mine))
         .order_by(EscortBooking.meet_at)))
+
+
+def take_turns(session, person: User):
+    """One person's claims on their time (a citizen's bookings, a scout's accepts) run one at a time.
+
+    Two of them racing for overlapping periods would otherwise each wait on the other's row in the
+    exclusion check, and PostgreSQL would end one with a deadlock (a 503) where the person is owed a 409.
+    FOR NO KEY UPDATE still lets a new row's foreign key point at the person."""
+    session.refresh(person, with_for_update={"key_share": True})
 
 
 def locked_booking(session, booking_id, *, missing_ok=False) -> EscortBooking | None:

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from safety_api.clock import utcnow
 from tests.conftest import TEST_DATABASE_URL
 from tests.factories import auth_header, create_user
-from tests.integration.test_escort import make_booking, scout
+from tests.integration.test_escort import NEAR_SEOWON, OPEN, at, make_booking, meeting_point, scout
 
 # Each returns offending rows; an empty answer means the invariant holds.
 MORE_THAN_A_PAIR = text("SELECT booking_id FROM escort_assignments WHERE released_at IS NULL "
@@ -154,3 +154,26 @@ def test_one_scout_accepting_two_overlapping_bookings_at_once_gets_one_and_a_409
     for _ in range(10):
         overlapping = [str(b.id) for b in staggered_bookings(app, db, 2, every_min=1)]
         assert race(auth_header(scout(db)), overlapping) == [200, 409]
+
+
+def test_one_citizen_booking_twice_at_overlapping_times_at_once_gets_one_and_a_409(app, db, monkeypatch):
+    """The citizen's side of the same race: two overlapping bookings sent together (two taps, a retry without
+    its key) leave one booking and a clear 409."""
+    for key, value in OPEN.items():
+        monkeypatch.setitem(app.config, key, value)
+    point_id = str(meeting_point(db).id)
+
+    def race(citizen) -> list[int]:
+        header, codes, lock = auth_header(citizen), [], threading.Lock()
+
+        def book_at(meet_at):
+            r = app.test_client().post("/api/v1/escort/bookings", headers=header, json={
+                "meeting_point_id": point_id, "meet_at": meet_at, "to": NEAR_SEOWON})
+            with lock:
+                codes.append(r.status_code)
+
+        run_together([lambda m=at(minutes): book_at(m) for minutes in (60, 61)])
+        return sorted(codes)
+
+    for _ in range(10):
+        assert race(create_user(db.session)) == [201, 409]
