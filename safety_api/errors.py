@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
+UNDONE_BY_A_CONCURRENT_ONE = {"40001", "40P01"}  # SQLSTATEs: serialization failure, deadlock
 
 
 class DomainError(Exception):
@@ -101,6 +102,10 @@ def to_problem(exc: BaseException) -> tuple[dict, int, dict]:
     if isinstance(exc, RecursionError):  # a body nested too deeply for the JSON decoder or the schemas
         log.warning("request too deeply nested")
         return problem(400, "Bad request", "The request body is nested too deeply.", "bad-request"), 400, {}
+    if isinstance(exc, DBAPIError) and _sqlstate(exc) in UNDONE_BY_A_CONCURRENT_ONE:
+        log.warning("transaction rolled back by the database: %s", _sqlstate(exc))
+        return (problem(503, "Concurrent request", "The request met a concurrent one and was undone; retry it.",
+                        "concurrent-request"), 503, {"Retry-After": "1"})
     if isinstance(exc, (OperationalError, PoolTimeout, redis.ConnectionError, redis.TimeoutError)) or (
             isinstance(exc, DBAPIError) and exc.connection_invalidated):
         log.warning("dependency unavailable: %s", exc.__class__.__name__)
@@ -108,6 +113,10 @@ def to_problem(exc: BaseException) -> tuple[dict, int, dict]:
                         "unavailable"), 503, {"Retry-After": "5"})
     log.exception("unhandled error", exc_info=exc)
     return problem(500, "Internal error", "An unexpected error occurred.", "internal"), 500, {}
+
+
+def _sqlstate(exc: DBAPIError) -> str:
+    return getattr(exc.orig, "sqlstate", None) or ""
 
 
 def _from_http(exc: HTTPException) -> tuple[dict, int, dict]:

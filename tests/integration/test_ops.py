@@ -1,10 +1,15 @@
 """Operations: liveness, readiness, metrics, request ids, the OpenAPI document and its docs page."""
+import random
 import re
+import threading
 import time
 
 import pytest
 import schemathesis
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
+from safety_api.errors import to_problem
 from tests.conftest import another_app
 from tests.support.live import free_port
 
@@ -150,3 +155,30 @@ def test_readyz_is_503_when_the_database_is_unreachable(app):
         assert client.get("/healthz").status_code == 200
         assert time.monotonic() - started < 15
     assert app.test_client().get("/readyz").status_code == 200
+
+
+def test_a_transaction_the_database_undoes_in_a_deadlock_is_a_503_to_retry_not_an_outage(db):
+    """Two transactions take two locks in opposite orders: PostgreSQL ends one of them (40P01). Its caller is
+    told to retry at once, not that a backing service is down."""
+    engine, first = db.engine, random.randrange(1 << 40)
+    both_hold_one, undone = threading.Barrier(2), []
+
+    def lock_both(a, b):
+        with engine.connect() as conn:
+            try:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": a})
+                both_hold_one.wait()
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": b})
+            except OperationalError as exc:
+                undone.append(exc)
+            conn.rollback()
+
+    threads = [threading.Thread(target=lock_both, args=pair) for pair in ((first, first + 1), (first + 1, first))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(undone) == 1
+    problem, status, headers = to_problem(undone[0])
+    assert status == 503 and headers == {"Retry-After": "1"}
+    assert problem["type"].endswith("/concurrent-request") and "retry" in problem["detail"]
