@@ -13,13 +13,9 @@ def district_at(session, *, lat: float, lon: float) -> District | None:
                           .limit(1))
 
 
-def district_code_at(session, *, lat: float, lon: float) -> str | None:
-    """Only the code of the served district at a point: the hot SOS path needs no polygon."""
-    return session.scalar(served_district_code(lat=lat, lon=lon))
-
-
 def served_district_code(*, lat: float, lon: float):
-    """A SELECT of the code of the served district at a point (no row outside the served area)."""
+    """A SELECT of only the code of the served district at a point (no row outside the served area): the SOS
+    composes it into its one read and needs no polygon."""
     point = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
     return select(District.code).where(District.served, func.ST_Intersects(District.geom, point)).limit(1)
 
