@@ -109,3 +109,16 @@ def redis_client(app):
 @pytest.fixture
 def client(app, db, redis_client):
     return app.test_client()
+
+
+@pytest.fixture
+def emitted(monkeypatch):
+    """Every server emit, as (namespace, room, event, payload), instead of sending it."""
+    from safety_api.realtime import broadcast
+    sent = []
+
+    def record(event, payload, *, namespace, room):
+        sent.append((namespace, room, event, payload))
+        return True
+    monkeypatch.setattr(broadcast, "_emit", record)
+    return sent

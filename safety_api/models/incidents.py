@@ -18,8 +18,13 @@ class Incident(db.Model):
         db.CheckConstraint(f"trigger IN {TRIGGERS}", name="trigger"),
         db.CheckConstraint(f"status IN {STATUSES}", name="status"),
         db.CheckConstraint(f"priority IN {PRIORITIES}", name="priority"),
-        # A phone retrying with the same Idempotency-Key gets the same incident back.
-        db.UniqueConstraint("caller_id", "idempotency_key", name="uq_incidents_idempotency"),
+        # A phone retrying with the same Idempotency-Key gets the same incident back, whenever it retries.
+        db.Index("uq_incidents_caller_key", "caller_id", "idempotency_key", unique=True,
+                 postgresql_where=db.text("bell_device_id IS NULL")),
+        # A bell's key is the bell's own (its owner's other bells and phone keep theirs), and only while the
+        # incident is open: a bell whose press counter restarts raises a new alarm, never an old closed one.
+        db.Index("uq_incidents_bell_key", "bell_device_id", "idempotency_key", unique=True,
+                 postgresql_where=db.text("bell_device_id IS NOT NULL AND status NOT IN ('resolved', 'cancelled')")),
         db.Index("ix_incidents_district_status", "district_code", "status"),
     )
 
@@ -40,6 +45,9 @@ class Incident(db.Model):
     nearest_cctvs = db.Column(JSONB, nullable=False, server_default="[]")
     last_fix = db.Column(JSONB)
     created_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
+    # When the caller's view closed (their cancel or duress PIN, or the resolution): what the phone shows is
+    # frozen at that moment, so nothing that happens after a duress PIN can reach it.
+    caller_closed_at = db.Column(db.DateTime(timezone=True))
     acknowledged_by = db.Column(UUID(as_uuid=True), db.ForeignKey("users.id", ondelete="SET NULL"))
     acknowledged_at = db.Column(db.DateTime(timezone=True))
     escalated_at = db.Column(db.DateTime(timezone=True))

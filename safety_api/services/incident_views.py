@@ -35,12 +35,14 @@ def operator_view(incident: Incident) -> dict:
 
 
 def caller_view(incident: Incident) -> dict:
-    """The incident as its caller sees it: after a duress PIN, simply cancelled."""
+    """The incident as its caller sees it: frozen when it closed for them (`caller_closed_at`), so after a
+    duress PIN it reads exactly as after the cancel PIN, whatever the operators do next."""
     lon, lat = point_of(incident.location)
+    closed = incident.caller_closed_at
+    acknowledged = incident.acknowledged_at is not None and (closed is None or incident.acknowledged_at <= closed)
     return {"id": str(incident.id), "status": incident.caller_status, "trigger": incident.trigger,
             "location": {"type": "Point", "coordinates": [lon, lat]}, "accuracy_m": incident.accuracy_m,
-            "created_at": incident.created_at.isoformat(),
-            "acknowledged": incident.acknowledged_at is not None and not incident.duress}
+            "created_at": incident.created_at.isoformat(), "acknowledged": acknowledged}
 
 
 def detail_view(session, incident: Incident) -> dict:

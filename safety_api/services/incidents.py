@@ -45,20 +45,23 @@ CLOSED = ("resolved", "cancelled")
 
 def raise_sos(session, *, caller: User | None, lat: float, lon: float, accuracy_m: float | None, trigger: str,
               idempotency_key: str | None, escalate_after_s: float, bell_device_id=None, walk_id=None,
-              priority: str = "normal") -> tuple[Incident, bool]:
+              priority: str = "normal", with_incident=None) -> tuple[Incident, bool]:
     """Create an incident with its first event and every push it owes, in one transaction; emit after commit.
 
     Every read comes first, in one statement (`read_scene`); then two writes and the commit. A replayed key
     is found by that read rather than left to the unique index: a walk's escalation runs this inside its own
-    transaction, and an IntegrityError's rollback would undo the walk's changes with it."""
+    transaction, and an IntegrityError's rollback would undo the walk's changes with it. `with_incident`
+    (incident) adds the caller's own writes to the same transaction, so they commit with the incident or
+    not at all."""
     with alarm_lane:  # this process's location writers hold back until the operators are told
         return _raise_sos(session, caller=caller, lat=lat, lon=lon, accuracy_m=accuracy_m, trigger=trigger,
                           idempotency_key=idempotency_key, escalate_after_s=escalate_after_s,
-                          bell_device_id=bell_device_id, walk_id=walk_id, priority=priority)
+                          bell_device_id=bell_device_id, walk_id=walk_id, priority=priority,
+                          with_incident=with_incident)
 
 
 def _raise_sos(session, *, caller, lat, lon, accuracy_m, trigger, idempotency_key, escalate_after_s, bell_device_id,
-               walk_id, priority) -> tuple[Incident, bool]:
+               walk_id, priority, with_incident) -> tuple[Incident, bool]:
     scene = read_scene(session, caller_id=caller.id if caller else None, lat=lat, lon=lon,
                        idempotency_key=idempotency_key, bell_device_id=bell_device_id)
     if scene.existing_id is not None:
@@ -71,7 +74,7 @@ def _raise_sos(session, *, caller, lat, lon, accuracy_m, trigger, idempotency_ke
             "trigger": trigger, "priority": priority, "district_code": scene.district_code,
             "location": WKTElement(f"POINT({lon} {lat})", srid=4326), "accuracy_m": accuracy_m,
             "nearest_cctvs": scene.cameras, "bell_device_id": bell_device_id, "walk_id": walk_id,
-            "last_fix": {"lat": lat, "lon": lon, "accuracy_m": accuracy_m, "t": utcnow().isoformat()},
+            "last_fix": _raised_at(lat, lon, accuracy_m),
             "actor_id": caller.id if caller else None,
             "event_data": {"trigger": trigger, "priority": priority, "district": scene.district_code}}).one()
         created_view = operator_view(incident)  # built before commit: no reload of the row after it
@@ -82,6 +85,8 @@ def _raise_sos(session, *, caller, lat, lon, accuracy_m, trigger, idempotency_ke
         deliveries.plan_many(session, subject=f"incident:{incident.id}", messages=pushes, with_jobs=[{
             "kind": "incident.escalate", "payload": {"incident_id": str(incident.id)},
             "run_at": utcnow() + timedelta(seconds=escalate_after_s), "dedupe_key": f"escalate:{incident.id}"}])
+        if with_incident is not None:
+            with_incident(incident)
         commit_keeping(session, incident)
     except IntegrityError:  # the same key raced in from a parallel retry: that one won
         session.rollback()
@@ -154,10 +159,19 @@ def _create_statement():
     return select(Incident).from_statement(select(created).add_cte(first_event))
 
 
+def _raised_at(lat: float, lon: float, accuracy_m: float | None) -> dict:
+    """The incident's first `last_fix`: the raising point, stamped by the server's clock. `source` lets the
+    phone's first fix replace it even when the phone's clock is behind the server's (sos_ingest._ADVANCE)."""
+    return {"lat": lat, "lon": lon, "accuracy_m": accuracy_m, "t": utcnow().isoformat(), "source": "raise"}
+
+
 def _owner(caller_id: ColumnElement, bell_device_id: ColumnElement):
-    """Whose Idempotency-Key it is: the caller's, or for a bell without an owner, the bell's."""
-    return or_(and_(caller_id.is_not(None), Incident.caller_id == caller_id),
-               and_(caller_id.is_(None), Incident.bell_device_id == bell_device_id))
+    """Whose Idempotency-Key it is, as the two partial unique indexes say: a bell's own while its incident is
+    open (not its owner's: two bells of one owner, or the owner's phone, never answer for each other), and
+    otherwise the caller's, whenever the phone retries."""
+    return or_(and_(bell_device_id.is_not(None), Incident.bell_device_id == bell_device_id,
+                    Incident.status.not_in(CLOSED)),
+               and_(bell_device_id.is_(None), Incident.caller_id == caller_id, Incident.bell_device_id.is_(None)))
 
 
 def _by_key(session, caller_id, key, bell_device_id=None) -> Incident | None:
@@ -226,7 +240,8 @@ def read_for_operator(session, *, user, incident_id) -> Incident:
 
 
 def list_for_operator(session, *, user, status: str | None) -> list:
-    """Open (or given-status) incidents of the operator's district; admins see all; by priority, then age."""
+    """Open (or given-status) incidents of the operator's district; admins see all; by priority, then age.
+    The list carries each caller's position, so the read is logged too (once an hour per incident)."""
     query = select(Incident)
     if user.role != "admin":
         query = query.where(Incident.district_code == user.district_code)
@@ -235,14 +250,25 @@ def list_for_operator(session, *, user, status: str | None) -> list:
     elif status:
         query = query.where(Incident.status == status)
     rank = case(PRIORITY_RANK, value=Incident.priority, else_=9)
-    return list(session.scalars(query.order_by(rank, Incident.created_at).limit(500)))
+    found = list(session.scalars(query.order_by(rank, Incident.created_at).limit(500)))
+    _log_reads(session, user, found, purpose="incident.list")
+    session.commit()
+    return found
+
+
+def _log_reads(session, user, found: list, *, purpose: str):
+    access_log.record_recent(session, viewer_id=user.id, subject_kind="sos", purpose=purpose,
+                             subjects=[(i.caller_id, i.id) for i in found if i.caller_id is not None])
 
 
 def acknowledge(session, *, user, incident_id) -> Incident:
     """Take the incident: the first operator wins, a second one gets 409."""
     incident = get_for_operator(session, user=user, incident_id=incident_id)
+    # The first acknowledgement's time stays: the caller's view was frozen against it (a duress incident can be
+    # reopened and taken again).
     won = session.execute(update(Incident).where(Incident.id == incident.id, Incident.status == "open")
-                          .values(status="acknowledged", acknowledged_by=user.id, acknowledged_at=utcnow())
+                          .values(status="acknowledged", acknowledged_by=user.id,
+                                  acknowledged_at=func.coalesce(Incident.acknowledged_at, func.now()))
                           .returning(Incident.id)).first()
     if won is None:
         session.rollback()
@@ -252,26 +278,31 @@ def acknowledge(session, *, user, incident_id) -> Incident:
         raise Conflict(f"Already {incident.status} by another operator.")
     session.refresh(incident)
     add_event(session, incident, "acknowledged", actor=user)
-    return _commit_and_tell(session, incident)
+    _log_reads(session, user, [incident], purpose="incident.act")
+    return _commit_and_tell(session, incident, tell_caller=incident.caller_closed_at is None)
 
 
 def dispatch(session, *, user, incident_id, agency: str, note: str | None) -> Incident:
     """Record that help was sent (police, fire, ...)."""
     incident = _lock_open(session, user=user, incident_id=incident_id)
     if incident.status == "open":
-        incident.acknowledged_by, incident.acknowledged_at = user.id, utcnow()
+        incident.acknowledged_by, incident.acknowledged_at = user.id, incident.acknowledged_at or utcnow()
     incident.status, incident.dispatched_agency = "dispatched", agency
     add_event(session, incident, "dispatched", actor=user, agency=agency, note=note)
-    return _commit_and_tell(session, incident)
+    _log_reads(session, user, [incident], purpose="incident.act")
+    return _commit_and_tell(session, incident, tell_caller=incident.caller_closed_at is None)
 
 
 def resolve(session, *, user, incident_id, outcome: str, note: str | None) -> Incident:
     """Close the incident with its outcome."""
     incident = _lock_open(session, user=user, incident_id=incident_id)
     incident.status, incident.outcome, incident.closed_at = "resolved", outcome, utcnow()
-    incident.caller_status = "resolved" if incident.caller_status != "cancelled" else "cancelled"
+    caller_view_open = incident.caller_closed_at is None  # after a duress PIN the phone keeps its "cancelled"
+    if caller_view_open:
+        incident.caller_status, incident.caller_closed_at = "resolved", incident.closed_at
     add_event(session, incident, "resolved", actor=user, outcome=outcome, note=note)
-    return _commit_and_tell(session, incident)
+    _log_reads(session, user, [incident], purpose="incident.act")
+    return _commit_and_tell(session, incident, tell_caller=caller_view_open)
 
 
 def _lock_open(session, *, user, incident_id) -> Incident:
@@ -283,13 +314,16 @@ def _lock_open(session, *, user, incident_id) -> Incident:
     return incident
 
 
-def _commit_and_tell(session, incident: Incident) -> Incident:
+def _commit_and_tell(session, incident: Incident, *, tell_caller: bool) -> Incident:
+    """Commit, then tell the operators and, if `tell_caller`, the caller. The caller is told only while their
+    view is open or as it closes: after a duress PIN the operators go on working, and the phone must not
+    learn it."""
     session.commit()
     view = operator_view(incident)
     broadcast.to_district(incident.district_code, events.INCIDENT_UPDATED, view)
     if incident.escalated_at and incident.district_code:
         broadcast.to_central(events.INCIDENT_UPDATED, view)
-    if incident.caller_id:
+    if incident.caller_id and tell_caller:
         broadcast.to_user(incident.caller_id, events.INCIDENT_UPDATED, caller_view(incident))
     return incident
 
@@ -322,17 +356,28 @@ def cancel_with_pin(session, *, user, incident_id, pin: str) -> dict:
     if not (is_cancel or is_duress):
         session.rollback()
         raise Forbidden("Wrong PIN.")
-    if incident.caller_status != "cancelled":
-        if is_duress:
-            incident.duress, incident.priority, incident.caller_status = True, "critical", "cancelled"
-            add_event(session, incident, "duress", actor=user)
-            _plan_staff_alert(session, incident, reason="duress")
-        elif incident.status not in CLOSED:
-            incident.status, incident.caller_status, incident.closed_at = "cancelled", "cancelled", utcnow()
-            incident.outcome = "cancelled_by_user"
-            add_event(session, incident, "cancelled", actor=user)
-        _commit_and_tell(session, incident)
-    else:
+    now = utcnow()
+    if is_duress and not incident.duress:
+        # What the phone shows changes exactly as the cancel PIN would change it (below); the rest is for the
+        # operators: critical, alerted, and open again if it had been closed.
+        closes_now = incident.caller_closed_at is None
+        if closes_now:
+            incident.caller_status, incident.caller_closed_at = "cancelled", now
+        incident.duress, incident.priority = True, "critical"
+        if incident.status in CLOSED:  # to be taken again: first on the list, acknowledged by nobody
+            incident.status, incident.outcome, incident.closed_at, incident.acknowledged_by = "open", None, None, None
+            if incident.bell_device_id is not None:  # its key's replay ended with it; a newer alarm may hold it
+                incident.idempotency_key = None
+            add_event(session, incident, "reopened", actor=user, reason="duress")
+        add_event(session, incident, "duress", actor=user)
+        _plan_staff_alert(session, incident, reason="duress")
+        _commit_and_tell(session, incident, tell_caller=closes_now)
+    elif is_cancel and incident.caller_closed_at is None and incident.status not in CLOSED:
+        incident.status, incident.caller_status, incident.closed_at = "cancelled", "cancelled", now
+        incident.caller_closed_at, incident.outcome = now, "cancelled_by_user"
+        add_event(session, incident, "cancelled", actor=user)
+        _commit_and_tell(session, incident, tell_caller=True)
+    else:  # cancelled already (or duress already recorded): the same answer, nothing new
         session.rollback()
     return {"status": "cancelled"}
 

@@ -4,6 +4,9 @@ from sqlalchemy import text
 from safety_api.errors import Unauthorized
 from safety_api.services.accounts import verify_secret
 
+_AFTER_OPEN_DURESS = ("SELECT 1 FROM incidents d WHERE d.caller_id = :uid AND d.duress "
+                      "AND d.status NOT IN ('resolved', 'cancelled') AND {at} > d.caller_closed_at")
+
 # (section, SQL selecting the person's rows as JSON); :uid is the person. Secrets never leave.
 EXPORT_QUERIES = {
     "account": "SELECT id, phone, name, role, district_code, on_duty, created_at, "
@@ -11,15 +14,20 @@ EXPORT_QUERIES = {
     "devices": "SELECT platform, created_at, last_seen_at FROM push_devices WHERE user_id = :uid",
     "guardian_links": "SELECT id, protected_id, guardian_id, status, created_at, accepted_at FROM guardian_links "
                       "WHERE protected_id = :uid OR guardian_id = :uid",
+    # As the phone sees them (caller_view): after a duress PIN, cancelled at the PIN's moment.
     "incidents": "SELECT id, trigger, caller_status AS status, ST_AsGeoJSON(location)::json AS location, "
-                 "accuracy_m, created_at, closed_at FROM incidents WHERE caller_id = :uid",
+                 "accuracy_m, created_at, caller_closed_at AS closed_at FROM incidents WHERE caller_id = :uid",
     "walks": "SELECT id, status, profile, started_at, expected_arrival, ended_at, route_properties FROM walks "
              "WHERE walker_id = :uid",
     "escort_bookings": "SELECT id, status, meet_at, created_at FROM escort_bookings WHERE citizen_id = :uid",
-    "location_fixes": "SELECT subject_kind, subject_id, lat, lon, accuracy_m, t FROM location_fixes "
-                      "WHERE user_id = :uid ORDER BY t",
-    "location_reads": "SELECT viewer_id, subject_kind, subject_id, purpose, at FROM location_access_log "
-                      "WHERE subject_user_id = :uid ORDER BY at",
+    # While an incident cancelled with the duress PIN is still being worked, what followed the PIN (the fixes
+    # the phone went on sending, the operators' reads) stays out of the export: whoever forced the PIN may
+    # hold the phone. It appears once the incident is closed.
+    "location_fixes": "SELECT subject_kind, subject_id, lat, lon, accuracy_m, t FROM location_fixes f "
+                      "WHERE user_id = :uid AND NOT EXISTS (" + _AFTER_OPEN_DURESS.format(at="f.t") + ") ORDER BY t",
+    "location_reads": "SELECT viewer_id, subject_kind, subject_id, purpose, at FROM location_access_log l "
+                      "WHERE subject_user_id = :uid AND NOT EXISTS (" + _AFTER_OPEN_DURESS.format(at="l.at")
+                      + ") ORDER BY at",
 }
 
 

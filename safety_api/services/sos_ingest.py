@@ -25,9 +25,13 @@ from safety_api.services.group_commit import (
 )
 from safety_api.services.incidents import CLOSED
 
+# Forward only, by the phone's clock; the raising point (stamped by the server's clock, `source: raise`) gives
+# way to the phone's first fix even from a phone whose clock is behind, unless that fix predates the alarm by
+# more than any clock could be off.
 _ADVANCE = text("""
     UPDATE incidents SET last_fix = :fix
-    WHERE id = :id AND (last_fix IS NULL OR last_fix->>'t' < :t)
+    WHERE id = :id AND (last_fix IS NULL OR last_fix->>'t' < :t
+                        OR (last_fix->>'source' = 'raise' AND CAST(:t AS timestamptz) > created_at - interval '1 hour'))
 """).bindparams(bindparam("fix", type_=JSONB))
 
 
@@ -45,18 +49,25 @@ def record_fixes(session, redis_client, *, user, incident_id, raw_fixes, now: da
 def write_group(session, group: list) -> list:
     """Check, insert, advance and commit one group; returns the newest new fix per incident to publish."""
     incidents = {row.id: row for row in session.execute(
-        select(Incident.id, Incident.caller_id, Incident.status, Incident.district_code)
+        select(Incident.id, Incident.caller_id, Incident.status, Incident.caller_status, Incident.duress,
+               Incident.district_code)
         .where(Incident.id.in_({s.subject_id for s in group})))}
-    accepted, rows = [], []
+    accepted, rows, hidden = [], [], []
     for submission in group:
         incident = incidents.get(submission.subject_id)
         try:
             check_caller(submission.person, incident)
-            if incident.status in CLOSED:
-                raise Conflict(f"The incident is already {incident.status}.")
+            if incident.caller_status in CLOSED or incident.status in CLOSED:  # as the caller sees it
+                raise Conflict("The incident is already "
+                               f"{incident.caller_status if incident.caller_status in CLOSED else incident.status}.")
         except DomainError as exc:
             submission.error = exc
-            continue
+            if not (incident is not None and incident.duress and incident.status not in CLOSED
+                    and isinstance(exc, Conflict)):
+                continue
+            # After a duress PIN the phone is answered as after a cancel, but its fixes are the operators'
+            # best evidence of where the caller is taken: stored and shown all the same.
+            hidden.append(id(submission))
         accepted.append((submission, incident))
         rows += [{"subject_kind": "sos", "subject_id": incident.id, "user_id": submission.person.id,
                   "lat": f.lat, "lon": f.lon, "accuracy_m": f.accuracy_m, "t": f.t, "incident_id": incident.id}
@@ -71,6 +82,8 @@ def write_group(session, group: list) -> list:
                 newest[incident.id] = (incident, fix)
         submission.result = {"accepted": len(fresh), "rejected": len(submission.rejected),
                              "duplicates": len(submission.valid) - len(fresh), "errors": submission.rejected}
+        if id(submission) in hidden:
+            submission.result = None  # the error stands, as for a cancelled incident
     if newest:
         session.execute(_ADVANCE, [{"id": incident.id, "fix": fix.as_dict(), "t": fix.t.isoformat()}
                                    for incident, fix in newest.values()])

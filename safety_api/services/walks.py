@@ -234,18 +234,28 @@ def escalate(session, walk: Walk, *, reason: str, now: datetime) -> Incident:
         session.execute(update(WalkAlert).where(WalkAlert.walk_id == walk.id, WalkAlert.status == "open")
                         .values(status="escalated", settled_at=now))
     lat, lon, accuracy = _where(walk)
-    # raise_sos commits this transaction with the incident; the key makes a rerun find the same incident.
+
+    def as_evidence(incident):
+        """Committed with the incident, or not at all: its audit event and the walk's trail as its evidence."""
+        incidents.add_event(session, incident, "walk_escalated", walk_id=str(walk.id), reason=reason)
+        _link_trail(session, walk, incident)
+
+    # raise_sos commits the walk's change with the incident; the key makes a rerun find the same incident.
     incident, created = incidents.raise_sos(
         session, caller=walker, lat=lat, lon=lon, accuracy_m=accuracy, trigger="walk_escalation",
-        idempotency_key=f"walk:{walk.id}", escalate_after_s=walk.settings["escalate_after_s"], walk_id=walk.id)
-    if created:
-        incidents.add_event(session, incident, "walk_escalated", walk_id=str(walk.id), reason=reason)
-    session.execute(update(LocationFix).where(LocationFix.subject_kind == "walk", LocationFix.subject_id == walk.id,
-                                              LocationFix.incident_id.is_(None)).values(incident_id=incident.id))
+        idempotency_key=f"walk:{walk.id}", escalate_after_s=walk.settings["escalate_after_s"], walk_id=walk.id,
+        with_incident=as_evidence)
+    if not created:  # a rerun: the incident and its evidence are in; fixes stored since then join it
+        _link_trail(session, walk, incident)
     notices = _escalated_notices(session, walk, incident, reason)
     session.commit()
     tell(notices)
     return incident
+
+
+def _link_trail(session, walk: Walk, incident: Incident):
+    session.execute(update(LocationFix).where(LocationFix.subject_kind == "walk", LocationFix.subject_id == walk.id,
+                                              LocationFix.incident_id.is_(None)).values(incident_id=incident.id))
 
 
 def _where(walk: Walk) -> tuple:

@@ -348,3 +348,118 @@ def test_an_acknowledged_incident_does_not_escalate(app, client, db):
     incident_id = sos(client, create_user(db.session)).json["incident"]["id"]
     client.post(f"/api/v1/incidents/{incident_id}/ack", headers=auth_header(operator))
     assert incidents.escalate(db.session, incident_id=incident_id) is False
+
+
+def test_after_a_duress_pin_the_phone_sees_exactly_what_a_cancel_shows(client, db, emitted):
+    """Every way the phone can look at its incident after the PIN: the view, its fixes' answer, pushes of
+    operator actions, the privacy export. Operators meanwhile go on: they get the fixes and can act."""
+    from safety_api.clock import utcnow
+    operator = create_user(db.session, role="operator")
+    views = {}
+    for pin in ("1111", "2222"):
+        citizen = create_user(db.session)
+        set_pins(client, citizen)
+        incident_id = sos(client, citizen).json["incident"]["id"]
+        assert client.post(f"/api/v1/incidents/{incident_id}/ack", headers=auth_header(operator)).status_code == 200
+        assert client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": pin},
+                           headers=auth_header(citizen)).json == {"status": "cancelled"}
+        fix = {"lat": 37.4800, "lon": 126.9300, "accuracy_m": 9, "t": utcnow().isoformat()}
+        late = client.post(f"/api/v1/sos/{incident_id}/fixes", json={"fixes": [fix]}, headers=auth_header(citizen))
+        emitted.clear()
+        acted = client.post(f"/api/v1/incidents/{incident_id}/dispatch", json={"agency": "police"},
+                            headers=auth_header(operator))
+        to_phone = [e for e in emitted if e[1] == f"user:{citizen.id}"]
+        view = client.get(f"/api/v1/sos/{incident_id}", headers=auth_header(citizen)).json["incident"]
+        exported = client.get("/api/v1/me/export", headers=auth_header(citizen)).json
+        views[pin] = {"view": {k: view[k] for k in ("status", "acknowledged", "trigger")},
+                      "fixes": (late.status_code, late.json["detail"]), "told": to_phone,
+                      "export": ([(i["status"], i["closed_at"] is not None) for i in exported["incidents"]],
+                                 exported["location_fixes"], [r["purpose"] for r in exported["location_reads"]])}
+        views[pin]["stored"] = db.session.scalar(
+            text("SELECT count(*) FROM location_fixes WHERE incident_id = :i"), {"i": incident_id})
+        views[pin]["acted"] = acted.status_code
+    cancel, duress = views["1111"], views["2222"]
+    assert cancel["view"] == duress["view"] == {"status": "cancelled", "acknowledged": True, "trigger": "button"}
+    assert cancel["fixes"] == duress["fixes"] == (409, "The incident is already cancelled.")
+    assert cancel["told"] == duress["told"] == []
+    assert cancel["export"] == duress["export"]
+    # ...while the operators keep the duress incident: its fix is stored, and it can be dispatched.
+    assert (cancel["stored"], cancel["acted"]) == (0, 409)
+    assert (duress["stored"], duress["acted"]) == (1, 200)
+
+
+def test_a_duress_pin_on_a_resolved_incident_reopens_it_and_the_phone_sees_no_change(client, db, on_duty_operator):
+    citizen = create_user(db.session)
+    set_pins(client, citizen)
+    incident_id = sos(client, citizen).json["incident"]["id"]
+    assert client.post(f"/api/v1/incidents/{incident_id}/resolve", json={"outcome": "false_alarm"},
+                       headers=auth_header(on_duty_operator)).status_code == 200
+    before = client.get(f"/api/v1/sos/{incident_id}", headers=auth_header(citizen)).json["incident"]
+    assert client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": "2222"},
+                       headers=auth_header(citizen)).json == {"status": "cancelled"}
+    after = client.get(f"/api/v1/sos/{incident_id}", headers=auth_header(citizen)).json["incident"]
+    assert after == before and after["status"] == "resolved"
+    listed = client.get("/api/v1/incidents?status=open", headers=auth_header(on_duty_operator)).json["items"]
+    assert [(i["id"], i["status"], i["priority"], i["duress"]) for i in listed] == [
+        (incident_id, "open", "critical", True)]
+    assert client.post(f"/api/v1/incidents/{incident_id}/ack",
+                       headers=auth_header(on_duty_operator)).status_code == 200
+
+
+def test_a_bells_key_is_its_own_and_ends_with_its_incident(client, db):
+    """Two bells of one owner, the owner's phone and a bell whose press counter restarted: each press that is
+    not a retry of an open alarm raises its own."""
+    admin, owner = create_user(db.session, role="admin"), create_user(db.session)
+    keys = [client.post("/api/v1/admin/bell-devices", headers=auth_header(admin),
+                        json={"name": f"bell {n}", **{k: IN_GWANAK[k] for k in ("lat", "lon")},
+                              "owner_phone": owner.phone}).json["api_key"] for n in (1, 2)]
+
+    def press(key, idempotency_key, body=None):
+        return client.post("/api/v1/bells/sos", json=body or {},
+                           headers={"X-Device-Key": key, "Idempotency-Key": idempotency_key})
+    first, second = press(keys[0], "1"), press(keys[1], "1", {"lat": 37.4780, "lon": 126.9520})
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json["incident"]["id"] != second.json["incident"]["id"]
+    assert press(keys[1], "1").json["incident"]["id"] == second.json["incident"]["id"]  # a retry: the same
+    phone = sos(client, owner, key="press-7")
+    from_bell = press(keys[0], "press-7")
+    assert (phone.status_code, from_bell.status_code) == (201, 201)
+    operator = create_user(db.session, role="operator")
+    assert client.post(f"/api/v1/incidents/{first.json['incident']['id']}/resolve", json={"outcome": "resolved"},
+                       headers=auth_header(operator)).status_code == 200
+    again = press(keys[0], "1")  # the counter restarted: a new alarm, not the closed one
+    assert again.status_code == 201 and again.json["incident"]["id"] != first.json["incident"]["id"]
+    assert sos(client, owner, key="press-7").json["incident"]["id"] == phone.json["incident"]["id"]
+
+
+def test_an_operators_list_is_a_logged_read_of_each_callers_position_once_an_hour(client, db):
+    operator = create_user(db.session, role="operator")
+    callers = [create_user(db.session) for _ in range(3)]
+    ids = {sos(client, c).json["incident"]["id"] for c in callers}
+    for _ in range(3):
+        assert len(client.get("/api/v1/incidents", headers=auth_header(operator)).json["items"]) == 3
+    rows = db.session.execute(text("SELECT subject_id::text, purpose FROM location_access_log "
+                                   "WHERE viewer_id = :v"), {"v": operator.id}).all()
+    assert sorted(rows) == sorted((i, "incident.list") for i in ids)
+    one = next(iter(ids))
+    client.post(f"/api/v1/incidents/{one}/ack", headers=auth_header(operator))
+    assert db.session.scalar(text("SELECT count(*) FROM location_access_log WHERE viewer_id = :v "
+                                  "AND purpose = 'incident.act'"), {"v": operator.id}) == 1
+
+
+def test_the_phones_first_fix_replaces_the_raising_point_even_from_a_clock_behind_the_servers(client, db):
+    from datetime import timedelta
+
+    from safety_api.clock import utcnow
+    citizen = create_user(db.session)
+    incident_id = sos(client, citizen).json["incident"]["id"]
+    slow = utcnow() - timedelta(seconds=20)  # this phone's clock is 20 s behind
+    url = f"/api/v1/sos/{incident_id}/fixes"
+    moved = {"lat": 37.4712, "lon": 126.9201, "accuracy_m": 8, "t": slow.isoformat()}
+    assert client.post(url, json={"fixes": [moved]}, headers=auth_header(citizen)).json["accepted"] == 1
+    db.session.expire_all()
+    assert db.session.get(Incident, incident_id).last_fix["lat"] == 37.4712
+    older = {**moved, "lat": 37.4700, "t": (slow - timedelta(seconds=5)).isoformat()}
+    assert client.post(url, json={"fixes": [older]}, headers=auth_header(citizen)).json["accepted"] == 1
+    db.session.expire_all()
+    assert db.session.get(Incident, incident_id).last_fix["lat"] == 37.4712  # from then on, forward only
