@@ -1,5 +1,6 @@
 """FCM push through firebase-admin: one HTTP request per token, each outcome classified."""
 import logging
+import math
 import random
 import threading
 import time
@@ -254,9 +255,11 @@ def _retry_after(exc):
     response = getattr(exc, "http_response", None)
     value = response.headers.get("Retry-After") if response is not None else None
     try:
-        return float(value) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:  # an HTTP date; the worker's own backoff applies instead
         return None
+    # float() also reads "inf", "nan" and "-5": none is a delay to wait, so the backoff applies to them too.
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _describe(exc):

@@ -15,7 +15,10 @@ log = logging.getLogger(__name__)
 
 
 class RetryLater(Exception):
-    """Raised by a handler whose work is not done yet; the job runs again after `delay_s`."""
+    """Raised by a handler whose work is not done yet; the job runs again after `delay_s`.
+
+    What the handler recorded before raising (a delivery's receipt of this try) is kept: it commits with the
+    rescheduling, so the two cannot disagree, and not at all if another worker took the job over meanwhile."""
 
     def __init__(self, reason: str, delay_s: float):
         super().__init__(reason)
@@ -26,6 +29,13 @@ def job_handlers() -> dict[str, Callable]:
     """Handlers by job kind: each takes (session, payload, context) and leaves the commit to us."""
     from safety_api.worker_jobs import HANDLERS
     return HANDLERS
+
+
+def failure_handlers() -> dict[str, Callable]:
+    """What a kind owes when its job ends failed, by kind: each takes (session, payload, error) and runs in the
+    transaction that records the failure."""
+    from safety_api.worker_jobs import ON_FAILED
+    return ON_FAILED
 
 
 def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
@@ -41,6 +51,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self.stop_event = threading.Event()
         self.handlers = dict(job_handlers())  # a copy: adding a kind to one worker leaves the registry alone
+        self.on_failed = dict(failure_handlers())
         self.lease_s = app.config["JOB_LEASE_S"]
 
     def run(self):
@@ -63,32 +74,56 @@ class Worker:
                               lease_s=self.lease_s)
             for row in rows:
                 if self.stop_event.is_set():
-                    break  # unrun claims come back when their lease expires
-                # A batch may outlast its lease (pushes timing out one after another); a job whose lease ran
-                # out may have been taken over, and two workers must never send the same push.
-                if jobs.renew(db.session, job_id=row.id, worker=self.name, lease_s=self.lease_s):
-                    self._run_job(row)
+                    break  # unrun claims come back when their lease expires; they used no attempt
+                self._run_job(row)
             db.session.remove()
             return len(rows)
 
     def _run_job(self, row):
-        handler = self.handlers.get(row.kind)
         session = db.session
+        # A batch may outlast its lease (pushes timing out one after another); a job whose lease ran out may have
+        # been taken over, and two workers must never send the same push. Starting renews the lease and counts
+        # the attempt, so only a run that begins uses one.
+        started = jobs.start(session, job_id=row.id, worker=self.name, lease_s=self.lease_s)
+        if started is None:
+            return
+        if not started.runnable:
+            # Its last allowed run never ended: that worker died (or hung past its lease) running it.
+            self._retry_or_fail(row, started, "its last attempt never ended (its worker died or outlasted its "
+                                              "lease)", delay_s=0)
+            return
+        handler = self.handlers.get(row.kind)
         try:
             if handler is None:
                 raise LookupError(f"no handler for job kind {row.kind!r}")
             handler(session, row.payload, self)
-            jobs.finish(session, job_id=row.id)
-            session.commit()
         except RetryLater as later:
-            session.rollback()
-            jobs.retry_or_fail(session, job_id=row.id, attempts=row.attempts, max_attempts=row.max_attempts,
-                               error=str(later), delay_s=later.delay_s)
+            self._retry_or_fail(row, started, str(later), delay_s=later.delay_s)
         except Exception as exc:  # isolate one job's failure from the rest of the batch
             session.rollback()
             log.exception("job %s (%s) failed", row.id, row.kind)
-            jobs.retry_or_fail(session, job_id=row.id, attempts=row.attempts, max_attempts=row.max_attempts,
-                               error=f"{exc.__class__.__name__}: {exc}", delay_s=backoff(row.attempts))
+            self._retry_or_fail(row, started, f"{exc.__class__.__name__}: {exc}", delay_s=backoff(started.attempts))
+        else:
+            self._commit_if_held(row, jobs.finish(session, job_id=row.id, worker=self.name))
+
+    def _retry_or_fail(self, row, started, error: str, *, delay_s: float):
+        session = db.session
+        status = jobs.retry_or_fail(session, job_id=row.id, worker=self.name, attempts=started.attempts,
+                                    max_attempts=started.max_attempts, error=error, delay_s=delay_s)
+        if status == "failed" and row.kind in self.on_failed:
+            # In the same transaction: a job never ends failed while what it owed (a delivery) still looks
+            # pending to the people waiting on it.
+            self.on_failed[row.kind](session, row.payload, error)
+        self._commit_if_held(row, status is not None)
+
+    def _commit_if_held(self, row, held: bool):
+        """Commit the job's outcome with its effects, or drop both if another worker holds the job now."""
+        if held:
+            db.session.commit()
+        else:
+            db.session.rollback()
+            log.warning("job %s (%s) was taken over while this worker ran it; its outcome here is dropped",
+                        row.id, row.kind)
 
 
 def main(app=None):

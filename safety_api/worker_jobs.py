@@ -10,6 +10,11 @@ def _push(session, payload, worker):
     deliveries.deliver(session, delivery_id=payload["delivery_id"], sender=deliveries.sender_for(worker.app.config))
 
 
+def _push_failed(session, payload, error):
+    if "delivery_id" in payload:
+        deliveries.give_up(session, delivery_id=payload["delivery_id"], error=error)
+
+
 def _push_user(session, payload, worker):
     deliveries.expand_user_push(session, user_ids=payload["user_ids"], title=payload["title"], body=payload["body"],
                                 data=payload.get("data", {}))
@@ -29,4 +34,9 @@ HANDLERS = {
     "walk.timers": walks.timers_job,
     "walk.checkin_expired": walks.checkin_job,
     "fixes.purge": walks.purge_job,
+}
+
+# What a kind owes when its job ends failed, run in the transaction that records it (Worker._retry_or_fail).
+ON_FAILED = {
+    "push.deliver": _push_failed,
 }

@@ -16,7 +16,13 @@ from safety_api.clock import utcnow
 from safety_api.models import Delivery
 from safety_api.services import devices, jobs
 
+# A delivery's own retry budget, counted in sends begun (`deliveries.attempts`): this is what decides when a push
+# is given up. Its job's limit is only a backstop, set well above, for a job that keeps failing before it sends
+# (a claim or a run that never reaches `deliver` costs the delivery nothing).
 MAX_ATTEMPTS = 12
+JOB_MAX_ATTEMPTS = 2 * MAX_ATTEMPTS
+# The longest an FCM Retry-After may hold a push back; a larger (or infinite) one is read as this.
+MAX_RETRY_AFTER_S = 3600.0
 _senders: dict = {}
 _senders_lock = threading.Lock()
 
@@ -59,7 +65,7 @@ def plan_many(session, *, subject: str, messages: dict, with_jobs: list = ()) ->
         return 0
     other_jobs = [{**job, "run_at": job["run_at"].isoformat() if job.get("run_at") else None} for job in with_jobs]
     kinds = session.scalars(_PLAN, {"subject": subject, "deliveries": rows, "jobs": other_jobs, "now": utcnow(),
-                                    "deliver_attempts": MAX_ATTEMPTS + 1,
+                                    "deliver_attempts": JOB_MAX_ATTEMPTS,
                                     "job_attempts": jobs.DEFAULT_MAX_ATTEMPTS}).all()
     return kinds.count("push.deliver")
 
@@ -89,11 +95,19 @@ def sender_for(config: dict) -> PushSender:
 
 
 def deliver(session, *, delivery_id: int, sender: PushSender):
-    """Send one pending delivery and record its outcome; a transient failure asks for a retry."""
+    """Send one pending delivery and record its outcome; a transient failure asks for a retry.
+
+    The outcome is left in the session for the worker to commit with the job's own state, and only if the job
+    is still this worker's: one whose send outlasted its lease must not undo what the worker that took the job
+    over recorded."""
     from safety_api.worker import RetryLater
     delivery = session.scalar(select(Delivery).where(Delivery.id == delivery_id).with_for_update())
     if delivery is None or delivery.status in ("delivered", "dead", "failed"):
         return  # already settled by an earlier run
+    if delivery.attempts >= MAX_ATTEMPTS:
+        # Every try is spent and the last never reported back: its worker died mid-send (the push may have gone).
+        _give_up(delivery, f"no outcome from the last of {MAX_ATTEMPTS} attempts (its worker stopped mid-send)")
+        return
     delivery.status, delivery.attempts, delivery.updated_at = "sending", delivery.attempts + 1, utcnow()
     session.commit()  # a crash after this line is visible as 'sending' with its attempt count
     outcome = sender.send([PushMessage(**delivery.message)])[0]
@@ -102,12 +116,25 @@ def deliver(session, *, delivery_id: int, sender: PushSender):
         outcome = dataclasses.replace(outcome, status="failed")
     if outcome.status == "retry":
         delivery.status = "pending"
-        session.commit()
-        delay = max(backoff_seconds(delivery.attempts - 1), outcome.retry_after_s or 0)
-        raise RetryLater(outcome.error or "transient push failure", delay)
+        asked = min(outcome.retry_after_s or 0, MAX_RETRY_AFTER_S)  # push.py passes only finite, positive ones
+        raise RetryLater(outcome.error or "transient push failure",
+                         max(backoff_seconds(delivery.attempts - 1), asked))
     delivery.status = outcome.status
     if outcome.status == "dead":
         devices.forget_tokens(session, [delivery.token])
+
+
+def give_up(session, *, delivery_id: int, error: str):
+    """Record a delivery failed because its job ended failed (the worker calls this in that transaction), so
+    the receipts never show a push as still on its way that nothing will send."""
+    session.flush()  # an outcome the job left in the session must not land after this and undo it
+    delivery = session.scalar(select(Delivery).where(Delivery.id == delivery_id).with_for_update())
+    if delivery is not None and delivery.status in ("pending", "sending"):
+        _give_up(delivery, f"its job failed: {error}")
+
+
+def _give_up(delivery, reason: str):
+    delivery.status, delivery.last_error, delivery.updated_at = "failed", reason[:2000], utcnow()
 
 
 def receipts(session, *, subject: str) -> list:

@@ -1,4 +1,5 @@
-"""The durable job table: enqueue in the caller's transaction, claim with SKIP LOCKED, finish."""
+"""The durable job table: enqueue in the caller's transaction, claim with SKIP LOCKED, start, finish."""
+import math
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
@@ -7,8 +8,10 @@ from sqlalchemy.dialects.postgresql import insert
 from safety_api.clock import utcnow
 from safety_api.models import Job
 
+# A claim counts nothing: a claimed job may never run here (its lease runs out behind slow jobs and another
+# worker takes it over, the worker is stopped mid-batch, or dies). Attempts are counted by `start`.
 _CLAIM = text("""
-    UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = :worker,
+    UPDATE jobs SET status = 'running', locked_by = :worker,
                     locked_until = now() + make_interval(secs => :lease)
     WHERE id IN (
         SELECT id FROM jobs
@@ -17,18 +20,49 @@ _CLAIM = text("""
         ORDER BY run_at, id
         FOR UPDATE SKIP LOCKED
         LIMIT :limit)
-    RETURNING id, kind, payload, attempts, max_attempts
+    RETURNING id, kind, payload
 """)
 
 
-_RENEW = text("""
-    UPDATE jobs SET locked_until = now() + make_interval(secs => :lease)
+# Renews the lease and counts the attempt in one step; a job whose allowed attempts have all begun is not
+# counted again (`runnable` false: its last run never ended, so the worker running it died or hung).
+_START = text("""
+    WITH held AS (
+        SELECT id, attempts < max_attempts AS runnable FROM jobs
+        WHERE id = :id AND status = 'running' AND locked_by = :worker
+        FOR UPDATE)
+    UPDATE jobs SET locked_until = now() + make_interval(secs => :lease),
+                    attempts = attempts + held.runnable::int
+    FROM held WHERE jobs.id = held.id
+    RETURNING jobs.attempts, jobs.max_attempts, held.runnable
+""")
+
+
+# Finishing and rescheduling only touch a job this worker still holds: one whose lease ran out mid-run may have
+# been taken over, and the late outcome of the first worker must not overwrite the second's.
+_FINISH = text("""
+    UPDATE jobs SET status = 'done', finished_at = now(), locked_by = NULL, locked_until = NULL, last_error = NULL
+    WHERE id = :id AND status = 'running' AND locked_by = :worker
+    RETURNING id
+""")
+
+_FAIL = text("""
+    UPDATE jobs SET status = 'failed', finished_at = now(), last_error = :e, locked_by = NULL, locked_until = NULL
+    WHERE id = :id AND status = 'running' AND locked_by = :worker
+    RETURNING id
+""")
+
+_RETRY = text("""
+    UPDATE jobs SET status = 'pending', run_at = :at, last_error = :e, locked_by = NULL, locked_until = NULL
     WHERE id = :id AND status = 'running' AND locked_by = :worker
     RETURNING id
 """)
 
 
 DEFAULT_MAX_ATTEMPTS = 8
+# The longest a retry waits. Delays come from outside at times (an FCM Retry-After): an infinite or absurd one
+# would overflow the datetime arithmetic and leave the job running, its batch abandoned.
+MAX_DELAY_S = 86400.0
 
 
 def enqueue(session, *, kind: str, payload: dict, run_at: datetime | None = None,
@@ -48,26 +82,41 @@ def claim(session, *, worker: str, limit: int, lease_s: float) -> list:
     return rows
 
 
-def renew(session, *, job_id: int, worker: str, lease_s: float) -> bool:
-    """Extend this worker's lease on a claimed job before running it; False if another worker took it over."""
-    held = session.execute(_RENEW, {"id": job_id, "worker": worker, "lease": lease_s}).first() is not None
+def start(session, *, job_id: int, worker: str, lease_s: float):
+    """Begin running a claimed job: renew this worker's lease and count the attempt, and commit.
+
+    Returns (attempts, max_attempts, runnable), or None if another worker took the job over (a batch may
+    outlast its lease). `runnable` is false when every allowed attempt has begun already and the last never
+    ended: the caller records the job failed instead of running it again (it may be what kills workers)."""
+    started = session.execute(_START, {"id": job_id, "worker": worker, "lease": lease_s}).first()
     session.commit()
-    return held
+    return started
 
 
-def finish(session, *, job_id: int):
-    """Mark a job done; the caller commits together with the job's own effects."""
-    session.execute(text("UPDATE jobs SET status='done', finished_at=now(), locked_by=NULL, "
-                         "locked_until=NULL, last_error=NULL WHERE id=:id"), {"id": job_id})
+def finish(session, *, job_id: int, worker: str) -> bool:
+    """Mark a job this worker holds done; the caller commits together with the job's own effects.
+
+    False if the job is no longer this worker's: the caller must roll its effects back, the worker that took
+    the job over is running (or ran) it."""
+    return session.execute(_FINISH, {"id": job_id, "worker": worker}).first() is not None
 
 
-def retry_or_fail(session, *, job_id: int, attempts: int, max_attempts: int, error: str, delay_s: float):
-    """Put a job back with a delay, or record it failed after its last attempt."""
+def retry_or_fail(session, *, job_id: int, worker: str, attempts: int, max_attempts: int, error: str,
+                  delay_s: float) -> str | None:
+    """Put a job this worker holds back with a delay, or record it failed after its last attempt.
+
+    Returns the job's new status ('pending' or 'failed'), or None if the job is no longer this worker's (the
+    caller rolls back). The caller commits, so that whatever a failed job owes (a delivery marked failed)
+    commits with it."""
+    error = error[:2000]
     if attempts >= max_attempts:
-        session.execute(text("UPDATE jobs SET status='failed', finished_at=now(), last_error=:e, "
-                             "locked_by=NULL, locked_until=NULL WHERE id=:id"), {"id": job_id, "e": error[:2000]})
-    else:
-        session.execute(text("UPDATE jobs SET status='pending', run_at=:at, last_error=:e, locked_by=NULL, "
-                             "locked_until=NULL WHERE id=:id"),
-                        {"id": job_id, "e": error[:2000], "at": utcnow() + timedelta(seconds=delay_s)})
-    session.commit()
+        held = session.execute(_FAIL, {"id": job_id, "worker": worker, "e": error}).first()
+        return "failed" if held else None
+    run_at = utcnow() + timedelta(seconds=bounded_delay(delay_s))
+    held = session.execute(_RETRY, {"id": job_id, "worker": worker, "e": error, "at": run_at}).first()
+    return "pending" if held else None
+
+
+def bounded_delay(delay_s: float) -> float:
+    """`delay_s` within [0, MAX_DELAY_S]; not a number (or infinite) counts as the longest."""
+    return min(max(delay_s, 0.0), MAX_DELAY_S) if math.isfinite(delay_s) else MAX_DELAY_S

@@ -8,11 +8,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, text
 
+from notifications.push import PushMessage, PushOutcome
 from safety_api.clock import utcnow
-from safety_api.models import Job
-from safety_api.services import jobs
+from safety_api.models import Delivery, Job
+from safety_api.services import deliveries, jobs
 from safety_api.worker import RetryLater, Worker, backoff
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL
+from tests.factories import create_user
+from tests.support.fake_fcm import FakeFCM
 from tests.support.live import WorkerProcess, process_env
 
 
@@ -58,6 +61,12 @@ def job(db, **where) -> Job:
 def make_due(db):
     """Pretend the backoff delay has passed."""
     db.session.execute(text("UPDATE jobs SET run_at = now() WHERE status = 'pending'"))
+    db.session.commit()
+
+
+def expire_leases(db):
+    """Pretend every claim's lease ran out (its worker died, stopped, or took too long)."""
+    db.session.execute(text("UPDATE jobs SET locked_until = now() - interval '1 second' WHERE status = 'running'"))
     db.session.commit()
 
 
@@ -147,13 +156,13 @@ def test_backoff_grows_and_is_capped():
 
 def test_a_job_whose_lease_expired_is_reclaimed(db, worker, runs):
     enqueue(db)
-    assert len(jobs.claim(db.session, worker="died-mid-job", limit=10, lease_s=60)) == 1
+    assert len(jobs.claim(db.session, worker="claimed-then-died", limit=10, lease_s=60)) == 1
     assert worker.run_once() == 0  # the lease still holds
-    db.session.execute(text("UPDATE jobs SET locked_until = now() - interval '1 second'"))
-    db.session.commit()
+    expire_leases(db)
     assert worker.run_once() == 1
     reclaimed = job(db, kind="count")
-    assert (reclaimed.status, reclaimed.attempts, reclaimed.locked_by) == ("done", 2, None)
+    # An attempt is a run begun: the claim that never ran used none.
+    assert (reclaimed.status, reclaimed.attempts, reclaimed.locked_by) == ("done", 1, None)
     assert runs.by_job == {1: 1}
 
 
@@ -243,3 +252,229 @@ def test_worker_processes_run_noop_jobs_and_stop_cleanly_on_sigterm(db):
                 process.proc.kill()
                 process.proc.wait(5)
     assert db.session.scalar(select(func.max(Job.attempts))) == 1
+
+
+# --- Retry budgets, leases lost mid-run, and the pushes they owe ---
+
+class WorkerKilled(BaseException):
+    """Stands for a SIGKILL: nothing after it in the worker runs (a BaseException escapes its handlers)."""
+
+
+class Sender:
+    """A stand-in for PushSender that answers every send with `status`; `during` runs while a send is on the
+    wire (another worker taking the job over, the worker being killed)."""
+
+    def __init__(self, status="retry", *, during=None):
+        self.status, self.during, self.sent = status, during, 0
+
+    def send(self, messages):
+        self.sent += len(messages)
+        if self.during is not None:
+            self.during()
+        return [PushOutcome(m.token, self.status, error=None if self.status == "delivered" else "UnavailableError")
+                for m in messages]
+
+
+def push_with(sender):
+    """A push.deliver handler that sends through `sender`."""
+    return lambda session, payload, _w: deliveries.deliver(session, delivery_id=payload["delivery_id"], sender=sender)
+
+
+def plan_push(db):
+    """One delivery and its push.deliver job, as an SOS plans them."""
+    deliveries.plan(db.session, subject="incident:test", reason="sos.raised",
+                    messages_by_user={create_user(db.session).id: [PushMessage(token="tok-1", platform="android")]})
+    db.session.commit()
+
+
+def delivery(db) -> Delivery:
+    db.session.expire_all()
+    return db.session.scalars(select(Delivery)).one()
+
+
+def in_another_thread(app, work):
+    """Run `work(app)` in a thread of its own (its own session) and wait for it; return what it returned."""
+    result = []
+
+    def run():
+        with app.app_context():
+            result.append(work())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert result, "the other worker failed"
+    return result[0]
+
+
+def test_claims_a_stopping_worker_never_ran_use_no_attempt(db, worker, runs):
+    def count_then_stop(session, payload, w):
+        runs(session, payload, w)
+        w.stop_event.set()  # SIGTERM in the middle of a batch
+
+    worker.handlers["count"] = count_then_stop
+    for n in (1, 2, 3):
+        enqueue(db, n=n)
+    assert worker.run_once() == 3
+    assert sum(runs.by_job.values()) == 1
+    assert sorted((j.status, j.attempts) for j in (job(db, payload={"n": n}) for n in (1, 2, 3))) == [
+        ("done", 1), ("running", 0), ("running", 0)]
+
+
+def test_a_push_taken_over_after_its_lease_expired_is_tried_on_the_deliverys_budget(db, worker):
+    """The reviewer's case: every round one worker claims the job and its lease runs out unrun (a batch of slow
+    sends ahead of it), another takes it over and sends. The claims that never ran must cost the delivery none
+    of its tries: it is sent MAX_ATTEMPTS times, then ends failed, visibly, in its receipts."""
+    sender = Sender("retry")
+    worker.handlers["push.deliver"] = push_with(sender)
+    plan_push(db)
+    for _ in range(2 * deliveries.MAX_ATTEMPTS):
+        if job(db, kind="push.deliver").status != "pending":
+            break
+        assert len(jobs.claim(db.session, worker="outlasted-its-lease", limit=10, lease_s=60)) == 1
+        expire_leases(db)
+        assert worker.run_once() == 1
+        make_due(db)
+    ended, push = job(db, kind="push.deliver"), delivery(db)
+    assert (push.status, push.attempts, sender.sent) == ("failed", deliveries.MAX_ATTEMPTS, deliveries.MAX_ATTEMPTS)
+    assert ended.status == "done" and ended.attempts == deliveries.MAX_ATTEMPTS
+    assert [r.status for r in deliveries.receipts(db.session, subject="incident:test")] == ["failed"]
+
+
+def test_a_worker_that_lost_its_push_leaves_the_outcome_to_the_one_that_took_it_over(app, db, worker):
+    """A's send outlasts its lease; B takes the job over and delivers the push meanwhile. A's late "retry" must
+    neither put the delivery back to pending nor the job back in the queue: no third send."""
+    taker = Worker(app, name="took-over")
+    taken_sender = Sender("delivered")
+    taker.handlers["push.deliver"] = push_with(taken_sender)
+
+    def take_over():
+        expire_leases(db)
+        return taker.run_once()
+
+    taken = []
+    slow_sender = Sender("retry", during=lambda: taken.append(in_another_thread(app, take_over)))
+    worker.handlers["push.deliver"] = push_with(slow_sender)
+    plan_push(db)
+    assert worker.run_once() == 1 and taken == [1]
+    make_due(db)
+    assert worker.run_once() == 0 and taker.run_once() == 0
+    push, ended = delivery(db), job(db, kind="push.deliver")
+    assert (push.status, push.attempts) == ("delivered", 2)
+    assert (ended.status, ended.locked_by) == ("done", None)
+    # Two sends: the one on the wire when A lost its lease, and B's. At-least-once, never a third.
+    assert (slow_sender.sent, taken_sender.sent) == (1, 1)
+
+
+@pytest.mark.parametrize("late", ["finishes", "fails"])
+def test_a_job_taken_over_while_it_ran_keeps_the_outcome_of_the_worker_that_holds_it(app, db, worker, late):
+    """A runs a job past its lease and B takes it over and finishes it. A's late outcome must not count: neither
+    A's effects (they would commit twice) nor A's failure (it would put a done job back in the queue)."""
+    taker = Worker(app, name="took-over")
+    taker.handlers["slow"] = lambda session, payload, _w: jobs.enqueue(session, kind="count", payload={"n": 2})
+
+    def take_over():
+        expire_leases(db)
+        return taker.run_once()
+
+    def slow(session, payload, _w):
+        assert in_another_thread(app, take_over) == 1
+        jobs.enqueue(session, kind="count", payload={"n": 1})
+        if late == "fails":
+            raise ValueError("too late")
+
+    worker.handlers["slow"] = slow
+    enqueue(db, kind="slow")
+    assert worker.run_once() == 1
+    ended = job(db, kind="slow")
+    assert (ended.status, ended.attempts, ended.last_error) == ("done", 2, None)
+    assert [j.payload for j in db.session.scalars(select(Job).filter_by(kind="count"))] == [{"n": 2}]
+    make_due(db)
+    assert worker.run_once() == 1 and job(db, kind="slow").status == "done"  # only B's follow-up ran
+
+
+def test_a_job_that_kills_its_worker_ends_failed_after_its_last_attempt(db, worker, runs):
+    def kills(session, payload, w):
+        runs(session, payload, w)
+        raise WorkerKilled
+
+    worker.handlers["kills"] = kills
+    enqueue(db, kind="kills", max_attempts=3)
+    for _ in range(6):
+        try:
+            worker.run_once()
+        except WorkerKilled:
+            pass
+        expire_leases(db)
+        if job(db, kind="kills").status != "running":
+            break
+    failed = job(db, kind="kills")
+    assert runs.by_job == {1: 3}
+    assert (failed.status, failed.attempts, failed.locked_by) == ("failed", 3, None)
+    assert "never ended" in failed.last_error
+
+
+def test_a_push_whose_send_kills_its_worker_is_tried_on_its_budget_then_failed(db, worker):
+    def killed():
+        raise WorkerKilled
+
+    sender = Sender("retry", during=killed)
+    worker.handlers["push.deliver"] = push_with(sender)
+    plan_push(db)
+    for _ in range(2 * deliveries.MAX_ATTEMPTS + 2):
+        try:
+            worker.run_once()
+        except WorkerKilled:
+            pass
+        expire_leases(db)
+        if job(db, kind="push.deliver").status != "running":
+            break
+    push, ended = delivery(db), job(db, kind="push.deliver")
+    assert (push.status, push.attempts, sender.sent) == ("failed", deliveries.MAX_ATTEMPTS, deliveries.MAX_ATTEMPTS)
+    assert ended.status in ("done", "failed") and ended.locked_by is None
+
+
+def test_a_push_job_that_ends_failed_fails_its_delivery_in_the_same_transaction(db, worker):
+    def unreadable(_session, _payload, _w):
+        raise RuntimeError("the payload is unreadable")
+
+    worker.handlers["push.deliver"] = unreadable
+    plan_push(db)
+    db.session.execute(text("UPDATE jobs SET max_attempts = 2"))
+    db.session.commit()
+    for _ in range(2):
+        assert worker.run_once() == 1
+        make_due(db)
+    ended, push = job(db, kind="push.deliver"), delivery(db)
+    assert (ended.status, ended.last_error) == ("failed", "RuntimeError: the payload is unreadable")
+    assert (push.status, push.attempts) == ("failed", 0)
+    assert "RuntimeError: the payload is unreadable" in push.last_error
+    assert [r.status for r in deliveries.receipts(db.session, subject="incident:test")] == ["failed"]
+
+
+@pytest.mark.parametrize("retry_after", ["inf", "1e400", "99999999999999", "nan", "-5"])
+def test_an_absurd_retry_after_postpones_a_push_by_a_bounded_delay(app, db, worker, monkeypatch, retry_after):
+    """FCM's Retry-After goes into the job's run_at: an infinite or huge one must neither overflow (the job would
+    stay running, the batch abandoned) nor park an SOS push for ever. Real sender, a stand-in FCM server."""
+    with FakeFCM() as fcm:
+        monkeypatch.setitem(app.config, "FCM_ENDPOINT", fcm.url)
+        fcm.fail_token("tok-1", "QUOTA_EXCEEDED", retry_after=retry_after)
+        plan_push(db)
+        assert worker.run_once() == 1
+        assert len(fcm.sent()) == 1
+    waiting, push = job(db, kind="push.deliver"), delivery(db)
+    assert (waiting.status, waiting.locked_by, push.status, push.attempts) == ("pending", None, "pending", 1)
+    assert utcnow() <= waiting.run_at <= utcnow() + timedelta(seconds=deliveries.MAX_RETRY_AFTER_S + 5)
+
+
+@pytest.mark.parametrize("delay_s", [float("inf"), 1e300, float("nan")])
+def test_retry_later_with_an_unbounded_delay_is_capped(db, worker, delay_s):
+    def not_yet(_session, _payload, _w):
+        raise RetryLater("waiting", delay_s=delay_s)
+
+    worker.handlers["wait"] = not_yet
+    enqueue(db, kind="wait")
+    assert worker.run_once() == 1
+    waiting = job(db, kind="wait")
+    assert (waiting.status, waiting.locked_by) == ("pending", None)
+    assert waiting.run_at <= utcnow() + timedelta(seconds=jobs.MAX_DELAY_S + 5)
