@@ -48,6 +48,9 @@ class Config:
         self.LOGIN_LIMIT_PER_PHONE = _env("LOGIN_LIMIT_PER_PHONE", "5/minute")
         self.LOGIN_LIMIT_PER_ADDRESS = _env("LOGIN_LIMIT_PER_ADDRESS", "30/minute")
         self.PIN_LIMIT = _env("PIN_LIMIT", "5/10minutes")
+        # Per inviter: an invite tells a registered phone from an unknown one (404), so it is a guess to slow down;
+        # people invite a handful of guardians, mistypes included.
+        self.GUARDIAN_INVITE_LIMIT = _env("GUARDIAN_INVITE_LIMIT", "10/day")
 
         self.FCM_PROJECT_ID = _env("FCM_PROJECT_ID", "ansimi-local")
         self.FCM_CREDENTIALS = _env("GOOGLE_APPLICATION_CREDENTIALS")

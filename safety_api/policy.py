@@ -1,5 +1,5 @@
 """Who may see and do what: the one module of authorisation rules beyond plain roles."""
-from safety_api.errors import Forbidden, NotFound
+from safety_api.errors import Conflict, Forbidden, NotFound
 
 
 def may_operate_incident(user, incident) -> bool:
@@ -64,3 +64,75 @@ def check_walker(user, walk):
     """Raise unless the user is the one walking."""
     if walk is None or walk.walker_id != user.id:
         raise NotFound("No such walk.")
+
+
+def check_read_booking(user, booking):
+    """Raise unless the user may read this escort booking: its citizen, admins, the district's operators, the
+    scouts who hold or held a slot, and, while it still needs scouts, the district's scouts on duty (as an offer).
+
+    A citizen gets 404 for another's booking, like a missing one, so that ids cannot be probed; staff of another
+    district get 403, as they do everywhere (staff know bookings exist; the 403 tells them it is not theirs)."""
+    if booking is None:
+        raise NotFound("No such booking.")
+    if user.role == "admin":
+        return
+    if user.role == "citizen":
+        if booking.citizen_id != user.id:
+            raise NotFound("No such booking.")
+        return
+    if user.district_code != booking.district_code:
+        raise Forbidden("This booking belongs to another district.")
+    if user.role == "operator" or _holds_slot(booking, user.id, ever=True):
+        return
+    if user.role == "scout" and booking.status == "requested":
+        check_on_duty_for_offers(user)
+        return
+    raise Forbidden("You may not read this booking.")
+
+
+def check_on_duty_for_offers(scout):
+    """Offers are for scouts on shift: the meeting point and time of an open booking say where a citizen will wait
+    at night, and an off-duty scout cannot accept anyway (409, fixed by going on duty, like accept)."""
+    if not scout.on_duty:
+        raise Conflict("Go on duty to see escort offers.")
+
+
+def check_change_booking(user, booking, action: str):
+    """Raise unless the user may start, complete, no-show or cancel this booking: admins and the district's
+    operators; the citizen cancels; the pair does the rest. A citizen gets 404 for another's booking (see
+    check_read_booking)."""
+    if user.role == "admin" or (user.role == "operator" and user.district_code == booking.district_code):
+        return
+    if action == "cancel" and booking.citizen_id == user.id:
+        return
+    if action != "cancel" and _holds_slot(booking, user.id):
+        return
+    if user.role == "citizen" and booking.citizen_id != user.id:
+        raise NotFound("No such booking.")
+    raise Forbidden(f"You may not {action.replace('_', '-')} this booking.")
+
+
+def sees_escort_destination(user, booking) -> bool:
+    """Whether the user is shown where the citizen goes (`to`, the route, which ends there) and who they are.
+
+    Usually `to` is the citizen's home. The citizen, the district's operators, admins and the scouts holding a
+    slot see it; a scout merely offered the booking, or released by a cancellation, sees where and when to meet
+    and how long the walk is: enough to decide, not where the citizen lives. Call after check_read_booking."""
+    if user.role in ("admin", "operator"):
+        return True
+    if user.role == "citizen":
+        return booking.citizen_id == user.id
+    return _holds_slot(booking, user.id)
+
+
+def _holds_slot(booking, user_id, *, ever=False) -> bool:
+    """Whether this person has a slot of the booking's pair (still held, or ever: a cancellation releases it)."""
+    return any(a.scout_id == user_id and (ever or a.released_at is None) for a in booking.assignments)
+
+
+def sees_guardian_identity(user, link) -> bool:
+    """Whether the user is shown the other side of a guardian link by name and id, not just the phone number.
+
+    The invited person sees who asks (to decide); the inviter sees the invited person only once they accepted:
+    anyone can type any number, and a pending invite must not turn it into a name before its owner agreed."""
+    return link.status == "active" or link.guardian_id == user.id

@@ -1,4 +1,4 @@
-"""Redis-backed attempt limits (login, PIN) on the `limits` library's moving windows."""
+"""Redis-backed attempt limits (login, PIN, guardian invites) on the `limits` library's moving windows."""
 import time
 
 from flask import current_app

@@ -78,6 +78,9 @@ class EscortEventOut(StrictSchema):
 
 
 class EscortBookingOut(StrictSchema):
+    """A booking in full, or as an offer (to a scout without a slot): no `to`, `route`, `citizen` or `events`,
+    but the walk's `distance_m` and `duration_s`."""
+
     id = fields.String()
     status = fields.String()
     district = fields.String()
@@ -93,6 +96,8 @@ class EscortBookingOut(StrictSchema):
     finished_at = fields.String(allow_none=True)
     unconfirmed_flagged_at = fields.String(allow_none=True)
     events = fields.List(fields.Nested(EscortEventOut))
+    distance_m = fields.Float(metadata={"description": "Offers only: the walk's length (the route's distance_m)"})
+    duration_s = fields.Integer(metadata={"description": "Offers only: the walk's expected duration"})
 
 
 class EscortBookingList(StrictSchema):
@@ -151,7 +156,7 @@ def book(body):
     cfg = current_app.config
     booking = escort.create_booking(db.session, citizen=me(), policy=policy_from_config(cfg),
                                     route_settings=route_settings(cfg), **body)
-    return booking_view(booking)
+    return booking_view(booking, viewer=me())
 
 
 @blp.get("/bookings")
@@ -160,15 +165,17 @@ def book(body):
 @require()
 def list_bookings(query):
     """My bookings (citizen), my escorts (scout), my district's (operator), or all (admin)."""
-    return {"items": [booking_view(b) for b in escort.list_bookings(db.session, user=me(), **query)]}
+    return {"items": [booking_view(b, viewer=me()) for b in escort.list_bookings(db.session, user=me(), **query)]}
 
 
 @blp.get("/bookings/<uuid:booking_id>")
 @blp.response(200, EscortBookingOut)
+@blp.alt_response(409, response="CONFLICT")
 @require()
 def show_booking(booking_id):
-    """A booking with its scouts, route and audit trail (its citizen, scouts, district staff, admins)."""
-    return detail_view(db.session, escort.get_booking(db.session, user=me(), booking_id=booking_id))
+    """A booking with its scouts, route and audit trail; an offer to a district scout without a slot (404 to other
+    citizens)."""
+    return detail_view(db.session, escort.get_booking(db.session, user=me(), booking_id=booking_id), viewer=me())
 
 
 @blp.post("/bookings/<uuid:booking_id>/accept")
@@ -177,7 +184,7 @@ def show_booking(booking_id):
 @require("scout")
 def accept(booking_id):
     """Take a place in the pair; 409 when the pair is complete or you are busy then."""
-    return booking_view(escort.accept(db.session, scout=me(), booking_id=booking_id))
+    return booking_view(escort.accept(db.session, scout=me(), booking_id=booking_id), viewer=me())
 
 
 @blp.post("/bookings/<uuid:booking_id>/start")
@@ -185,7 +192,7 @@ def accept(booking_id):
 @require("scout", "operator", "admin")
 def start(booking_id):
     """The pair met the citizen: confirmed -> in_progress."""
-    return booking_view(escort.start(db.session, user=me(), booking_id=booking_id))
+    return booking_view(escort.start(db.session, user=me(), booking_id=booking_id), viewer=me())
 
 
 @blp.post("/bookings/<uuid:booking_id>/complete")
@@ -193,7 +200,7 @@ def start(booking_id):
 @require("scout", "operator", "admin")
 def complete(booking_id):
     """The citizen is home: in_progress -> completed."""
-    return booking_view(escort.complete(db.session, user=me(), booking_id=booking_id))
+    return booking_view(escort.complete(db.session, user=me(), booking_id=booking_id), viewer=me())
 
 
 @blp.post("/bookings/<uuid:booking_id>/no-show")
@@ -201,7 +208,7 @@ def complete(booking_id):
 @require("scout", "operator", "admin")
 def no_show(booking_id):
     """Nobody came to the meeting point: confirmed -> no_show, from the meeting time on."""
-    return booking_view(escort.no_show(db.session, user=me(), booking_id=booking_id))
+    return booking_view(escort.no_show(db.session, user=me(), booking_id=booking_id), viewer=me())
 
 
 @blp.post("/bookings/<uuid:booking_id>/cancel")
@@ -209,7 +216,7 @@ def no_show(booking_id):
 @require("citizen", "operator", "admin")
 def cancel(booking_id):
     """Cancel until the escort starts (the citizen, the district's operators, admins); frees the scouts."""
-    return booking_view(escort.cancel(db.session, user=me(), booking_id=booking_id))
+    return booking_view(escort.cancel(db.session, user=me(), booking_id=booking_id), viewer=me())
 
 
 @blp.post("/bookings/<uuid:booking_id>/fixes")
@@ -224,10 +231,11 @@ def post_fixes(body, booking_id):
 
 @blp.get("/offers")
 @blp.response(200, EscortBookingList)
+@blp.alt_response(409, response="CONFLICT")
 @require("scout")
 def list_offers():
-    """Open bookings of my district that still need scouts."""
-    return {"items": [booking_view(b) for b in escort.offers(db.session, scout=me())]}
+    """Open bookings of my district that still need scouts, as offers (no destination); 409 off duty."""
+    return {"items": [booking_view(b, viewer=me()) for b in escort.offers(db.session, scout=me())]}
 
 
 @blp.put("/duty")

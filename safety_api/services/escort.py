@@ -20,6 +20,7 @@ from safety_api.clock import utcnow
 from safety_api.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
 from safety_api.models import User
 from safety_api.models.escort import PAIR, EscortAssignment, EscortBooking, EscortEvent, MeetingPoint
+from safety_api.policy import check_change_booking, check_on_duty_for_offers, check_read_booking
 from safety_api.realtime import broadcast, events
 from safety_api.services import jobs
 from safety_api.services.escort_rules import Policy, Violation, check_booking_time
@@ -181,7 +182,7 @@ def _move(session, *, user, booking_id, action, now) -> EscortBooking:
     now = now or utcnow()
     booking = locked_booking(session, booking_id)
     with _refusal_releases_lock(session):
-        _check_actor(user, booking, action)
+        check_change_booking(user, booking, action)
         if booking.status == target:
             session.commit()
             return booking  # a retried request
@@ -207,24 +208,12 @@ def _move(session, *, user, booking_id, action, now) -> EscortBooking:
 
 
 def get_booking(session, *, user: User, booking_id) -> EscortBooking:
-    """A booking for its citizen, its scouts, the district's operators and scouts (while open), admins."""
+    """A booking for its citizen, its scouts, the district's operators and on-duty scouts (while open), admins.
+
+    How much of it each reader sees is policy.sees_escort_destination's; the views apply it."""
     booking = session.get(EscortBooking, booking_id)
-    if booking is None:
-        raise NotFound("No such booking.")
-    if not may_read(user, booking):
-        raise Forbidden("You may not read this booking.")
+    check_read_booking(user, booking)
     return booking
-
-
-def may_read(user: User, booking: EscortBooking) -> bool:
-    """Who may read a booking (and so where the citizen will be, and when)."""
-    if user.role == "admin":
-        return True
-    if user.role == "citizen":
-        return booking.citizen_id == user.id
-    if user.district_code != booking.district_code:
-        return False
-    return user.role == "operator" or booking.status == "requested" or _held_ever(booking, user.id)
 
 
 def list_bookings(session, *, user: User, status: str | None = None, limit: int = 100) -> list[EscortBooking]:
@@ -243,7 +232,8 @@ def list_bookings(session, *, user: User, status: str | None = None, limit: int 
 
 
 def offers(session, *, scout: User, now: datetime | None = None) -> list[EscortBooking]:
-    """Open bookings of the scout's district that still need scouts and are not yet theirs."""
+    """Open bookings of the scout's district that still need scouts and are not yet theirs (scouts on duty)."""
+    check_on_duty_for_offers(scout)
     mine = select(EscortAssignment.booking_id).where(EscortAssignment.scout_id == scout.id)
     return list(session.scalars(
         select(EscortBooking).where(EscortBooking.district_code == scout.district_code,
@@ -271,16 +261,6 @@ def locked_booking(session, booking_id, *, missing_ok=False) -> EscortBooking | 
     return booking
 
 
-def _check_actor(user, booking, action):
-    if user.role == "admin" or (user.role == "operator" and user.district_code == booking.district_code):
-        return
-    if action == "cancel" and booking.citizen_id == user.id:
-        return
-    if action != "cancel" and holds(booking, user.id):
-        return
-    raise Forbidden(f"You may not {action.replace('_', '-')} this booking.")
-
-
 def held(booking) -> list:
     """The assignments still held (not released by a cancellation)."""
     return [a for a in booking.assignments if a.released_at is None]
@@ -289,10 +269,6 @@ def held(booking) -> list:
 def holds(booking, user_id) -> bool:
     """Whether this person is one of the booking's scouts."""
     return any(a.scout_id == user_id for a in held(booking))
-
-
-def _held_ever(booking, user_id) -> bool:
-    return any(a.scout_id == user_id for a in booking.assignments)
 
 
 def parties(booking) -> list:

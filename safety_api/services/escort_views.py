@@ -3,6 +3,7 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy import select
 
 from safety_api.models.escort import EscortBooking, EscortEvent, MeetingPoint
+from safety_api.policy import sees_escort_destination
 
 
 def point_of(geography) -> tuple[float, float]:
@@ -22,8 +23,10 @@ def meeting_point_view(point: MeetingPoint, distance_m: float | None = None) -> 
     return view
 
 
-def booking_view(booking: EscortBooking) -> dict:
-    """The booking for everyone entitled to read it: API.md's fields and its timing."""
+def booking_view(booking: EscortBooking, *, viewer) -> dict:
+    """The booking as this reader may see it: in full, or as an offer (policy.sees_escort_destination)."""
+    if not sees_escort_destination(viewer, booking):
+        return offer_view(booking)
     lon, lat = point_of(booking.destination)
     return {
         "id": str(booking.id), "status": booking.status, "district": booking.district_code,
@@ -31,21 +34,41 @@ def booking_view(booking: EscortBooking) -> dict:
         "meeting_point": meeting_point_view(booking.meeting_point),
         "to": {"lat": lat, "lon": lon},
         "citizen": {"id": str(booking.citizen_id), "name": booking.citizen.name},
-        "scouts": [{"id": str(a.scout_id), "name": a.scout.name, "slot": a.slot}
-                   for a in booking.assignments if a.released_at is None],
+        "scouts": _scouts(booking),
         "route": route_feature(booking),
         "created_at": _iso(booking.created_at), "started_at": _iso(booking.started_at),
         "finished_at": _iso(booking.finished_at), "unconfirmed_flagged_at": _iso(booking.flagged_at),
     }
 
 
-def detail_view(session, booking: EscortBooking) -> dict:
-    """The booking with its audit trail."""
-    view = booking_view(booking)
+def offer_view(booking: EscortBooking) -> dict:
+    """What a scout deciding whether to accept needs: where and when to meet, how far and how long the walk is.
+
+    No `to` and no route (the route ends at `to`, usually the citizen's home), no citizen (name or id), no
+    audit trail (its actors include the citizen): those come with a slot of the pair."""
+    return {
+        "id": str(booking.id), "status": booking.status, "district": booking.district_code,
+        "meet_at": _iso(booking.meet_at), "ends_at": _iso(booking.ends_at),
+        "meeting_point": meeting_point_view(booking.meeting_point),
+        "distance_m": round(booking.route_distance_m, 1), "duration_s": round(booking.route_duration_s),
+        "scouts": _scouts(booking), "created_at": _iso(booking.created_at),
+    }
+
+
+def detail_view(session, booking: EscortBooking, *, viewer) -> dict:
+    """The booking with its audit trail, for a reader who may see it in full (an offer stays an offer)."""
+    if not sees_escort_destination(viewer, booking):
+        return offer_view(booking)
+    view = booking_view(booking, viewer=viewer)
     rows = session.scalars(select(EscortEvent).where(EscortEvent.booking_id == booking.id).order_by(EscortEvent.id))
     view["events"] = [{"kind": e.kind, "actor_id": str(e.actor_id) if e.actor_id else None, "data": e.data,
                        "at": _iso(e.at)} for e in rows]
     return view
+
+
+def _scouts(booking: EscortBooking) -> list:
+    return [{"id": str(a.scout_id), "name": a.scout.name, "slot": a.slot}
+            for a in booking.assignments if a.released_at is None]
 
 
 def route_feature(booking: EscortBooking) -> dict:

@@ -69,14 +69,16 @@ def test_invite_accept_and_list_both_directions_with_names(client, people):
     assert invited.json == {"id": invited.json["id"], "status": "pending"}
     link_id = invited.json["id"]
 
+    # Pending: the inviter sees only the number typed; the invited person sees who asks, to decide.
     assert links_of(client, people.mina) == {"guarding": [], "guarded_by": [
-        {"id": link_id, "status": "pending", "user_id": str(people.jun.id), "name": "이준", "phone": "01020000002"}]}
+        {"id": link_id, "status": "pending", "phone": "01020000002"}]}
     assert links_of(client, people.jun) == {"guarded_by": [], "guarding": [
         {"id": link_id, "status": "pending", "user_id": str(people.mina.id), "name": "김민아", "phone": "01020000001"}]}
 
     accepted = client.post(f"/api/v1/guardians/{link_id}/accept", headers=auth_header(people.jun))
     assert accepted.status_code == 200 and accepted.json == {"id": link_id, "status": "active"}
-    assert links_of(client, people.mina)["guarded_by"][0]["status"] == "active"
+    assert links_of(client, people.mina)["guarded_by"] == [
+        {"id": link_id, "status": "active", "user_id": str(people.jun.id), "name": "이준", "phone": "01020000002"}]
     assert links_of(client, people.jun)["guarding"][0]["status"] == "active"
     assert links_of(client, people.stranger) == {"guarding": [], "guarded_by": []}
 
@@ -93,7 +95,8 @@ def test_both_directions_may_exist_at_once(client, people):
     assert invite(client, people.mina, "01020000002").status_code == 201
     assert invite(client, people.jun, "01020000001").status_code == 201
     mina = links_of(client, people.mina)
-    assert [p["name"] for p in mina["guarding"]] == ["이준"] and [p["name"] for p in mina["guarded_by"]] == ["이준"]
+    assert [p["name"] for p in mina["guarding"]] == ["이준"]  # 이준 asked 민아
+    assert [(p["phone"], "name" in p) for p in mina["guarded_by"]] == [("01020000002", False)]  # 이준 has not agreed
 
 
 def test_inviting_yourself_is_422_naming_phone(client, people):
@@ -105,6 +108,20 @@ def test_inviting_yourself_is_422_naming_phone(client, people):
 def test_inviting_an_unknown_phone_is_404(client, people):
     answer = invite(client, people.mina, "010-9999-0000")
     assert answer.status_code == 404 and answer.content_type == PROBLEM
+
+
+def test_invites_are_rate_limited_per_inviter(client, app, people, monkeypatch):
+    monkeypatch.setitem(app.config, "GUARDIAN_INVITE_LIMIT", "3/hour")
+    answers = [invite(client, people.mina, phone).status_code
+               for phone in ("01020000002", "01099990001", "01099990002", "01020000003")]
+    assert answers == [201, 404, 404, 429]  # unknown numbers count too: they are the guesses
+    limited = invite(client, people.mina, "01099990003")
+    assert limited.status_code == 429 and limited.content_type == PROBLEM and int(limited.headers["Retry-After"]) >= 1
+    assert invite(client, people.jun, "01020000003").status_code == 201  # another inviter has their own count
+
+
+def test_the_invite_limit_defaults_to_ten_a_day_as_documented(app):
+    assert app.config["GUARDIAN_INVITE_LIMIT"] == "10/day"
 
 
 @pytest.mark.parametrize("accept_first", [False, True])

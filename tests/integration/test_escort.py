@@ -1,4 +1,5 @@
 """Escort booking on the real database: meeting points, rules, the pair, lifecycle, timers, roles, positions."""
+import uuid
 from datetime import datetime, timedelta
 
 import pytest
@@ -277,6 +278,53 @@ def test_offers_are_open_bookings_of_my_district_not_yet_mine(client, app, db):
     assert client.get("/api/v1/escort/offers", headers=auth_header(gangnam)).json["items"] == []
 
 
+HIDDEN_FROM_OFFERS = ("to", "route", "citizen", "events")  # where the citizen goes, and who they are
+
+
+def test_an_offer_shows_where_and_when_to_meet_and_how_far_but_not_where_the_citizen_goes(client, app, db):
+    citizen = create_user(db.session, name="홍길순")
+    booking = make_booking(app, db, citizen=citizen)
+    onlooker = scout(db)
+    offers = client.get("/api/v1/escort/offers", headers=auth_header(onlooker))
+    read = client.get(f"/api/v1/escort/bookings/{booking.id}", headers=auth_header(onlooker))
+    for answer, offer in ((offers, offers.json["items"][0]), (read, read.json)):
+        assert answer.status_code == 200 and offer["id"] == str(booking.id)
+        assert [key for key in HIDDEN_FROM_OFFERS if key in offer] == []
+        assert offer["meeting_point"]["id"] == str(booking.meeting_point_id) and offer["meet_at"] and offer["ends_at"]
+        assert offer["distance_m"] > 0 and offer["duration_s"] > 0
+        text = answer.get_data(as_text=True)
+        assert "홍길순" not in text and str(citizen.id) not in text and str(NEAR_SEOWON["lat"]) not in text
+
+
+def test_a_scout_sees_the_destination_once_holding_a_slot_and_not_after_a_cancellation(client, app, db):
+    citizen = create_user(db.session, name="홍길순")
+    booking = make_booking(app, db, citizen=citizen)
+    member = scout(db)
+    accepted = post(client, member, booking.id, "accept").json
+    read = client.get(f"/api/v1/escort/bookings/{booking.id}", headers=auth_header(member)).json
+    for view in (accepted, read):
+        assert view["to"] == {"lat": pytest.approx(NEAR_SEOWON["lat"]), "lon": pytest.approx(NEAR_SEOWON["lon"])}
+        assert view["citizen"] == {"id": str(citizen.id), "name": "홍길순"} and view["route"]["geometry"]
+    post(client, citizen, booking.id, "cancel")  # releases the slot: the walk is no longer the scout's business
+    mine = client.get("/api/v1/escort/bookings", headers=auth_header(member)).json["items"]
+    released = client.get(f"/api/v1/escort/bookings/{booking.id}", headers=auth_header(member)).json
+    for view in (mine[0], released):
+        assert view["status"] == "cancelled" and [key for key in HIDDEN_FROM_OFFERS if key in view] == []
+
+
+def test_off_duty_scouts_browse_no_offers(client, app, db):
+    booking = make_booking(app, db)
+    resting = scout(db, on_duty=False)
+    url = f"/api/v1/escort/bookings/{booking.id}"
+    for answer in (client.get("/api/v1/escort/offers", headers=auth_header(resting)),
+                   client.get(url, headers=auth_header(resting))):
+        assert answer.status_code == 409 and answer.content_type == PROBLEM and "on duty" in answer.json["detail"]
+    client.put("/api/v1/escort/duty", headers=auth_header(resting), json={"on_duty": True})
+    assert [o["id"] for o in client.get("/api/v1/escort/offers", headers=auth_header(resting)).json["items"]] == [
+        str(booking.id)]
+    assert client.get(url, headers=auth_header(resting)).status_code == 200
+
+
 # --- lifecycle ------------------------------------------------------------------------------------------
 
 def test_an_escort_runs_from_confirmed_to_completed_with_positions(client, app, db, redis_client, emitted):
@@ -380,12 +428,22 @@ def test_timers_of_a_cancelled_or_confirmed_booking_do_nothing(client, app, db):
     ("operator", "11620", 200),
     ("operator", "11680", 403),
     ("scout", "11680", 403),
-    ("citizen", None, 403),  # someone else
+    ("citizen", None, 404),  # someone else: as if there were no such booking
 ])
 def test_who_reads_a_booking(client, app, db, role, district, status):
     booking = make_booking(app, db)
     reader = create_user(db.session, role=role, district=district)
     assert client.get(f"/api/v1/escort/bookings/{booking.id}", headers=auth_header(reader)).status_code == status
+
+
+def test_a_citizen_cannot_tell_anothers_booking_from_a_missing_one(client, app, db):
+    booking, prober = make_booking(app, db), create_user(db.session)
+    answers = [request(f"/api/v1/escort/bookings/{booking_id}{action}", headers=auth_header(prober))
+               for booking_id in (booking.id, uuid.uuid4())
+               for request, action in ((client.get, ""), (client.post, "/cancel"))]
+    assert [(a.status_code, a.json["detail"]) for a in answers[:2]] == [
+        (a.status_code, a.json["detail"]) for a in answers[2:]] == [(404, "No such booking.")] * 2
+    assert db.session.get(EscortBooking, booking.id).status == "requested"
 
 
 def test_scouts_of_the_district_read_an_open_booking_but_not_a_pair_they_are_not_in(client, app, db):
@@ -420,7 +478,7 @@ def test_other_districts_are_refused(client, app, db):
                                                                                district="11680")
     assert post(client, gangnam_scout, booking.id, "accept").status_code == 403
     assert post(client, gangnam_operator, booking.id, "cancel").status_code == 403
-    assert post(client, create_user(db.session), booking.id, "cancel").status_code == 403  # not the citizen's own
+    assert post(client, create_user(db.session), booking.id, "cancel").status_code == 404  # not the citizen's own
     assert post(client, create_user(db.session, role="operator"), booking.id, "cancel").status_code == 200
 
 

@@ -1,6 +1,9 @@
 """A person's data: export it all, delete the account, keep incident evidence without the person."""
+from datetime import timedelta
+
 from sqlalchemy import text
 
+from safety_api.clock import utcnow
 from tests.factories import PASSWORD, auth_header, create_user
 
 IN_GWANAK = {"lat": 37.4705, "lon": 126.9190}
@@ -41,3 +44,35 @@ def test_an_operator_reading_my_incident_is_in_my_access_log(client, db):
     assert client.get(f"/api/v1/incidents/{incident_id}", headers=auth_header(operator)).status_code == 200
     reads = client.get("/api/v1/me/export", headers=auth_header(citizen)).json["location_reads"]
     assert [(r["viewer_id"], r["purpose"]) for r in reads] == [(str(operator.id), "incident.read")]
+
+
+def test_inviting_a_phone_number_reveals_no_name_or_id_until_the_person_accepts(client, db):
+    inviter, invitee = create_user(db.session), create_user(db.session, name="숨은이름")
+    invited = client.post("/api/v1/guardians", json={"phone": invitee.phone}, headers=auth_header(inviter))
+    listed = client.get("/api/v1/guardians", headers=auth_header(inviter))
+    for answer in (invited, listed):
+        text = answer.get_data(as_text=True)
+        assert answer.status_code in (200, 201) and "숨은이름" not in text and str(invitee.id) not in text
+    client.post(f"/api/v1/guardians/{invited.json['id']}/accept", headers=auth_header(invitee))
+    assert client.get("/api/v1/guardians", headers=auth_header(inviter)).json["guarded_by"][0]["name"] == "숨은이름"
+
+
+def test_a_scout_offered_a_booking_learns_neither_the_citizens_name_nor_where_they_go(client, db, app, monkeypatch):
+    for key, value in {"ESCORT_SERVICE_HOURS": "Mon-Sun 00:00-24:00", "ESCORT_MIN_LEAD_MINUTES": 0,
+                       "ESCORT_SAME_DAY_ONLY": False}.items():
+        monkeypatch.setitem(app.config, key, value)
+    citizen, home = create_user(db.session, name="귀가하는이"), {"lat": 37.4752, "lon": 126.9301}
+    scout = create_user(db.session, role="scout")
+    scout.on_duty = True
+    db.session.commit()
+    point = client.get("/api/v1/escort/meeting-points?lat=37.478&lon=126.932&limit=1",
+                       headers=auth_header(citizen)).json["items"][0]
+    meet_at = (utcnow() + timedelta(hours=1)).isoformat()
+    booked = client.post("/api/v1/escort/bookings", headers=auth_header(citizen),
+                         json={"meeting_point_id": point["id"], "meet_at": meet_at, "to": home})
+    assert booked.status_code == 201
+    for url in ("/api/v1/escort/offers", f"/api/v1/escort/bookings/{booked.json['id']}"):
+        answer = client.get(url, headers=auth_header(scout))
+        text = answer.get_data(as_text=True)
+        assert answer.status_code == 200 and booked.json["id"] in text
+        assert "귀가하는이" not in text and str(citizen.id) not in text and "37.4752" not in text
