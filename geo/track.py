@@ -14,8 +14,8 @@ DEVIATED, STALLED, OVERDUE, SIGNAL_LOST, ARRIVED = (
     "deviated", "stalled", "overdue", "signal_lost", "arrived")
 ALERT_KINDS = (DEVIATED, STALLED, OVERDUE, SIGNAL_LOST, ARRIVED)
 __all__ = ["ALERT_KINDS", "Alert", "Fix", "MonitorConfig", "MonitorState", "RouteCorridor",
-           "acknowledge", "check_timers", "classify", "corridor_limit_m", "dedupe_and_order",
-           "observe"]
+           "acknowledge", "check_timers", "classify", "clock_offset", "corridor_limit_m", "dedupe_and_order",
+           "last_heard", "observe", "receive"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ class MonitorConfig:
     match_back_m: float = 30.0
     match_ahead_m: float = 60.0
     match_speed_mps: float = 4.0
+    clock_offset_min_s: float = 30.0
+    clock_confirm_s: float = 30.0
 
 
 def corridor_limit_m(config, accuracy_m):
@@ -90,6 +92,11 @@ class MonitorState:
     raised: tuple = ()
     overdue_after: float | None = None
     signal_after: float | None = None
+    # Server times of the first and the latest upload, and the smallest delay seen between a fix's phone time
+    # and the server's receipt of its upload (see receive).
+    first_heard_t: float | None = None
+    heard_t: float | None = None
+    min_lag_s: float | None = None
 
     @classmethod
     def start(cls, t):
@@ -157,6 +164,40 @@ def observe(state, fix, *, corridor, config, now):
     return replace(state, **changes), alerts
 
 
+def receive(state, fix_ts, *, now):
+    """Note an upload of fixes (phone times ``fix_ts``) that the server received at ``now`` (server time).
+
+    The phone is alive whatever its clock says, so the upload sets ``heard_t``, which signal_lost judges, and
+    clears a raised signal_lost. It also bounds the phone clock's lag: a fix cannot be older than its phone
+    time says by more than the upload took, so the smallest ``now - newest t`` seen (``min_lag_s``) is the
+    clock's lag plus the fastest upload's latency (see clock_offset)."""
+    if not fix_ts or ARRIVED in state.raised:
+        return state
+    lag = float(now) - max(fix_ts)
+    return replace(state, heard_t=max(float(now), state.heard_t or float(now)),
+                   first_heard_t=state.first_heard_t if state.first_heard_t is not None else float(now),
+                   min_lag_s=lag if state.min_lag_s is None else min(state.min_lag_s, lag),
+                   signal_after=None, raised=_drop(state.raised, SIGNAL_LOST))
+
+
+def clock_offset(state, config):
+    """Seconds to add to the phone's fix times to put them on the server's clock: ``min_lag_s`` once it is
+    at least ``clock_offset_min_s`` (smaller lags are absorbed by ``stale_s``) and the walk has been heard
+    for ``clock_confirm_s`` (one upload of fixes buffered offline looks like a slow clock; the live uploads
+    that follow bring the minimum down). Corrected times never pass the receipt time."""
+    if state.min_lag_s is None or state.min_lag_s < config.clock_offset_min_s:
+        return 0.0
+    if state.heard_t - state.first_heard_t < config.clock_confirm_s:
+        return 0.0
+    return state.min_lag_s
+
+
+def last_heard(state):
+    """The last moment the walk was heard from: the newest fresh fix, the latest upload, or its start."""
+    last = state.last_t if state.last_t is not None else state.started_t
+    return last if state.heard_t is None else max(last, state.heard_t)
+
+
 def check_timers(state, *, now, expected_arrival, config):
     """Return (new_state, alerts) for the clock-driven monitors: signal_lost and overdue."""
     if ARRIVED in state.raised:
@@ -169,7 +210,7 @@ def check_timers(state, *, now, expected_arrival, config):
 
 
 def _signal_lost(state, now, config):
-    last = state.last_t if state.last_t is not None else state.started_t
+    last = last_heard(state)
     due = max(last + config.signal_lost_s, state.signal_after or 0.0)
     if now < due or SIGNAL_LOST in state.raised:
         return None

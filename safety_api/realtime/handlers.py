@@ -42,19 +42,23 @@ def _location(data) -> dict:
 
 
 def handle_watch(data, *, join) -> dict:
-    """`watch` {walk_id} -> {ok, walk} after joining the walk's room, or {error} (anyone else is refused)."""
+    """`watch` {walk_id} -> {ok, walk} after joining this viewer's room of the walk, or {error} (anyone else is
+    refused)."""
     def work():
         walk_id = _uuid(data.get("walk_id") if isinstance(data, dict) else None)
         answer = walks.watch(db.session, viewer_id=socket_session["user_id"], walk_id=walk_id)
-        join(rooms.walk(walk_id))
+        # This person's own watch room: walk events are addressed per person still allowed, so a guardian
+        # whose link ends stops receiving even though this socket stays connected.
+        join(rooms.walk_watcher(walk_id, socket_session["user_id"]))
         return answer
     return _guarded(work)
 
 
 def handle_unwatch(data, *, leave) -> dict:
-    """`unwatch` {walk_id} -> {ok}: leave the walk's room."""
+    """`unwatch` {walk_id} -> {ok}: leave this viewer's room of the walk."""
     def work():
-        leave(rooms.walk(_uuid(data.get("walk_id") if isinstance(data, dict) else None)))
+        walk_id = _uuid(data.get("walk_id") if isinstance(data, dict) else None)
+        leave(rooms.walk_watcher(walk_id, socket_session["user_id"]))
         return {"ok": True}
     return _guarded(work)
 
@@ -66,14 +70,19 @@ def _uuid(value):
         raise Invalid("id is not a valid id.", errors=[{"field": "id", "message": "Not an id."}]) from None
 
 
+def error_ack(exc: BaseException) -> dict:
+    """The ack of a failed event, {error: problem}, by errors.py's one mapping (an unknown error is logged)."""
+    body, _status, _headers = to_problem(exc)
+    return {"error": body}
+
+
 def _guarded(work) -> dict:
     """Run a handler; map any error to {error: problem} and always release the session."""
     try:
         return work()
     except Exception as exc:  # one bad message must not break the socket; the client gets a reason
         db.session.rollback()
-        body, _status, _headers = to_problem(exc)
-        return {"error": body}
+        return error_ack(exc)
     finally:
         db.session.remove()
 

@@ -16,10 +16,12 @@ class PositionBatcher:
         self._lock = threading.Lock()
         self._started = False
 
-    def add(self, *, namespace: str, room: str, event: str, item: dict):
+    def add(self, *, namespace: str, room, event: str, item: dict):
         """Queue an item; a newer item for the same subject replaces the older one.
 
-        Items are kept per app (the one in context) and emitted through that app's Socket.IO server."""
+        `room` may be a tuple of rooms (a walk's watchers, one room per person allowed): it is emitted once to
+        all of them. Items are kept per app (the one in context) and emitted through that app's Socket.IO
+        server."""
         app = current_app._get_current_object()
         with self._lock:
             self._pending.setdefault((app, namespace, room, event), {})[(item["kind"], item["id"])] = item

@@ -13,9 +13,12 @@ def user(user_id) -> str:
     return f"user:{user_id}"
 
 
-def walk(walk_id) -> str:
-    """Guardians watching one walk."""
-    return f"walk:{walk_id}"
+def walk_watcher(walk_id, viewer_id) -> str:
+    """One person watching one walk. Per person, not per walk: the right to watch belongs to a guardian link
+    that can end mid-walk, so every walk event goes only to the rooms of those still allowed (walk_monitor
+    decides who), and ending a link closes that person's rooms. A shared `walk:<id>` room would keep
+    serving a socket that joined it while it was allowed."""
+    return f"walk:{walk_id}:{viewer_id}"
 
 
 def escort(booking_id) -> str:

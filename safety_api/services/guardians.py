@@ -6,6 +6,7 @@ from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Forbidden, Invalid, NotFound
 from safety_api.models import GuardianLink, User
 from safety_api.realtime import broadcast, events
+from safety_api.services.walk_monitor import watch_rooms_of
 
 
 def invite(session, *, protected: User, guardian_phone: str) -> GuardianLink:
@@ -46,12 +47,19 @@ def remove(session, *, user: User, link_id):
     link = session.get(GuardianLink, link_id)
     if link is None or user.id not in (link.guardian_id, link.protected_id):
         raise NotFound("No such guardian link.")
+    # The right to watch the person's walks ends with the link: walk events are addressed only to guardians
+    # still linked, and closing the rooms (in every api process, through the queue) also stops what is
+    # already batched for them.
+    closing = watch_rooms_of(session, protected_id=link.protected_id, guardian_id=link.guardian_id)
     session.delete(link)
     session.commit()
+    for room in closing:
+        broadcast.close_room(events.MOBILE, room)
 
 
 def list_links(session, *, user: User) -> dict:
-    """Both directions: whom I guard and who guards me, with the other person's name."""
+    """Both directions: whom I guard and who guards me, with the other person (the API shows a pending invitee to
+    the inviter by phone only: policy.sees_guardian_identity)."""
     def rows(mine_col, other_col):
         q = (select(GuardianLink, User).join(User, User.id == other_col)
              .where(mine_col == user.id).order_by(GuardianLink.created_at))

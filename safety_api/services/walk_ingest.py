@@ -3,6 +3,7 @@ id order, so two processes never deadlock), one INSERT stores every fix (a resen
 (walk, t)), the monitors fold each walk's new fixes in, one commit; then one Redis round trip sets the live
 positions and the positions join the watchers' next batch.
 """
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import current_app
@@ -21,7 +22,7 @@ from safety_api.services.group_commit import (
     Submission,
     writer_for,
 )
-from safety_api.services.walk_monitor import ENDED, fold, lock_options, tell
+from safety_api.services.walk_monitor import ENDED, allowed_guardians, fold, lock_options, position_rooms, tell
 
 
 def record_fixes(session, redis_client, *, user, walk_id, raw_fixes, now: datetime) -> dict:
@@ -31,7 +32,16 @@ def record_fixes(session, redis_client, *, user, walk_id, raw_fixes, now: dateti
     session.rollback()  # hand the connection back while waiting: hundreds of sockets may wait at once
     app = current_app._get_current_object()
     writer = writer_for(app, "walk-fixes", lambda: _walk_writer(app, session.get_bind(), redis_client))
-    return writer.submit(Submission(subject_id=walk_id, person=person, valid=valid, rejected=rejected, now=now))
+    return writer.submit(WalkSubmission(subject_id=walk_id, person=person, valid=valid, rejected=rejected, now=now,
+                                        raw=raw_fixes))
+
+
+@dataclass
+class WalkSubmission(Submission):
+    """A walk's submission keeps its raw fixes: validation sorts the valid ones by time, and the rare answer
+    about fixes from after the walk's end must still name them by their index in the batch."""
+
+    raw: list = field(default_factory=list)
 
 
 def _walk_writer(app, engine, redis_client) -> GroupWriter:
@@ -62,7 +72,9 @@ def write_group(session, group: list) -> tuple[list, list]:
         except DomainError as exc:
             submission.error = exc
             continue
-        if walk.status == "escalated" and walk.id not in incidents:
+        # Once escalated, always evidence: a walk finished after its SOS still files late fixes under the
+        # incident, or retention would purge them.
+        if walk.escalated_at is not None and walk.id not in incidents:
             incidents[walk.id] = _incident_of(session, walk.id)
         valid, after_end = _split_after_end(walk, submission.valid)
         rows += [_row(walk, submission.person, f, incidents.get(walk.id)) for f in valid]
@@ -77,7 +89,14 @@ def write_group(session, group: list) -> tuple[list, list]:
         if _advance_last_fix(walk, fresh):
             newest[walk.id] = walk
         submission.result = _counts(submission, valid, fresh, after_end)
-    published = [(str(w.id), _last(w), _targets(w, incidents.get(w.id))) for w in newest.values()]
+    # Who may see them is read here, with the walks locked, for every batch: a guardian whose link ended
+    # since the last one is simply not addressed any more.
+    allowed = allowed_guardians(session, list(newest))
+    # Operators follow the walker while the SOS is the walk's present; late fixes of a finished walk are
+    # evidence (stored with the incident above), not news for the console.
+    published = [(str(w.id), _last(w), _targets(w, allowed.get(w.id, ()),
+                                                incidents.get(w.id) if w.status == "escalated" else None))
+                 for w in newest.values()]
     session.commit()
     return published, notices
 
@@ -88,8 +107,24 @@ def _row(walk: Walk, person: Person, fix: fixes.Fix, incident) -> dict:
 
 
 def _counts(submission: Submission, valid: list, fresh: list, after_end: list) -> dict:
-    errors = submission.rejected + [{"t": f.t.isoformat(), "reason": "after the walk ended"} for f in after_end]
+    errors = submission.rejected
+    if after_end:
+        errors = sorted(errors + _after_end_errors(submission, after_end), key=lambda e: e["index"])
     return {"accepted": len(fresh), "rejected": len(errors), "duplicates": len(valid) - len(fresh), "errors": errors}
+
+
+def _after_end_errors(submission, after_end: list) -> list:
+    """{index, reason} for the fixes of the batch taken after the walk ended, as for any rejected fix. Only an
+    ended walk gets here, so re-reading the raw fixes one at a time costs the hot path nothing."""
+    late = {f.t for f in after_end}
+    refused = {e["index"] for e in submission.rejected}
+    found = []
+    for index, raw in enumerate(submission.raw):
+        if index not in refused:
+            valid, _ = fixes.validate([raw], now=submission.now)
+            if valid and valid[0].t in late:
+                found.append({"index": index, "reason": "after the walk ended"})
+    return found
 
 
 def _split_after_end(walk: Walk, valid: list) -> tuple[list, list]:
@@ -118,10 +153,11 @@ def _last(walk: Walk) -> fixes.Fix:
     return fixes.Fix(last["lat"], last["lon"], last["accuracy_m"], datetime.fromisoformat(last["t"]))
 
 
-def _targets(walk: Walk, incident) -> list:
-    """Where the newest position goes: the walk's watchers and, once escalated, the incident's operators."""
+def _targets(walk: Walk, guardian_ids, incident) -> list:
+    """Where the newest position goes: the watch rooms of the walker and of the guardians allowed now (one
+    emit to all of them) and, once escalated, the incident's operators."""
     item = {"kind": "walk", "id": str(walk.id), **walk.last_fix}
-    targets = [(events.MOBILE, rooms.walk(walk.id), events.WALK_POSITION, item)]
+    targets = [(events.MOBILE, position_rooms(walk, guardian_ids), events.WALK_POSITION, item)]
     if incident is not None:  # as an "sos" item, so the console moves the incident's pin
         room = rooms.district(incident.district_code) if incident.district_code else rooms.CENTRAL
         targets.append((events.CONTROL, room, events.POSITIONS,

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 from geoalchemy2.shape import to_shape
 from sqlalchemy import select, update
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import defer, object_session
 
 from geo import track
 from geo.corridor import RouteCorridor
@@ -100,17 +100,20 @@ def state_dict(state: track.MonitorState) -> dict:
     return out
 
 
-def _track_fix(fix) -> track.Fix:
+def _track_fix(fix, offset_s: float = 0.0) -> track.Fix:
     accuracy = fix.accuracy_m if fix.accuracy_m is not None else DEFAULT_ACCURACY_M
-    return track.Fix(lat=fix.lat, lon=fix.lon, accuracy_m=accuracy, t=seconds(fix.t))
+    return track.Fix(lat=fix.lat, lon=fix.lon, accuracy_m=accuracy, t=seconds(fix.t) + offset_s)
 
 
 def fold(session, walk: Walk, fresh: list, *, now: datetime, walker) -> list:
     """Run observe() over a walk's new fixes, late ones first (they never alert), then act on what it found.
     The caller holds the walk's row lock and commits; returns the socket notices to send after."""
     config, corridor, now_s = monitor_config(walk), corridor_of(walk), seconds(now)
-    state = track.MonitorState.from_dict(walk.monitor_state)
-    on_time, late = track.dedupe_and_order([_track_fix(f) for f in fresh], last_t=state.last_t, now=now_s,
+    # The upload itself says the phone is alive; a phone clock that is consistently slow is put right before
+    # judging the fixes (the trail keeps the phone's own times), else every fix would be "late".
+    state = track.receive(track.MonitorState.from_dict(walk.monitor_state), [seconds(f.t) for f in fresh], now=now_s)
+    offset = track.clock_offset(state, config)
+    on_time, late = track.dedupe_and_order([_track_fix(f, offset) for f in fresh], last_t=state.last_t, now=now_s,
                                            stale_s=config.stale_s, max_future_s=config.max_future_s)
     found = []
     for fix in late + on_time:
@@ -148,14 +151,15 @@ def act(session, walk: Walk, alerts: list, *, now: datetime, walker=None) -> lis
     if not chosen:
         return []
     walker = walker or session.get(User, walk.walker_id)
+    guardian_ids = chosen_guardian_ids(session, walk_id=walk.id)
     notices = []
     for alert in chosen:
         row = WalkAlert(walk_id=walk.id, kind=alert.kind, t=moment(alert.t), raised_at=now, detail=alert.detail)
         session.add(row)
         if alert.kind == track.ARRIVED:
             row.status, row.settled_at = "closed", now
-            ended = end(session, walk, "arrived", now=now)
-            push(session, walk, "arrived", chosen_guardian_ids(session, walk_id=walk.id), person_name=walker.name)
+            ended = end(session, walk, "arrived", now=now, guardian_ids=guardian_ids)
+            push(session, walk, "arrived", guardian_ids, person_name=walker.name)
         else:
             row.status, ended = "open", []
             row.checkin_by = now + timedelta(seconds=walk.settings["checkin_window_s"])
@@ -163,7 +167,8 @@ def act(session, walk: Walk, alerts: list, *, now: datetime, walker=None) -> lis
             jobs.enqueue(session, kind="walk.checkin_expired", payload={"walk_id": str(walk.id), "alert_id": row.id},
                          run_at=row.checkin_by, dedupe_key=f"walk-checkin:{row.id}")
             push(session, walk, alert.kind, [walk.walker_id])
-        notices += [Notice(events.WALK_ALERT, alert_payload(walk, row, walker.name), walk_rooms(walk)), *ended]
+        notices += [Notice(events.WALK_ALERT, alert_payload(walk, row, walker.name), walk_rooms(walk, guardian_ids)),
+                    *ended]
     return notices
 
 
@@ -175,9 +180,21 @@ def alert_payload(walk: Walk, row: WalkAlert, person_name: str) -> dict:
             "checkin_by": row.checkin_by.isoformat() if row.checkin_by else None}
 
 
-def walk_rooms(walk: Walk) -> tuple:
-    """The walker's own devices and whoever watches the walk."""
-    return ((events.MOBILE, rooms.user(walk.walker_id)), (events.MOBILE, rooms.walk(walk.id)))
+def walk_rooms(walk: Walk, guardian_ids=None) -> tuple:
+    """Where a walk event goes: the walker's own devices, and the watch rooms of the guardians allowed to watch
+    *now* (chosen for the walk, link still accepted), read in the caller's transaction unless given. A guardian
+    whose link ended keeps its socket but is no longer addressed. (A walker's device that watches is also in
+    the walker's room, so the walker's own watch room is left out here: no event twice.)"""
+    if guardian_ids is None:
+        session = object_session(walk)
+        guardian_ids = chosen_guardian_ids(session, walk_id=walk.id) if session is not None else ()
+    return ((events.MOBILE, rooms.user(walk.walker_id)),
+            *((events.MOBILE, rooms.walk_watcher(walk.id, g)) for g in guardian_ids))
+
+
+def position_rooms(walk: Walk, guardian_ids) -> tuple:
+    """Who gets the walk's live positions: the walker's devices that watch it and the allowed guardians."""
+    return tuple(rooms.walk_watcher(walk.id, viewer) for viewer in (walk.walker_id, *guardian_ids))
 
 
 def push(session, walk: Walk, kind: str, user_ids, *, person_name=None):
@@ -190,20 +207,44 @@ def push(session, walk: Walk, kind: str, user_ids, *, person_name=None):
 
 def chosen_guardian_ids(session, *, walk_id) -> list:
     """The guardians chosen for this walk whose link the walker has not since ended."""
-    walker = select(Walk.walker_id).where(Walk.id == walk_id).scalar_subquery()
-    return list(session.scalars(
-        select(WalkGuardian.guardian_id).join(GuardianLink, (GuardianLink.guardian_id == WalkGuardian.guardian_id)
-                                              & (GuardianLink.protected_id == walker))
-        .where(WalkGuardian.walk_id == walk_id, GuardianLink.status == "active")))
+    return [g for ids in allowed_guardians(session, [walk_id]).values() for g in ids]
 
 
-def end(session, walk: Walk, status: str, *, now: datetime) -> list:
+def allowed_guardians(session, walk_ids) -> dict:
+    """walk id -> the guardians chosen for it whose link is still accepted, for many walks in one query
+    (the ingest asks once per group, with the walks locked)."""
+    found: dict = {}
+    if not walk_ids:
+        return found
+    rows = session.execute(
+        select(WalkGuardian.walk_id, WalkGuardian.guardian_id)
+        .join(Walk, Walk.id == WalkGuardian.walk_id)
+        .join(GuardianLink, (GuardianLink.guardian_id == WalkGuardian.guardian_id)
+              & (GuardianLink.protected_id == Walk.walker_id))
+        .where(WalkGuardian.walk_id.in_(list(walk_ids)), GuardianLink.status == "active")
+        .order_by(WalkGuardian.walk_id, WalkGuardian.guardian_id))
+    for walk_id, guardian_id in rows:
+        found.setdefault(walk_id, []).append(guardian_id)
+    return found
+
+
+def watch_rooms_of(session, *, protected_id, guardian_id) -> list:
+    """The watch rooms a guardian can be in for this person's walks that are not over (to close them when
+    their link ends; events to ended walks are addressed by walk_rooms anyway)."""
+    walk_ids = session.scalars(
+        select(WalkGuardian.walk_id).join(Walk, Walk.id == WalkGuardian.walk_id)
+        .where(WalkGuardian.guardian_id == guardian_id, Walk.walker_id == protected_id,
+               Walk.status.in_(("active", "escalated"))))
+    return [rooms.walk_watcher(walk_id, guardian_id) for walk_id in walk_ids]
+
+
+def end(session, walk: Walk, status: str, *, now: datetime, guardian_ids=None) -> list:
     """Close the walk: open prompts lapse, and the timer chain stops at its next link."""
     walk.status, walk.ended_at, walk.timer_due = status, now, None
     session.execute(update(WalkAlert).where(WalkAlert.walk_id == walk.id, WalkAlert.status == "open")
                     .values(status="closed", settled_at=now))
     payload = {"walk_id": str(walk.id), "status": status, "at": now.isoformat()}
-    return [Notice(events.WALK_ENDED, payload, walk_rooms(walk))]
+    return [Notice(events.WALK_ENDED, payload, walk_rooms(walk, guardian_ids))]
 
 
 def tell(notices: list):
@@ -218,7 +259,7 @@ def next_due(state: track.MonitorState, *, expected_arrival_s: float, config, no
     Mirrors geo.track's signal_lost and overdue rules; if it is ever early, the link simply re-arms."""
     due = []
     if track.SIGNAL_LOST not in state.raised:
-        last = state.last_t if state.last_t is not None else state.started_t
+        last = track.last_heard(state)
         due.append(max(last + config.signal_lost_s, state.signal_after or 0.0))
     if track.OVERDUE not in state.raised:
         due.append(state.overdue_after if state.overdue_after is not None

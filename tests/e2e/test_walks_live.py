@@ -129,9 +129,13 @@ def _positions(listener) -> list:
     return [item["t"] for batch in listener.received["walk.position"] for item in batch["items"]]
 
 
+# When the server received the uploads: the one part of the state that depends on the moment, not the fixes.
+RECEIPT_FIELDS = ("first_heard_t", "heard_t", "min_lag_s")
+
+
 def _state(db, walk_id) -> dict:
     db.session.rollback()
-    return db.session.get(Walk, walk_id).monitor_state
+    return {k: v for k, v in db.session.get(Walk, walk_id).monitor_state.items() if k not in RECEIPT_FIELDS}
 
 
 def _pure_fold(db, walk_id, fixes) -> dict:
@@ -143,7 +147,7 @@ def _pure_fold(db, walk_id, fixes) -> dict:
         fix = track.Fix(lat=raw["lat"], lon=raw["lon"], accuracy_m=raw["accuracy_m"],
                         t=datetime.fromisoformat(raw["t"]).timestamp())
         state, _ = track.observe(state, fix, corridor=corridor, config=config, now=fix.t + 1.0)
-    return state.to_dict()
+    return {k: v for k, v in state.to_dict().items() if k not in RECEIPT_FIELDS}
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +203,62 @@ def test_silence_alerts_once_and_an_unanswered_prompt_reaches_the_operators_once
         guardian.close()
         for worker in workers:
             assert worker.stop() == 0
+
+
+def test_a_guardian_whose_link_is_removed_stops_receiving_the_walk_at_once(two_servers, db):
+    """The right to watch is the link's, not the socket's: once the walker ends the link, the guardian's socket
+    gets no more positions, alerts, escalation or end, on whichever process it is connected to."""
+    first, second = two_servers
+    walker = create_user(db.session, name="정해지")
+    removed, kept = guardian_of(db, walker), guardian_of(db, walker)
+    walk = start_walk(first, walker, [removed, kept])
+    gone = Listener(second.url, "/mobile", token_for(removed), WATCHER_EVENTS)  # another process than the DELETE
+    stays = Listener(first.url, "/mobile", token_for(kept), WATCHER_EVENTS)
+    walker_phone = Listener(second.url, "/mobile", token_for(walker), WATCHER_EVENTS)  # not watching
+    try:
+        assert watch(gone.client, walk["id"])["ok"] is True and watch(stays.client, walk["id"])["ok"] is True
+        first_fix = {"lat": HOME_FROM["lat"], "lon": HOME_FROM["lon"], "accuracy_m": 8, "t": iso(now())}
+        assert api(second, walker, "POST", f"/walks/{walk['id']}/fixes", json={"fixes": [first_fix]}).json()[
+            "accepted"] == 1
+        assert wait_for(lambda: _positions(gone) and _positions(stays), 3)
+
+        link = db.session.scalar(select(GuardianLink.id).where(GuardianLink.guardian_id == removed.id))
+        assert api(first, walker, "DELETE", f"/guardians/{link}").status_code == 204
+        before = {e: len(gone.received[e]) for e in WATCHER_EVENTS}
+        later = {**first_fix, "lat": HOME_FROM["lat"] + 1e-4, "t": iso(now())}
+        assert api(second, walker, "POST", f"/walks/{walk['id']}/fixes", json={"fixes": [later]}).json()[
+            "accepted"] == 1
+        assert wait_for(lambda: _positions(stays)[-1:] == [later["t"]], 3)
+        assert api(first, walker, "POST", f"/walks/{walk['id']}/checkin", json={"ok": False}).json()[
+            "status"] == "escalated"
+        assert api(first, walker, "POST", f"/walks/{walk['id']}/finish").json() == {"status": "finished"}
+        assert stays.arrived["walk.escalated"].wait(3) and stays.arrived["walk.ended"].wait(3)
+        time.sleep(1)  # a batch or an event still in flight to the removed guardian would have arrived by now
+        assert {e: len(gone.received[e]) for e in WATCHER_EVENTS} == before
+        assert watch(gone.client, walk["id"])["error"]["status"] == 404
+        # The walker's own phone hears about the walk through its person's room; positions only if it watches.
+        assert walker_phone.received["walk.escalated"] and walker_phone.received["walk.ended"]
+        assert walker_phone.received["walk.position"] == []
+    finally:
+        for listener in (gone, stays, walker_phone):
+            listener.close()
+
+
+def test_unwatch_stops_the_positions_of_that_socket_only(two_servers, db):
+    first, second = two_servers
+    walker = create_user(db.session, name="한그만")
+    guardian = guardian_of(db, walker)
+    walk = start_walk(first, walker, [guardian])
+    leaving = Listener(second.url, "/mobile", token_for(guardian), WATCHER_EVENTS)
+    watching = Listener(first.url, "/mobile", token_for(walker), WATCHER_EVENTS)  # the walker's other device
+    try:
+        assert watch(leaving.client, walk["id"])["ok"] is True and watch(watching.client, walk["id"])["ok"] is True
+        assert leaving.client.call("unwatch", {"walk_id": walk["id"]}, namespace="/mobile", timeout=5) == {"ok": True}
+        fix = {"lat": HOME_FROM["lat"], "lon": HOME_FROM["lon"], "accuracy_m": 8, "t": iso(now())}
+        assert api(second, walker, "POST", f"/walks/{walk['id']}/fixes", json={"fixes": [fix]}).json()["accepted"] == 1
+        assert wait_for(lambda: _positions(watching) == [fix["t"]], 3)
+        time.sleep(0.7)
+        assert leaving.received["walk.position"] == []
+    finally:
+        leaving.close()
+        watching.close()

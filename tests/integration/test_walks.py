@@ -13,6 +13,7 @@ from safety_api.api.walks import walk_settings
 from safety_api.clock import utcnow
 from safety_api.models import (
     Delivery,
+    GuardianLink,
     Incident,
     IncidentEvent,
     Job,
@@ -158,6 +159,8 @@ def test_fixes_are_validated_deduplicated_kept_in_time_order_and_live(client, db
     batcher.flush()
     positions = [p for _, room, event, p in emitted if event == events.WALK_POSITION]
     assert positions and positions[-1]["items"][-1]["t"] == first[1]["t"]  # the late fix never moves the pin
+    to = [room for _, room, event, _ in emitted if event == events.WALK_POSITION]
+    assert to[-1] == (rooms.walk_watcher(walk.json["id"], walker.id),)  # the walker's own devices, if they watch
 
 
 def test_only_the_walker_sends_fixes(client, db):
@@ -180,7 +183,7 @@ def test_a_deviation_prompts_the_walker_and_watchers_then_a_checkin_answers_it(c
     assert 120 - 2 < (alerts[0].checkin_by - alerts[0].raised_at).total_seconds() < 120 + 2
     assert db.session.execute(select(Delivery.token, Delivery.reason)).all() == [("walker-phone", "walk.deviated")]
     told = [(room, p) for _, room, event, p in emitted if event == events.WALK_ALERT]
-    assert {room for room, _ in told} == {rooms.user(walker.id), rooms.walk(walk["id"])}
+    assert {room for room, _ in told} == {rooms.user(walker.id)}  # no guardian chosen: no watch room addressed
     assert told[0][1]["alert"] == "deviated" and told[0][1]["checkin_by"]
     answer = client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": True}, headers=auth_header(walker))
     assert answer.json == {"status": "active", "answered": 1}
@@ -261,7 +264,7 @@ def test_arrival_finishes_the_walk_tells_guardians_and_closes_the_trail(client, 
     assert db.session.get(Walk, walk["id"]).status == "arrived"
     assert ("guardian-phone", "walk.arrived") in db.session.execute(select(Delivery.token, Delivery.reason)).all()
     ended = [(room, p) for _, room, event, p in emitted if event == events.WALK_ENDED]
-    assert {room for room, _ in ended} == {rooms.user(walker.id), rooms.walk(walk["id"])}
+    assert {room for room, _ in ended} == {rooms.user(walker.id), rooms.walk_watcher(walk["id"], guardian.id)}
     late_and_after = [fix(*points[0], now - timedelta(seconds=60)), fix(*end, now + timedelta(seconds=5))]
     answer = post_fixes(client, walker, walk["id"], late_and_after).json
     assert (answer["accepted"], answer["rejected"]) == (1, 1)
@@ -273,7 +276,7 @@ def test_the_walker_finishes_and_watchers_are_told(client, db, emitted):
     walk = start(client, walker).json
     answer = client.post(f"/api/v1/walks/{walk['id']}/finish", headers=auth_header(walker))
     assert answer.json == {"status": "finished"}
-    assert [room for _, room, event, _ in emitted if event == events.WALK_ENDED][-1] == rooms.walk(walk["id"])
+    assert [room for _, room, event, _ in emitted if event == events.WALK_ENDED] == [rooms.user(walker.id)]
     assert start(client, walker).status_code == 201  # a new walk may start
 
 
@@ -303,7 +306,7 @@ def test_signal_lost_fires_once_from_the_timer_chain_and_stale_links_do_nothing(
     assert walk_monitor.run_timers(db.session, walk_id=walk_id, seq=1, now=utcnow()) is False  # a stale link
     assert walk_monitor.run_timers(db.session, walk_id=walk_id, seq=2, now=utcnow()) is True
     assert db.session.scalar(select(func.count()).select_from(WalkAlert)) == 1  # raised once
-    assert [e for _, _, e, _ in emitted].count(events.WALK_ALERT) == 2  # to the walker and to watchers
+    assert [e for _, _, e, _ in emitted].count(events.WALK_ALERT) == 1  # to the walker; no guardian chosen
 
 
 def test_overdue_fires_after_the_expected_arrival_and_its_grace(app, db):
@@ -421,3 +424,96 @@ def test_retention_purges_old_fixes_that_are_no_incidents_evidence(app, db):
     Worker(app).run_once()
     assert db.session.scalar(select(func.count()).select_from(Job).where(
         Job.kind == "fixes.purge", Job.status == "pending")) == 1  # the next slot is queued
+
+
+def test_a_guardian_whose_link_ended_is_no_longer_addressed_and_its_watch_rooms_close(client, db, emitted,
+                                                                                       monkeypatch):
+    walker = create_user(db.session, name="정해지")
+    removed, kept = guardian_of(client, db, walker), guardian_of(client, db, walker)
+    walk = start(client, walker, [removed, kept]).json
+    closed = []
+    monkeypatch.setattr(broadcast, "close_room", lambda namespace, room: closed.append((namespace, room)))
+    link = db.session.scalar(select(GuardianLink.id).where(GuardianLink.guardian_id == removed.id))
+    assert client.delete(f"/api/v1/guardians/{link}", headers=auth_header(walker)).status_code == 204
+    assert closed == [(events.MOBILE, rooms.walk_watcher(walk["id"], removed.id))]
+
+    points, now = route_points(walk), utcnow()
+    away = [fix(*off_route(*points[1]), now - timedelta(seconds=30 - 5 * i)) for i in range(7)]
+    post_fixes(client, walker, walk["id"], away)
+    batcher.flush()
+    client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": False}, headers=auth_header(walker))
+    client.post(f"/api/v1/walks/{walk['id']}/finish", headers=auth_header(walker))
+    kept_room, removed_room = rooms.walk_watcher(walk["id"], kept.id), rooms.walk_watcher(walk["id"], removed.id)
+    mobile = [(event, room if isinstance(room, tuple) else (room,)) for ns, room, event, _ in emitted
+              if ns == events.MOBILE]
+    got = {event for event, to in mobile if kept_room in to}
+    assert got == {events.WALK_POSITION, events.WALK_ALERT, events.WALK_ESCALATED, events.WALK_ENDED}
+    assert [event for event, to in mobile if removed_room in to] == []
+
+
+def test_late_fixes_of_a_walk_finished_after_its_sos_are_kept_as_evidence(app, client, db):
+    walker = create_user(db.session)
+    walk = start(client, walker).json
+    points, now = route_points(walk), utcnow()
+    assert post_fixes(client, walker, walk["id"], [fix(*points[0], now - timedelta(seconds=20))]).json[
+        "accepted"] == 1
+    incident_id = client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": False},
+                              headers=auth_header(walker)).json["incident_id"]
+    assert client.post(f"/api/v1/walks/{walk['id']}/finish", headers=auth_header(walker)).json == {
+        "status": "finished"}
+    # Uploaded after the finish, taken before it: one from before the SOS, one between the SOS and the finish.
+    late = [fix(*points[1], now - timedelta(seconds=10)), fix(*points[2], utcnow() - timedelta(seconds=1))]
+    assert post_fixes(client, walker, walk["id"], late).json["accepted"] == 2
+    db.session.expire_all()
+    filed = db.session.execute(select(LocationFix.t, LocationFix.incident_id).order_by(LocationFix.t)).all()
+    assert [str(i) for _, i in filed] == [incident_id] * 3
+    assert walks.purge_fixes(db.session, now=utcnow() + timedelta(days=60), retention_days=30) == 0
+
+
+def test_fixes_after_the_end_are_rejected_naming_their_index(client, db):
+    walker = create_user(db.session)
+    walk = start(client, walker).json
+    points, now = route_points(walk), utcnow()
+    assert client.post(f"/api/v1/walks/{walk['id']}/finish", headers=auth_header(walker)).json == {
+        "status": "finished"}
+    batch = [fix(*points[0], utcnow() + timedelta(seconds=5)), {"lat": 91, "lon": 126.9},
+             fix(*points[1], now - timedelta(seconds=30)), {"lat": 37.47, "lon": 126.92, "t": utcnow().timestamp() + 9}]
+    answer = post_fixes(client, walker, walk["id"], batch).json
+    assert (answer["accepted"], answer["rejected"]) == (1, 3)
+    assert answer["errors"] == [{"index": 0, "reason": "after the walk ended"},
+                                {"index": 1, "reason": "lat missing or out of range"},
+                                {"index": 3, "reason": "after the walk ended"}]
+
+
+def test_a_phone_clock_90_s_slow_neither_loses_the_signal_nor_misses_the_arrival(app, db, redis_client):
+    walker = create_user(db.session)
+    start_at = utcnow() - timedelta(seconds=150)
+    walk_id = started_in_the_past(db, walker, minutes=2.5)
+    route = [(lat, lon) for lon, lat in walks.route_feature(db.session.get(Walk, walk_id))["geometry"]["coordinates"]]
+    db.session.commit()
+
+    def upload(after_s, point):  # received `after_s` into the walk, dated by a clock 90 s slow
+        received = start_at + timedelta(seconds=after_s)
+        raw = [fix(*point, received - timedelta(seconds=90.5))]
+        answer = walk_ingest.record_fixes(db.session, redis_client, user=walker, walk_id=walk_id, raw_fixes=raw,
+                                          now=received)
+        assert answer["accepted"] == 1, answer
+
+    for k in range(9):  # 80 s of uploads near the start: every one of them is older than stale_s
+        upload(10 + 10 * k, route[0])
+    walk = db.session.get(Walk, walk_id)
+    db.session.refresh(walk)
+    seq = walk.timer_seq
+    db.session.commit()
+    assert walk_monitor.run_timers(db.session, walk_id=walk_id, seq=seq, now=start_at + timedelta(seconds=125))
+    assert db.session.scalars(select(WalkAlert.kind)).all() == []  # heard 35 s ago: no signal_lost
+    upload(130, (HOME_TO["lat"], HOME_TO["lon"]))
+    upload(135, (HOME_TO["lat"], HOME_TO["lon"]))
+    db.session.expire_all()
+    walk = db.session.get(Walk, walk_id)
+    assert walk.status == "arrived"
+    assert db.session.scalars(select(WalkAlert.kind)).all() == ["arrived"]
+    arrived_t = db.session.scalar(select(WalkAlert.t))
+    assert abs((arrived_t - (start_at + timedelta(seconds=135))).total_seconds()) < 1  # on the server's clock
+    trail = db.session.scalars(select(LocationFix.t).order_by(LocationFix.t)).all()
+    assert trail[-1] == start_at + timedelta(seconds=135 - 90.5)  # the trail keeps the phone's own times

@@ -12,8 +12,11 @@ from geo.track import (
     RouteCorridor,
     acknowledge,
     check_timers,
+    clock_offset,
     dedupe_and_order,
+    last_heard,
     observe,
+    receive,
 )
 from geo.walksim import Stop, deliver_in_batches, pick_deviation, replay, simulate_walk
 
@@ -306,3 +309,59 @@ def test_corridor_measures_offset_progress_and_remaining_in_metres():
     assert corridor.progress_m(fix) == pytest.approx(400.0, abs=0.01)
     assert corridor.remaining_m(fix) == pytest.approx(300.0, abs=0.01)
     assert corridor.line.length == pytest.approx(700.0, abs=0.01)
+
+
+def test_uploads_prove_the_phone_alive_whatever_its_clock_says():
+    """A phone 90 s slow: every fix is late, yet the uploads keep signal_lost away; silence still raises it."""
+    corridor = RouteCorridor.from_coords(straight_route())
+    state, timers = MonitorState.start(T0), {"expected_arrival": T0 + 3600, "config": CONFIG}
+    for k in range(1, 40):  # one upload every 5 s, of a fix the slow clock dates 90 s ago
+        fix = fix_at(k * 6.0, 0.0, k * 5.0 - 90.0)
+        state = receive(state, [fix.t], now=T0 + k * 5.0)
+        state, alerts = observe(state, fix, corridor=corridor, config=CONFIG, now=T0 + k * 5.0)
+        assert alerts == [] and check_timers(state, now=T0 + k * 5.0 + 1, **timers)[1] == []
+    assert state.last_t is None and last_heard(state) == T0 + 195.0
+    assert check_timers(state, now=T0 + 195.0 + CONFIG.signal_lost_s - 1, **timers)[1] == []
+    state, alerts = check_timers(state, now=T0 + 195.0 + CONFIG.signal_lost_s, **timers)
+    assert [a.kind for a in alerts] == ["signal_lost"]
+    state = receive(state, [T0 + 200.0], now=T0 + 400.0)  # an upload clears it, so it can fire again
+    assert "signal_lost" not in state.raised
+
+
+def test_a_consistent_clock_lag_is_corrected_once_confirmed_and_an_offline_backlog_is_not():
+    state = MonitorState.start(T0)
+    state = receive(state, [T0 - 95.0, T0 - 91.0], now=T0 + 0.0)
+    assert state.min_lag_s == 91.0 and clock_offset(state, CONFIG) == 0.0  # one upload could be a backlog
+    state = receive(state, [T0 - 90.0 + 20.0], now=T0 + 20.5)
+    assert clock_offset(state, CONFIG) == 0.0  # not yet heard for clock_confirm_s
+    state = receive(state, [T0 - 90.0 + 35.0], now=T0 + 35.4)
+    assert clock_offset(state, CONFIG) == pytest.approx(90.4)
+    state = receive(state, [T0 - 200.0], now=T0 + 50.0)  # an old fix uploaded late never raises the offset
+    assert clock_offset(state, CONFIG) == pytest.approx(90.4)
+
+    honest = MonitorState.start(T0)
+    honest = receive(honest, [T0 - 150.0], now=T0)  # offline at first, then live: the minimum comes down
+    honest = receive(honest, [T0 + 38.0], now=T0 + 40.0)
+    assert clock_offset(honest, CONFIG) == 0.0
+
+
+def test_a_walker_whose_phone_is_90_s_slow_still_arrives_and_deviates():
+    corridor = RouteCorridor.from_coords(straight_route())
+    arrived = slow_walk(corridor, [(x, 0.0) for x in range(0, 1001, 8)] + [(1000.0, 0.0)] * 3)
+    assert [a.kind for a in arrived] == ["arrived"]
+    away = slow_walk(corridor, [(x, 0.0) for x in range(0, 400, 8)] + [(400.0, 150.0)] * 8)
+    assert [a.kind for a in away] == ["deviated"]
+
+
+def slow_walk(corridor, points, lag_s=90.0, every_s=5.0):
+    """Walk the points, one fix every `every_s`, uploaded at once by a phone whose clock is `lag_s` slow, the
+    way the service folds them: receive, correct by the clock offset, observe."""
+    state, alerts = MonitorState.start(T0), []
+    for k, (along, side) in enumerate(points, start=1):
+        now = T0 + k * every_s
+        fix = fix_at(along, side, k * every_s - lag_s - 0.3, accuracy_m=8.0)
+        state = receive(state, [fix.t], now=now)
+        fix = Fix(fix.lat, fix.lon, fix.accuracy_m, fix.t + clock_offset(state, CONFIG))
+        state, new = observe(state, fix, corridor=corridor, config=CONFIG, now=now)
+        alerts += new
+    return alerts
