@@ -62,6 +62,8 @@ def unconfirmed_job(session, payload, _worker):
 def record_escort_fixes(session, redis_client, *, scout: User, booking_id, fixes, now=None) -> dict:
     """A scout's positions during the escort: stored, kept live, and batched to the citizen and the operators."""
     now = now or utcnow()
+    if scout.role != "scout":  # by role first, as REST does: an id is never judged for who cannot send at all
+        raise Forbidden("Only the booking's scouts send its positions.")
     booking = session.get(EscortBooking, booking_id)
     if booking is None:
         raise NotFound("No such booking.")

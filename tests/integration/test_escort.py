@@ -495,3 +495,19 @@ def test_each_role_lists_its_own_bookings(client, app, db):
     assert len(ids(create_user(db.session, role="operator"))) == 2
     assert ids(create_user(db.session, role="operator", district="11680")) == []
     assert len(ids(create_user(db.session, role="admin"), "?status=requested")) == 2
+
+
+def test_escort_positions_from_someone_who_is_no_scout_are_refused_alike_whether_the_booking_exists(app, db):
+    """The socket path (`location`, kind escort) judges the role before the id, as REST does, so a citizen
+    cannot tell a real booking id from an invented one."""
+    from safety_api.errors import Forbidden
+    from safety_api.services import escort_live
+    booking = make_booking(app, db)
+    citizen = create_user(db.session)
+    answers = []
+    for booking_id in (booking.id, uuid.uuid4()):
+        with pytest.raises(Forbidden) as refused:
+            escort_live.record_escort_fixes(db.session, app.extensions["redis"], scout=citizen,
+                                            booking_id=booking_id, fixes=[])
+        answers.append(str(refused.value))
+    assert answers[0] == answers[1]
