@@ -45,6 +45,10 @@ class Conflict(DomainError):
     status, title, kind = 409, "Conflict", "conflict"
 
 
+class UnsupportedMediaType(DomainError):
+    status, title, kind = 415, "Unsupported media type", "unsupported-media-type"
+
+
 class Invalid(DomainError):
     status, title, kind = 422, "Unprocessable request", "validation"
 

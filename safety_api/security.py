@@ -1,15 +1,19 @@
-"""Authentication: JWT callbacks, the current user, and the role gate used by every handler."""
-from functools import wraps
+"""Authentication: JWT callbacks, the current user, and the gate every request passes before its view reads it:
+who is calling (token and role, or a bell's device key), then whether its body is JSON at all."""
+from functools import partial, wraps
 
 from flask import Flask, current_app, g, request
 from flask_jwt_extended import current_user, verify_jwt_in_request
 
-from safety_api.errors import Forbidden
+from safety_api.errors import Forbidden, UnsupportedMediaType
 from safety_api.extensions import db, jwt
-from safety_api.models import RefreshToken, User
-from safety_api.services import accounts
+from safety_api.models import BellDevice, RefreshToken, User
+from safety_api.services import accounts, protection
 
 BEARER = [{"bearerAuth": []}]
+DEVICE_KEY = [{"deviceKey": []}]
+DEVICE_KEY_HEADER = "X-Device-Key"
+JSON_API = "/api/v1/"
 
 
 def init_app(app: Flask):
@@ -33,12 +37,14 @@ def init_app(app: Flask):
     @app.before_request
     def _gate_first():
         """Authenticate and authorise before the body or query is parsed: a caller without the right
-        token or role learns 401/403, never how their input would have been judged."""
+        token, role or device key learns 401/403, never how their input would have been judged (not even
+        that its body is no JSON)."""
         if request.method == "OPTIONS":  # answered by Flask without the view (Allow, CORS preflight)
             return
         gate = getattr(current_app.view_functions.get(request.endpoint), "_gate", None)
         if gate is not None:
-            _check(*gate)
+            gate()
+        _json_bodies_only()
 
     @jwt.token_in_blocklist_loader
     def _revoked(_header, payload):
@@ -59,7 +65,7 @@ def require(*roles: str, refresh: bool = False):
             return fn(*args, **kwargs)
 
         # Copied outwards by every decorator's functools.wraps, so the hook finds it on the routed view.
-        wrapper._gate = (roles, refresh)
+        wrapper._gate = partial(_check, roles, refresh)
 
         apidoc = getattr(wrapper, "_apidoc", {})
         manual = apidoc.setdefault("manual_doc", {})
@@ -82,6 +88,43 @@ def _check(roles: tuple, refresh: bool):
     g.gate_passed = True
 
 
+def require_device(fn):
+    """Let a request through only with the key of a registered, unrevoked bell device (X-Device-Key)."""
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not g.get("gate_passed"):  # the backstop, as in require
+            _check_device()
+        return fn(*args, **kwargs)
+
+    wrapper._gate = _check_device
+    apidoc = getattr(wrapper, "_apidoc", {})
+    apidoc.setdefault("manual_doc", {})["security"] = DEVICE_KEY
+    apidoc.setdefault("response", {}).setdefault("responses", {}).setdefault(401, []).append("UNAUTHORIZED")
+    wrapper._apidoc = apidoc
+    return wrapper
+
+
+def _check_device():
+    g.device = protection.authenticate_bell(db.session, request.headers.get(DEVICE_KEY_HEADER))
+    g.gate_passed = True
+
+
+def _json_bodies_only():
+    """The JSON API reads bodies as JSON only. webargs takes a body of any other type for no body at all, so
+    a point sent as text/plain or as a form would be dropped without a word where every field is optional
+    (a bell's): refuse it instead. A request without a body needs no Content-Type."""
+    if not request.path.startswith(JSON_API) or request.is_json:
+        return
+    if request.content_length or "Transfer-Encoding" in request.headers:  # chunked: a body of unknown length
+        raise UnsupportedMediaType(
+            f"Send the body as application/json (it came as {request.mimetype or 'no Content-Type'}).")
+
+
 def me() -> User:
     """The authenticated user of this request."""
     return current_user
+
+
+def device() -> BellDevice:
+    """The bell device whose key this request carries (routes under require_device)."""
+    return g.device

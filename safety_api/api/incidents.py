@@ -9,8 +9,8 @@ from safety_api.errors import Invalid
 from safety_api.extensions import db, redis_store
 from safety_api.models.incidents import TRIGGERS
 from safety_api.ratelimit import limiter
-from safety_api.security import me, require
-from safety_api.services import incidents, protection, sos_ingest
+from safety_api.security import device, me, require, require_device
+from safety_api.services import incidents, sos_ingest
 from safety_api.services.incident_views import caller_view, detail_view, operator_view
 
 blp = Blueprint("incidents", __name__, url_prefix="/api/v1", description="SOS and incidents")
@@ -85,6 +85,10 @@ def idempotency_key() -> str | None:
     if key is not None and not (1 <= len(key) <= 128 and key.isprintable()):
         raise Invalid("Idempotency-Key must be 1 to 128 printable characters.",
                       errors=[{"field": IDEMPOTENCY_HEADER, "message": "Invalid."}])
+    if key is not None and key.startswith(incidents.SERVER_KEY_PREFIXES):
+        # The server's own keys (a walk's escalation: walk:<id>): a phone's key must never be taken for one.
+        raise Invalid(f"Idempotency-Key may not start with {' or '.join(incidents.SERVER_KEY_PREFIXES)}.",
+                      errors=[{"field": IDEMPOTENCY_HEADER, "message": "Reserved."}])
     return key
 
 
@@ -107,14 +111,15 @@ def raise_sos(body):
 @blp.arguments(BellSosSchema())
 @blp.response(201, IncidentEnvelope)
 @blp.alt_response(200, schema=IncidentEnvelope, description="A replay of the same Idempotency-Key")
-@blp.doc(security=[{"deviceKey": []}], parameters=[IDEMPOTENCY_DOC])
+@blp.doc(parameters=[IDEMPOTENCY_DOC])
+@require_device
 def bell_sos(body):
     """An emergency bell raises an SOS (header X-Device-Key); its registered place is used by default."""
-    device = protection.authenticate_bell(db.session, request.headers.get("X-Device-Key"))
-    incident, created = incidents.raise_bell_sos(db.session, device=device, lat=body["lat"], lon=body["lon"],
+    incident, created = incidents.raise_bell_sos(db.session, device=device(), lat=body["lat"], lon=body["lon"],
                                                  idempotency_key=idempotency_key(),
                                                  escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])
-    return {"incident": {"id": str(incident.id), "status": incident.status}}, 201 if created else 200
+    # The status its owner's phone shows: after a duress PIN a bell must not read differently from the phone.
+    return {"incident": {"id": str(incident.id), "status": incident.caller_status}}, 201 if created else 200
 
 
 @blp.post("/sos/<uuid:incident_id>/fixes")

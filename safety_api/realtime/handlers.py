@@ -36,7 +36,7 @@ def _location(data) -> dict:
         raise Invalid("fixes must be a list of 1 to 500 fixes.", errors=[{"field": "fixes", "message": "Invalid."}])
     subject_id = _uuid(data.get("id"))
     # Who is sending, as the connect handler resolved them: no database read per event on the hottest path.
-    user = Person(uuid.UUID(socket_session["user_id"]), socket_session["name"])
+    user = Person(uuid.UUID(socket_session["user_id"]), socket_session["name"], socket_session["role"])
     return LOCATION_HANDLERS[data["kind"]](db.session, redis_store.client, user=user, subject_id=subject_id,
                                            raw_fixes=raw, now=utcnow())
 

@@ -26,16 +26,20 @@ class Fix:
 
 
 def validate(raw_fixes, *, now: datetime) -> tuple[list[Fix], list[dict]]:
-    """Split raw fix dicts into valid Fixes (ordered by time, duplicates dropped) and rejections with reasons."""
-    valid, rejected, seen = [], [], set()
+    """Split raw fix dicts into valid Fixes (ordered by time) and rejections with reasons.
+
+    A fix repeated in the batch (same t, same point) stays in the valid list: storing keeps one and counts the
+    other as the duplicate it is, as for a fix resent in a later batch. The same t at another point is
+    rejected: one of the two is wrong and nothing says which."""
+    valid, rejected, seen = [], [], {}
     for index, raw in enumerate(raw_fixes):
         fix, reason = _parse(raw, now)
-        if reason is None and fix.t in seen:
-            reason = "duplicate timestamp in batch"
+        if reason is None and seen.get(fix.t, (fix.lat, fix.lon)) != (fix.lat, fix.lon):
+            reason = "t repeats an earlier fix of the batch at another point"
         if reason:
             rejected.append({"index": index, "reason": reason})
             continue
-        seen.add(fix.t)
+        seen.setdefault(fix.t, (fix.lat, fix.lon))
         valid.append(fix)
     return sorted(valid, key=lambda f: f.t), rejected
 
@@ -61,14 +65,19 @@ def _parse(raw, now) -> tuple[Fix | None, str | None]:
 
 
 def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a JSON integer beyond any float (10**400): no coordinate, never a 500
+        return False
 
 
 def _time(value, now) -> datetime | None:
     if value is None:
         return now  # a live fix sent without a timestamp is "now"
     try:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if _finite(value):
             return datetime.fromtimestamp(value, timezone.utc)
         if isinstance(value, str):
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -127,7 +136,12 @@ def store(session, *, subject_kind: str, subject_id, user_id, fixes: list[Fix], 
     stored = insert_fixes(session, [{"subject_kind": subject_kind, "subject_id": subject_id, "user_id": user_id,
                                      "lat": f.lat, "lon": f.lon, "accuracy_m": f.accuracy_m, "t": f.t,
                                      "incident_id": incident_id} for f in fixes])
-    return [f for f in fixes if (subject_id, f.t) in stored]
+    fresh = []
+    for f in fixes:
+        if (subject_id, f.t) in stored:
+            stored.discard((subject_id, f.t))  # a fix sent twice in one batch is new once
+            fresh.append(f)
+    return fresh
 
 
 def set_live(redis_client, *, subject_kind: str, subject_id, fix: Fix) -> bool:

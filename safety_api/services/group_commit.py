@@ -33,6 +33,7 @@ class Person:
 
     id: object
     name: str
+    role: str  # escort positions are judged by role before their booking id
 
 
 @dataclass

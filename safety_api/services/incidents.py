@@ -41,6 +41,12 @@ _ID = UUID(as_uuid=True)
 NEAREST_CCTV_RADIUS_M = 300
 NEAREST_CCTV_COUNT = 5
 CLOSED = ("resolved", "cancelled")
+SERVER_KEY_PREFIXES = ("walk:",)  # Idempotency-Keys the server makes; clients may not send them
+
+
+def walk_escalation_key(walk_id) -> str:
+    """The key of a walk's SOS: a rerun of its escalation finds the same incident."""
+    return f"walk:{walk_id}"
 
 
 def raise_sos(session, *, caller: User | None, lat: float, lon: float, accuracy_m: float | None, trigger: str,

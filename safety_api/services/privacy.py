@@ -2,6 +2,7 @@
 from sqlalchemy import text
 
 from safety_api.errors import Unauthorized
+from safety_api.realtime.namespaces import close_sockets_of
 from safety_api.services.accounts import verify_secret
 
 _AFTER_OPEN_DURESS = ("SELECT 1 FROM incidents d WHERE d.caller_id = :uid AND d.duress "
@@ -55,3 +56,6 @@ def delete_account(session, *, user, password: str):
     # incidents.caller_id / incident_events.actor_id to NULL.
     session.execute(text("DELETE FROM users WHERE id = :uid"), uid)
     session.commit()
+    # An open socket authenticated once, at connect: without this it would keep receiving (an operator's
+    # incidents, a guardian's walks) after the person is gone.
+    close_sockets_of(uid["uid"])

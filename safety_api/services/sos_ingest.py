@@ -38,7 +38,7 @@ _ADVANCE = text("""
 def record_fixes(session, redis_client, *, user, incident_id, raw_fixes, now: datetime) -> dict:
     """Validate the caller's fixes, have them written with everyone else's, answer with the counts."""
     valid, rejected = fixes.validate(raw_fixes, now=now)
-    person = Person(user.id, user.name)
+    person = Person(user.id, user.name, user.role)
     session.rollback()  # hand the connection back while waiting: hundreds of sockets may wait at once
     app = current_app._get_current_object()
     writer = writer_for(app, "sos-fixes", lambda: _sos_writer(app, session.get_bind(), redis_client))
@@ -75,7 +75,8 @@ def write_group(session, group: list) -> list:
     stored = insert_fixes(session, rows)
     newest = {}
     for submission, incident in accepted:
-        fresh = [f for f in submission.valid if (incident.id, f.t) in stored]
+        # dict by t: a fix repeated in the batch (fixes.validate keeps it) is new once, the other a duplicate
+        fresh = list({f.t: f for f in submission.valid if (incident.id, f.t) in stored}.values())
         stored.difference_update((incident.id, f.t) for f in fresh)  # a fix sent twice in one group counts once
         for fix in fresh:
             if incident.id not in newest or newest[incident.id][1].t < fix.t:

@@ -28,7 +28,7 @@ from safety_api.services.walk_monitor import ENDED, allowed_guardians, fold, loc
 def record_fixes(session, redis_client, *, user, walk_id, raw_fixes, now: datetime) -> dict:
     """Validate the walker's fixes, have them written with everyone else's, answer with the counts."""
     valid, rejected = fixes.validate(raw_fixes, now=now)
-    person = Person(user.id, user.name)
+    person = Person(user.id, user.name, user.role)
     session.rollback()  # hand the connection back while waiting: hundreds of sockets may wait at once
     app = current_app._get_current_object()
     writer = writer_for(app, "walk-fixes", lambda: _walk_writer(app, session.get_bind(), redis_client))
@@ -82,7 +82,8 @@ def write_group(session, group: list) -> tuple[list, list]:
     stored = insert_fixes(session, rows)
     notices, newest = [], {}
     for submission, walk, valid, after_end in plans:
-        fresh = [f for f in valid if (walk.id, f.t) in stored]
+        # dict by t: a fix repeated in the batch (fixes.validate keeps it) is new once, the other a duplicate
+        fresh = list({f.t: f for f in valid if (walk.id, f.t) in stored}.values())
         stored.difference_update((walk.id, f.t) for f in fresh)  # a fix sent twice in one group counts once
         if walk.status == "active":
             notices += fold(session, walk, fresh, now=submission.now, walker=submission.person)

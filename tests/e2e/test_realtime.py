@@ -60,3 +60,53 @@ def test_an_emit_in_one_process_reaches_a_client_of_the_other(two_servers, db):
         assert received[0]["from"]["name"] == "보호대상"
     finally:
         client.disconnect()
+
+
+def test_deleting_an_account_closes_its_sockets_on_every_process(two_servers, db):
+    """An operator's console open on process 2 stops receiving once the account is deleted through process 1;
+    another operator's stays."""
+    from tests.factories import PASSWORD
+    first, second = two_servers
+    leaving = create_user(db.session, role="operator", name="떠나는 관제요원")
+    staying = create_user(db.session, role="operator", name="남는 관제요원")
+    citizen = create_user(db.session)
+    token = token_for(leaving)
+    gone, received = threading.Event(), {"leaving": [], "staying": []}
+    console = socketio.Client(reconnection=False)
+    console.on("disconnect", lambda *_reason: gone.set(), namespace="/control")
+    console.on("incident.created", lambda data: received["leaving"].append(data), namespace="/control")
+    console.connect(second.url, namespaces=["/control"], auth={"token": token}, transports=["websocket"],
+                    wait_timeout=10)
+    arrived = threading.Event()
+    other = socketio.Client(reconnection=False)
+    other.on("incident.created", lambda data: (received["staying"].append(data), arrived.set()), namespace="/control")
+    other.connect(second.url, namespaces=["/control"], auth={"token": token_for(staying)},
+                  transports=["websocket"], wait_timeout=10)
+    try:
+        answer = requests.delete(first.url + "/api/v1/me", json={"password": PASSWORD},
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert answer.status_code == 204, answer.text
+        assert gone.wait(5), "the deleted operator's socket on process 2 stayed open"
+        sos = requests.post(first.url + "/api/v1/sos", json={"lat": 37.4705, "lon": 126.9190},
+                            headers={"Authorization": f"Bearer {token_for(citizen)}"}, timeout=10)
+        assert sos.status_code == 201, sos.text
+        assert arrived.wait(5), "the remaining operator stopped receiving"
+        assert received["leaving"] == []
+        assert refusal(second.url, "/control", token)["status"] == 401  # and cannot come back
+    finally:
+        console.disconnect()
+        other.disconnect()
+
+
+def test_a_connect_event_from_a_connected_client_is_refused(live_server, db):
+    """An EVENT packet named connect, with another person's token, must not make the socket theirs."""
+    operator = create_user(db.session, role="operator")
+    admin = create_user(db.session, role="admin")
+    client = connect(live_server.url, "/control", token_for(operator))
+    try:
+        for data in ({"token": token_for(admin)}, ({}, {"token": token_for(admin)})):  # a tuple: two arguments
+            assert client.call("connect", data, namespace="/control", timeout=5)["error"]["status"] == 404
+        assert client.call("nothing", {}, namespace="/control", timeout=5)["error"]["status"] == 404
+        assert client.connected
+    finally:
+        client.disconnect()

@@ -12,8 +12,10 @@ from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
 from safety_api.api.schemas import PointSchema
+from safety_api.clock import utcnow
 from safety_api.errors import to_problem
-from safety_api.services import accounts
+from safety_api.models import Incident
+from safety_api.services import accounts, fixes
 from tests.factories import GWANAK, PASSWORD, create_user
 
 PROBLEM = "application/problem+json"
@@ -112,7 +114,10 @@ def whole_body_cases(body):
         ("invalid-utf8", {"raw": b"\xff\xfe{"}, 400, {"body"}),
         ("nested-too-deep", {"raw": "[" * 5000 + "]" * 5000}, 400, set()),
         ("empty", {"raw": ""}, 422, required),
-        ("not-json-content-type", {"raw": json.dumps(body), "content_type": "text/plain"}, 422, required),
+        # A body the server cannot read as JSON is refused as such, never read as an empty object.
+        ("not-json-content-type", {"raw": json.dumps(body), "content_type": "text/plain"}, 415, set()),
+        ("form-content-type", {"raw": json.dumps(body), "content_type": "application/x-www-form-urlencoded"},
+         415, set()),
         ("unknown-field", {"body": {**body, "is_admin": True}}, 422, {"is_admin"}),
     ]
 
@@ -349,3 +354,132 @@ def test_no_operation_in_the_spec_answers_5xx_to_empty_or_garbage_requests(clien
             if answer.status_code >= 500 or (answer.status_code >= 400 and answer.content_type != PROBLEM):
                 failures.append((method, concrete, label, answer.status_code, answer.get_data(as_text=True)[:200]))
     assert seen > 200 and failures == []
+
+
+# --- fixes, bells and content types ----------------------------------------------------------------------
+
+HUGE = "1" + "0" * 400  # a JSON integer no float can hold: 10**400
+
+
+def fix_now(lat=37.4705, lon=126.9190, **extra) -> dict:
+    return {"lat": lat, "lon": lon, "accuracy_m": 8, "t": utcnow().isoformat(), **extra}
+
+
+@pytest.fixture
+def fixes_url(client, db):
+    """POST .../fixes of a fresh SOS or walk, and the headers of the person who may send them."""
+    def make(kind):
+        citizen = create_user(db.session, name="보행자")
+        headers = bearer(create_access_token(identity=citizen))
+        if kind == "sos":
+            made = client.post("/api/v1/sos", json={"lat": 37.4705, "lon": 126.9190}, headers=headers)
+            return f"/api/v1/sos/{made.json['incident']['id']}/fixes", headers
+        made = client.post("/api/v1/walks", json={"from": {"lat": 37.4705, "lon": 126.9190},
+                                                 "to": {"lat": 37.4650, "lon": 126.9260}}, headers=headers)
+        assert made.status_code == 201, made.json
+        return f"/api/v1/walks/{made.json['id']}/fixes", headers
+    return make
+
+
+@pytest.mark.parametrize("kind", ["sos", "walk"])
+def test_a_huge_integer_in_a_fix_rejects_that_fix_and_keeps_the_others(client, fixes_url, kind):
+    url, headers = fixes_url(kind)
+    good = fix_now()
+    raw = json.dumps({"fixes": [good, "LAT", "LON", "ACC", "T"]})
+    for name, field in (("LAT", "lat"), ("LON", "lon"), ("ACC", "accuracy_m"), ("T", "t")):
+        raw = raw.replace(f'"{name}"', json.dumps(fix_now(**{field: "HUGE"})).replace('"HUGE"', HUGE))
+    answer = send(client, "POST", url, headers=headers, raw=raw)
+    assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
+    assert (answer.json["accepted"], answer.json["rejected"]) == (1, 4)
+    assert [e["index"] for e in answer.json["errors"]] == [1, 2, 3, 4]
+    assert all(e["reason"] for e in answer.json["errors"])
+
+
+@pytest.mark.parametrize("kind", ["sos", "walk"])
+def test_a_fix_sent_twice_in_a_batch_is_a_duplicate_and_a_moved_one_is_rejected(client, fixes_url, kind):
+    url, headers = fixes_url(kind)
+    fix = fix_now()
+    moved = {**fix, "lat": fix["lat"] + 0.001}  # the same moment somewhere else: one of them is wrong
+    answer = send(client, "POST", url, headers=headers, body={"fixes": [fix, fix, moved]})
+    assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
+    assert {k: answer.json[k] for k in ("accepted", "duplicates", "rejected")} == {
+        "accepted": 1, "duplicates": 1, "rejected": 1}
+    assert [e["index"] for e in answer.json["errors"]] == [2]
+
+
+def test_an_identical_repeat_is_valid_and_stored_once_and_a_moved_one_is_rejected(client, db):
+    """What escorts use (fixes.store), and what every kind of fix shares (fixes.validate)."""
+    fix = fix_now()
+    valid, rejected = fixes.validate([fix, fix, {**fix, "lat": fix["lat"] + 0.001}], now=utcnow())
+    assert len(valid) == 2 and valid[0] == valid[1]
+    assert [r["index"] for r in rejected] == [2] and "another point" in rejected[0]["reason"]
+    scout = create_user(db.session, role="scout", district=GWANAK)
+    fresh = fixes.store(db.session, subject_kind="escort", subject_id=uuid.uuid4(), user_id=scout.id, fixes=valid)
+    assert fresh == valid[:1]  # the repeat is the answer's one duplicate: len(valid) - len(fresh)
+
+
+def test_fix_validation_survives_any_number(app):
+    raw = [{"lat": 10 ** 400, "lon": 126.9}, {"lat": 37.4, "lon": -(10 ** 400)},
+           {"lat": 37.4, "lon": 126.9, "accuracy_m": 10 ** 400}, {"lat": 37.4, "lon": 126.9, "t": 10 ** 400},
+           {"lat": 37.4, "lon": 126.9}]
+    valid, rejected = fixes.validate(raw, now=utcnow())
+    assert len(valid) == 1 and [r["index"] for r in rejected] == [0, 1, 2, 3]
+
+
+@pytest.fixture
+def bell_key(client, people):
+    made = client.post("/api/v1/admin/bell-devices", headers=bearer(create_access_token(identity=people.admin)),
+                       json={"name": "신림동 비상벨", "lat": 37.4705, "lon": 126.9190})
+    assert made.status_code == 201, made.json
+    return made.json["api_key"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_bell_body_that_is_not_json_is_415_and_raises_nothing(client, db, bell_key, content_type):
+    """A point sent in a body the server cannot read as JSON was dropped for the device's place: now refused."""
+    raw = json.dumps({"lat": 37.4650, "lon": 126.9260})
+    answer = client.post("/api/v1/bells/sos", data=raw, headers={"X-Device-Key": bell_key},
+                         content_type=content_type)
+    assert_problem(answer, 415)
+    assert db.session.query(Incident).count() == 0
+
+
+def test_a_bell_with_a_json_point_raises_there(client, db, bell_key):
+    answer = send(client, "POST", "/api/v1/bells/sos", headers={"X-Device-Key": bell_key},
+                  body={"lat": 37.4650, "lon": 126.9260})
+    assert answer.status_code == 201, answer.json
+    incident = db.session.get(Incident, answer.json["incident"]["id"])
+    assert incident.location is not None
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-Device-Key": "wrong"}])
+@pytest.mark.parametrize("raw, content_type", [('{"lat": "x"}', "application/json"), ("{bad", "application/json"),
+                                               ('{"lat": 37.4}', "text/plain")])
+def test_the_bell_checks_its_key_before_it_reads_the_body(client, db, headers, raw, content_type):
+    assert_problem(client.post("/api/v1/bells/sos", data=raw, headers=headers, content_type=content_type), 401)
+
+
+def test_the_bell_judges_the_body_once_its_key_is_good(client, bell_key):
+    assert_problem(send(client, "POST", "/api/v1/bells/sos", headers={"X-Device-Key": bell_key},
+                        body={"lat": "x"}), 422, {"lat"})
+
+
+def test_requests_without_a_body_need_no_content_type(client, db, people):
+    """The JSON rule is about bodies: a bodiless POST, or a GET with a stray Content-Type, is served."""
+    token = remembered_refresh_token(db, people.citizen)
+    assert client.post("/api/v1/auth/logout", headers=bearer(token)).status_code == 204
+    answer = client.get("/api/v1/me", headers={**bearer(create_access_token(identity=people.citizen)),
+                                               "Content-Type": "text/plain"})
+    assert answer.status_code == 200
+
+
+def test_a_caller_without_a_token_learns_401_not_415(client):
+    answer = client.post("/api/v1/sos", data="lat=1", content_type="application/x-www-form-urlencoded")
+    assert_problem(answer, 401)
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/merge-patch+json"])
+def test_json_content_types_with_parameters_or_suffixes_are_json(client, content_type):
+    answer = client.post("/api/v1/auth/login", data=json.dumps({"phone": CITIZEN_PHONE, "password": "x" * 12}),
+                         content_type=content_type)
+    assert answer.status_code == 401, answer.get_data(as_text=True)

@@ -463,3 +463,22 @@ def test_the_phones_first_fix_replaces_the_raising_point_even_from_a_clock_behin
     assert client.post(url, json={"fixes": [older]}, headers=auth_header(citizen)).json["accepted"] == 1
     db.session.expire_all()
     assert db.session.get(Incident, incident_id).last_fix["lat"] == 37.4712  # from then on, forward only
+
+
+def test_a_phone_cannot_send_the_key_a_walks_escalation_uses(client, db):
+    """Else a later escalation of that walk would take the phone's unrelated SOS for its own."""
+    answer = sos(client, create_user(db.session), key=f"walk:{uuid.uuid4()}")
+    assert answer.status_code == 422 and answer.json["errors"][0]["field"] == "Idempotency-Key"
+
+
+def test_a_bells_replay_reads_as_its_owners_phone_after_a_duress_pin(client, db):
+    admin, owner = create_user(db.session, role="admin"), create_user(db.session)
+    set_pins(client, owner)
+    key = client.post("/api/v1/admin/bell-devices", headers=auth_header(admin),
+                      json={"name": "현관 비상벨", **{k: IN_GWANAK[k] for k in ("lat", "lon")},
+                            "owner_phone": owner.phone}).json["api_key"]
+    headers = {"X-Device-Key": key, "Idempotency-Key": "press-1"}
+    incident_id = client.post("/api/v1/bells/sos", json={}, headers=headers).json["incident"]["id"]
+    client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": "2222"}, headers=auth_header(owner))
+    replay = client.post("/api/v1/bells/sos", json={}, headers=headers)
+    assert replay.json["incident"] == {"id": incident_id, "status": "cancelled"}

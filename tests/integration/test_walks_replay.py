@@ -107,8 +107,10 @@ def service_replay(walk: Planned, batches, *, config, start_t=0.0, answer=False)
             link = due(link)
         new = [f for f in batch if f.t not in seen]
         seen.update(f.t for f in new)
-        fresh, late = track.dedupe_and_order(new, last_t=state.last_t, now=arrival, stale_s=config.stale_s,
-                                             max_future_s=config.max_future_s)
+        state = track.receive(state, [f.t for f in new], now=arrival)  # as walk_monitor.fold does
+        offset = track.clock_offset(state, config)
+        fresh, late = track.dedupe_and_order([replace(f, t=f.t + offset) for f in new], last_t=state.last_t,
+                                             now=arrival, stale_s=config.stale_s, max_future_s=config.max_future_s)
         found = []
         for fix in late + fresh:
             state, alerts = track.observe(state, fix, corridor=walk.corridor, config=config, now=arrival)

@@ -129,3 +129,161 @@ def test_a_socketio_client_in_the_room_receives_the_emit(live_server, emitter, c
     finally:
         client.disconnect()
     assert payloads == [{"id": "42"}]
+
+
+# --- the app's namespaces: every client event is acked, lifecycle names are not events ---------------------
+
+@pytest.fixture
+def app_sockets(app):
+    """The app's namespaces on an in-process Socket.IO server without the message queue (Flask-SocketIO's test
+    client refuses one); the app's own server and WSGI stack are put back afterwards."""
+    from flask_socketio import SocketIO
+
+    from safety_api.realtime.namespaces import ControlNamespace, MobileNamespace
+    saved = app.wsgi_app, app.extensions.get("socketio"), app.extensions["socketio_server"]
+    server = SocketIO()
+    server.init_app(app, async_mode="threading", message_queue=None, logger=False, engineio_logger=False)
+    server.on_namespace(MobileNamespace("/mobile"))
+    server.on_namespace(ControlNamespace("/control"))
+    app.extensions["socketio_server"] = server.server  # what the app's services emit and disconnect through
+    yield server
+    app.wsgi_app, app.extensions["socketio"], app.extensions["socketio_server"] = saved
+
+
+def open_socket(app, server, user, namespace="/mobile"):
+    from flask_jwt_extended import create_access_token
+    with app.app_context():
+        token = create_access_token(identity=user)
+    client = server.test_client(app, namespace=namespace, auth={"token": token})
+    assert client.is_connected(namespace)
+    return client
+
+
+def problem_of(ack) -> dict:
+    assert isinstance(ack, dict) and set(ack) == {"error"}, ack
+    problem = ack["error"]
+    assert problem["status"] and problem["title"] and problem["detail"] and problem["type"].startswith("https://")
+    return problem
+
+
+@pytest.fixture
+def citizen(app, db):
+    from tests.factories import create_user
+    return create_user(db.session, name="시민")
+
+
+@pytest.mark.parametrize("event, args", [
+    ("location", ()), ("location", ({"kind": "sos", "id": str(uuid.uuid4()), "fixes": []}, 1)),
+    ("watch", ()), ("unwatch", ()), ("watch", ({"walk_id": str(uuid.uuid4())}, {"extra": True})),
+    ("location", (None,)), ("location", ("text",)), ("unwatch", ([1, 2],)),
+])
+def test_an_event_of_the_wrong_shape_is_acked_with_a_422(app, app_sockets, citizen, caplog, event, args):
+    client = open_socket(app, app_sockets, citizen)
+    ack = client.emit(event, *args, namespace="/mobile", callback=True)
+    assert problem_of(ack)["status"] == 422
+    assert client.is_connected("/mobile")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("event", ["nothing-here", "on_connect", "__init__", "error", "connect_error"])
+def test_an_unknown_event_is_acked_with_a_404(app, app_sockets, citizen, event):
+    client = open_socket(app, app_sockets, citizen)
+    assert problem_of(client.emit(event, {}, namespace="/mobile", callback=True))["status"] == 404
+
+
+@pytest.mark.parametrize("namespace", ["/mobile", "/control"])
+@pytest.mark.parametrize("event", ["connect", "disconnect"])
+def test_lifecycle_names_sent_as_events_are_refused_and_change_nothing(app, db, app_sockets, caplog, namespace,
+                                                                       event):
+    """A client's EVENT named connect would re-run authentication: with another person's token it would make the
+    socket theirs."""
+    from flask_jwt_extended import create_access_token
+
+    from tests.factories import create_user
+    first = create_user(db.session, role="operator", name="첫째")
+    second = create_user(db.session, role="admin", name="둘째")
+    first_id, other = str(first.id), create_access_token(identity=second)
+    client = open_socket(app, app_sockets, first, namespace)
+    for args in ((), ({"token": other},), ({}, {"token": other}), ("reason",)):
+        ack = client.emit(event, *args, namespace=namespace, callback=True)
+        assert problem_of(ack)["status"] == 404, (args, ack)
+    assert client.is_connected(namespace)
+    sid = client.eio_sid and app_sockets.server.manager.sid_from_eio_sid(client.eio_sid, namespace)
+    environ = app_sockets.server.get_environ(sid, namespace)
+    assert environ["saved_session"]["user_id"] == first_id  # the socket is still the first person's
+    rooms = app_sockets.server.rooms(sid, namespace=namespace)
+    assert "central" not in rooms  # the admin's room was never joined
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    client.disconnect(namespace)
+
+
+def test_an_unexpected_error_in_a_handler_is_an_error_ack(app, app_sockets, citizen, monkeypatch):
+    from safety_api.realtime import handlers
+
+    def broken(data, **_kwargs):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(handlers, "handle_unwatch", broken)
+    client = open_socket(app, app_sockets, citizen)
+    problem = problem_of(client.emit("unwatch", {"walk_id": str(uuid.uuid4())}, namespace="/mobile", callback=True))
+    assert problem["status"] == 500 and "a bug" not in problem["detail"]
+    assert client.is_connected("/mobile")
+
+
+def test_a_connect_that_fails_on_a_dependency_is_refused_with_a_503(app, app_sockets, citizen, monkeypatch):
+    """Anything but a refusal from the connect handler used to leave the client without an answer; any return
+    value but False would have let it in."""
+    from flask_jwt_extended import create_access_token
+
+    from safety_api.realtime import namespaces
+
+    def down(_auth):
+        raise redis.ConnectionError("redis is away")
+    monkeypatch.setattr(namespaces, "authenticate", down)
+    with app.app_context():
+        token = create_access_token(identity=citizen)
+    client = app_sockets.test_client(app)  # on "/": the test client wraps _send_packet, so capture after it
+    refusals = []
+    send = app_sockets.server._send_packet
+
+    def capture(eio_sid, pkt):
+        if pkt.packet_type == 4:  # CONNECT_ERROR
+            refusals.append(pkt.data)
+        send(eio_sid, pkt)
+    monkeypatch.setattr(app_sockets.server, "_send_packet", capture)
+    client.connect("/mobile", auth={"token": token})
+    assert not client.is_connected("/mobile")
+    assert refusals and refusals[0]["data"]["status"] == 503
+
+
+def test_deleting_the_account_closes_its_open_sockets(app, client, db, app_sockets, citizen):
+    """A socket authenticates once, at connect; the account's deletion closes it (here in-process; across
+    processes in tests/e2e/test_realtime.py)."""
+    from tests.factories import PASSWORD, auth_header, create_user
+    someone_else = create_user(db.session, name="이웃")
+    key, other_key = f"sockets:user:{citizen.id}", f"sockets:user:{someone_else.id}"
+    headers = auth_header(citizen)
+    phone, tablet = open_socket(app, app_sockets, citizen), open_socket(app, app_sockets, citizen)
+    neighbour = open_socket(app, app_sockets, someone_else)
+    redis_client = app.extensions["redis"]
+    assert redis_client.zcard(key) == 2 and redis_client.zcard(other_key) == 1
+    tablet.disconnect("/mobile")
+    assert redis_client.zcard(key) == 1  # a socket that goes is forgotten
+    answer = client.delete("/api/v1/me", json={"password": PASSWORD}, headers=headers)
+    assert answer.status_code == 204, answer.get_data(as_text=True)
+    assert not phone.is_connected("/mobile")
+    assert neighbour.is_connected("/mobile")
+    assert not redis_client.exists(key) and redis_client.zcard(other_key) == 1
+
+
+def test_the_record_of_open_sockets_is_bounded_and_expires(app, db, app_sockets, citizen):
+    """A crashed process never reports its sockets gone: its sids must not pile up under the person."""
+    from safety_api.realtime import namespaces
+    key = f"sockets:user:{citizen.id}"
+    redis_client = app.extensions["redis"]
+    redis_client.zadd(key, {f"/mobile crashed-{n}": n for n in range(namespaces.SOCKETS_KEPT + 5)})
+    client = open_socket(app, app_sockets, citizen)
+    assert redis_client.zcard(key) == namespaces.SOCKETS_KEPT
+    assert client.is_connected("/mobile")
+    assert not redis_client.zrange(key, -1, -1)[0].startswith("/mobile crashed-")  # the newest is the live one
+    assert 0 < redis_client.ttl(key) <= app.config["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds()
+    assert not any(m == "/mobile crashed-0" for m in redis_client.zrange(key, 0, -1))
