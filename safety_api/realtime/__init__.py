@@ -6,8 +6,6 @@ from safety_api.extensions import socketio
 
 def init_app(app: Flask):
     """Bind Socket.IO with an explicit async mode and the Redis queue, and register the namespaces."""
-    from safety_api.realtime.namespaces import ControlNamespace, MobileNamespace
-
     socketio.init_app(
         app,
         async_mode=app.config["SOCKETIO_ASYNC_MODE"],
@@ -20,8 +18,17 @@ def init_app(app: Flask):
     # Flask-SocketIO keeps one server per SocketIO object and replaces it on every init_app; each app keeps
     # its own so that emits go through the queue of the app they are made in.
     app.extensions["socketio_server"] = socketio.server
-    socketio.on_namespace(MobileNamespace("/mobile"))
-    socketio.on_namespace(ControlNamespace("/control"))
+    register_namespaces(socketio)
+
+
+def register_namespaces(server):
+    """/mobile and /control on a Flask-SocketIO server, each with its error hook (Flask-SocketIO hands a
+    handler's exception to it inside the handler's app and request context)."""
+    from safety_api.realtime.namespaces import ControlNamespace, MobileNamespace
+
+    for namespace in (MobileNamespace("/mobile"), ControlNamespace("/control")):
+        server.on_namespace(namespace)
+        server.on_error(namespace.namespace)(namespace.answer_error)
 
 
 def _queue(url: str, channel: str) -> dict:

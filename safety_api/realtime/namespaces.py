@@ -47,11 +47,6 @@ class AudienceNamespace(Namespace):
     """What both namespaces share: the shape of a client event, the answer to any error, and a record of each
     open socket under its person (so that deleting the account can close them)."""
 
-    def _set_socketio(self, socketio):
-        super()._set_socketio(socketio)
-        # Flask-SocketIO hands a handler's exception to this hook inside the handler's app and request context.
-        socketio.on_error(self.namespace)(self._answer_error)
-
     def trigger_event(self, event, *args):
         """Refuse what no handler may take, then dispatch; args are (sid, *what the client sent)."""
         refusal = self._refusal(event, args)
@@ -75,7 +70,7 @@ class AudienceNamespace(Namespace):
                            errors=[{"field": "body", "message": "Exactly one object is expected."}])
         return None
 
-    def _answer_error(self, exc):
+    def answer_error(self, exc):
         """Any error of a handler: a refused connection saying why (returning anything but False would let the
         socket in), otherwise an error ack; never an unhandled exception."""
         db.session.rollback()

@@ -243,8 +243,8 @@ def escalate(session, walk: Walk, *, reason: str, now: datetime) -> Incident:
     # raise_sos commits the walk's change with the incident; the key makes a rerun find the same incident.
     incident, created = incidents.raise_sos(
         session, caller=walker, lat=lat, lon=lon, accuracy_m=accuracy, trigger="walk_escalation",
-        idempotency_key=incidents.walk_escalation_key(walk.id), escalate_after_s=walk.settings["escalate_after_s"], walk_id=walk.id,
-        with_incident=as_evidence)
+        idempotency_key=incidents.walk_escalation_key(walk.id), escalate_after_s=walk.settings["escalate_after_s"],
+        walk_id=walk.id, with_incident=as_evidence)
     if not created:  # a rerun: the incident and its evidence are in; fixes stored since then join it
         _link_trail(session, walk, incident)
     notices = _escalated_notices(session, walk, incident, reason)

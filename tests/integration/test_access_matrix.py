@@ -26,7 +26,7 @@ from sqlalchemy import delete, select
 
 from safety_api.clock import SEOUL, utcnow
 from safety_api.models import MeetingPoint, ProtectedPerson
-from safety_api.realtime.namespaces import ControlNamespace, MobileNamespace
+from safety_api.realtime import register_namespaces
 from tests.factories import create_user
 from tests.support.access import (
     GANGNAM,
@@ -314,8 +314,7 @@ def sockets(app):
     saved = app.wsgi_app, app.extensions.get("socketio")
     server = SocketIO()
     server.init_app(app, async_mode="threading", message_queue=None, logger=False, engineio_logger=False)
-    server.on_namespace(MobileNamespace("/mobile"))
-    server.on_namespace(ControlNamespace("/control"))
+    register_namespaces(server)
     yield server
     app.wsgi_app, app.extensions["socketio"] = saved
 

@@ -139,12 +139,11 @@ def app_sockets(app):
     client refuses one); the app's own server and WSGI stack are put back afterwards."""
     from flask_socketio import SocketIO
 
-    from safety_api.realtime.namespaces import ControlNamespace, MobileNamespace
+    from safety_api.realtime import register_namespaces
     saved = app.wsgi_app, app.extensions.get("socketio"), app.extensions["socketio_server"]
     server = SocketIO()
     server.init_app(app, async_mode="threading", message_queue=None, logger=False, engineio_logger=False)
-    server.on_namespace(MobileNamespace("/mobile"))
-    server.on_namespace(ControlNamespace("/control"))
+    register_namespaces(server)
     app.extensions["socketio_server"] = server.server  # what the app's services emit and disconnect through
     yield server
     app.wsgi_app, app.extensions["socketio"], app.extensions["socketio_server"] = saved
