@@ -88,13 +88,13 @@ def set_up(args) -> dict:
 
     from safety_api.extensions import db
     from safety_api.models import Incident
-    from safety_api.services import incidents
+    from safety_api.services import sos_raise
     from safety_api.services.incident_views import operator_view
     app = common.prepare_app(fresh=args.fresh)
     with app.app_context():
         operator, citizens = common.create_people(app, citizens=max(args.sockets, args.alarms, args.warmup))
         # One real SOS gives the payload every baseline alarm carries (same size as the app's).
-        sample, _ = incidents.raise_sos(db.session, caller=citizens[0], **GWANAK, accuracy_m=10.0, trigger="button",
+        sample, _ = sos_raise.raise_sos(db.session, caller=citizens[0], **GWANAK, accuracy_m=10.0, trigger="button",
                                         idempotency_key="sample", escalate_after_s=3600)
         # The location load's targets: plain open incidents, inserted in one go.
         background = [Incident(caller_id=c.id, idempotency_key=f"background-{i}", trigger="button", priority="normal",
@@ -370,10 +370,10 @@ def steps(people, n: int, batch: int):
     from safety_api import security
     from safety_api.extensions import db, redis_store
     from safety_api.models import User
-    from safety_api.services import incidents, sos_ingest
+    from safety_api.services import sos_ingest, sos_raise
     app, clock = people["app"], StepClock(people["app"])
-    for module, name in [(security, "verify_jwt_in_request"), (incidents, "read_scene"),
-                         (incidents.deliveries, "plan_many"), (incidents.broadcast, "to_district"),
+    for module, name in [(security, "verify_jwt_in_request"), (sos_raise, "read_scene"),
+                         (sos_raise.deliveries, "plan_many"), (sos_raise.broadcast, "to_district"),
                          (sos_ingest, "insert_fixes")]:
         setattr(module, name, clock.timed(name, getattr(module, name)))
     client = app.test_client()
@@ -390,7 +390,7 @@ def steps(people, n: int, batch: int):
             user = db.session.get(User, people["citizen_ids"][k])
             answer = sos_ingest.record_fixes(db.session, redis_store.client, user=user,
                                             incident_id=uuid.UUID(people["open_ids"][k]), raw_fixes=fixes,
-                                            now=incidents.utcnow())
+                                            now=sos_raise.utcnow())
             db.session.remove()
         assert answer["accepted"] == batch, answer
 

@@ -10,7 +10,7 @@ from safety_api.extensions import db, redis_store
 from safety_api.models.incidents import TRIGGERS
 from safety_api.ratelimit import limiter
 from safety_api.security import device, me, require, require_device
-from safety_api.services import incidents, sos_ingest
+from safety_api.services import incidents, sos_ingest, sos_raise
 from safety_api.services.incident_views import caller_view, detail_view, operator_view
 
 blp = Blueprint("incidents", __name__, url_prefix="/api/v1", description="SOS and incidents")
@@ -85,9 +85,9 @@ def idempotency_key() -> str | None:
     if key is not None and not (1 <= len(key) <= 128 and key.isprintable()):
         raise Invalid("Idempotency-Key must be 1 to 128 printable characters.",
                       errors=[{"field": IDEMPOTENCY_HEADER, "message": "Invalid."}])
-    if key is not None and key.startswith(incidents.SERVER_KEY_PREFIXES):
+    if key is not None and key.startswith(sos_raise.SERVER_KEY_PREFIXES):
         # The server's own keys (a walk's escalation: walk:<id>): a phone's key must never be taken for one.
-        raise Invalid(f"Idempotency-Key may not start with {' or '.join(incidents.SERVER_KEY_PREFIXES)}.",
+        raise Invalid(f"Idempotency-Key may not start with {' or '.join(sos_raise.SERVER_KEY_PREFIXES)}.",
                       errors=[{"field": IDEMPOTENCY_HEADER, "message": "Reserved."}])
     return key
 
@@ -102,7 +102,7 @@ def idempotency_key() -> str | None:
 @require("citizen")
 def raise_sos(body):
     """Raise an SOS; a retry with the same Idempotency-Key returns the same incident (200)."""
-    incident, created = incidents.raise_sos(db.session, caller=me(), idempotency_key=idempotency_key(),
+    incident, created = sos_raise.raise_sos(db.session, caller=me(), idempotency_key=idempotency_key(),
                                             escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"], **body)
     return {"incident": caller_view(incident)}, 201 if created else 200
 
@@ -115,7 +115,7 @@ def raise_sos(body):
 @require_device
 def bell_sos(body):
     """An emergency bell raises an SOS (header X-Device-Key); its registered place is used by default."""
-    incident, created = incidents.raise_bell_sos(db.session, device=device(), lat=body["lat"], lon=body["lon"],
+    incident, created = sos_raise.raise_bell_sos(db.session, device=device(), lat=body["lat"], lon=body["lon"],
                                                  idempotency_key=idempotency_key(),
                                                  escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])
     # The status its owner's phone shows: after a duress PIN a bell must not read differently from the phone.

@@ -19,7 +19,7 @@ from safety_api.errors import Conflict, Invalid, NotFound
 from safety_api.models import Incident, LocationFix, User, Walk, WalkAlert, WalkGuardian
 from safety_api.policy import check_view_walk, check_walker, check_watch_walk
 from safety_api.realtime import broadcast, events, rooms
-from safety_api.services import access_log, deliveries, guardians, incidents, jobs, routes
+from safety_api.services import access_log, deliveries, guardians, incidents, jobs, routes, sos_raise
 from safety_api.services import walk_monitor as monitor
 from safety_api.services.walk_monitor import Notice, lock_walk, moment, seconds, tell, walk_rooms
 
@@ -241,9 +241,9 @@ def escalate(session, walk: Walk, *, reason: str, now: datetime) -> Incident:
         _link_trail(session, walk, incident)
 
     # raise_sos commits the walk's change with the incident; the key makes a rerun find the same incident.
-    incident, created = incidents.raise_sos(
+    incident, created = sos_raise.raise_sos(
         session, caller=walker, lat=lat, lon=lon, accuracy_m=accuracy, trigger="walk_escalation",
-        idempotency_key=incidents.walk_escalation_key(walk.id), escalate_after_s=walk.settings["escalate_after_s"],
+        idempotency_key=sos_raise.walk_escalation_key(walk.id), escalate_after_s=walk.settings["escalate_after_s"],
         walk_id=walk.id, with_incident=as_evidence)
     if not created:  # a rerun: the incident and its evidence are in; fixes stored since then join it
         _link_trail(session, walk, incident)

@@ -9,7 +9,7 @@ from safety_api.api.geodata import route_settings
 from safety_api.api.walks import walk_settings
 from safety_api.clock import utcnow
 from safety_api.models import MeetingPoint, User
-from safety_api.services import accounts, escort, guardians, incidents, meeting_points, protection, walks
+from safety_api.services import accounts, escort, guardians, meeting_points, protection, sos_raise, walks
 from safety_api.services.escort_rules import policy_from_config
 from tests.conftest import restore_meeting_points, truncate_user_tables
 from tests.factories import auth_header, create_user
@@ -46,7 +46,7 @@ def seed_world(app, db, *, role: str) -> World:
     staff = {"citizen": owner, "operator": create_user(session, role="operator", name="관제"),
              "scout": create_user(session, role="scout", name="스카우트"),
              "admin": create_user(session, role="admin", name="관리자")}
-    incident, _ = incidents.raise_sos(session, caller=owner, lat=HOME[0], lon=HOME[1], accuracy_m=10,
+    incident, _ = sos_raise.raise_sos(session, caller=owner, lat=HOME[0], lon=HOME[1], accuracy_m=10,
                                       trigger="button", idempotency_key=None, escalate_after_s=3600)
     invited = guardians.invite(session, protected=other, guardian_phone=owner.phone)
     walk, _ = walks.start(session, walker=owner, origin=HOME, destination=AWAY, profile="safe",

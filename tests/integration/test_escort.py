@@ -7,7 +7,6 @@ from sqlalchemy import delete, select
 
 from safety_api.clock import SEOUL, utcnow
 from safety_api.models import EscortBooking, EscortEvent, Job, MeetingPoint
-from safety_api.realtime import broadcast
 from safety_api.realtime.positions import batcher
 from safety_api.services import escort
 from safety_api.services.escort_rules import policy_from_config
@@ -25,18 +24,6 @@ def open_service(app, monkeypatch):
     """Service open at every hour, no lead time: a test may run at any time of day."""
     for key, value in OPEN.items():
         monkeypatch.setitem(app.config, key, value)
-
-
-@pytest.fixture
-def emitted(monkeypatch):
-    """Every server emit, as (namespace, room, event, payload)."""
-    sent = []
-
-    def record(event, payload, *, namespace, room):
-        sent.append((namespace, room, event, payload))
-        return True
-    monkeypatch.setattr(broadcast, "_emit", record)
-    return sent
 
 
 def open_policy(app):

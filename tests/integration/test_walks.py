@@ -34,18 +34,6 @@ HOME_TO = {"lat": 37.4650, "lon": 126.9260}
 FAR_AWAY = {"lat": 37.5665, "lon": 126.9780}  # 시청, outside the loaded street network
 
 
-@pytest.fixture
-def emitted(monkeypatch):
-    """Every server emit, as (namespace, room, event, payload)."""
-    sent = []
-
-    def record(event, payload, *, namespace, room):
-        sent.append((namespace, room, event, payload))
-        return True
-    monkeypatch.setattr(broadcast, "_emit", record)
-    return sent
-
-
 def device(db, user, token=None):
     db.session.add(PushDevice(user_id=user.id, token=token or f"tok-{uuid.uuid4().hex}", platform="android"))
     db.session.commit()

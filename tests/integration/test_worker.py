@@ -260,6 +260,19 @@ class WorkerKilled(BaseException):
     """Stands for a SIGKILL: nothing after it in the worker runs (a BaseException escapes its handlers)."""
 
 
+def run_through_deaths(db, worker, kind: str, *, rounds: int):
+    """Run the worker again and again as if each run killed it (its lease then runs out), until the job of
+    `kind` is no longer running or `rounds` have passed."""
+    for _ in range(rounds):
+        try:
+            worker.run_once()
+        except WorkerKilled:
+            pass
+        expire_leases(db)
+        if job(db, kind=kind).status != "running":
+            return
+
+
 class Sender:
     """A stand-in for PushSender that answers every send with `status`; `during` runs while a send is on the
     wire (another worker taking the job over, the worker being killed)."""
@@ -400,14 +413,7 @@ def test_a_job_that_kills_its_worker_ends_failed_after_its_last_attempt(db, work
 
     worker.handlers["kills"] = kills
     enqueue(db, kind="kills", max_attempts=3)
-    for _ in range(6):
-        try:
-            worker.run_once()
-        except WorkerKilled:
-            pass
-        expire_leases(db)
-        if job(db, kind="kills").status != "running":
-            break
+    run_through_deaths(db, worker, "kills", rounds=6)
     failed = job(db, kind="kills")
     assert runs.by_job == {1: 3}
     assert (failed.status, failed.attempts, failed.locked_by) == ("failed", 3, None)
@@ -421,14 +427,7 @@ def test_a_push_whose_send_kills_its_worker_is_tried_on_its_budget_then_failed(d
     sender = Sender("retry", during=killed)
     worker.handlers["push.deliver"] = push_with(sender)
     plan_push(db)
-    for _ in range(2 * deliveries.MAX_ATTEMPTS + 2):
-        try:
-            worker.run_once()
-        except WorkerKilled:
-            pass
-        expire_leases(db)
-        if job(db, kind="push.deliver").status != "running":
-            break
+    run_through_deaths(db, worker, "push.deliver", rounds=2 * deliveries.MAX_ATTEMPTS + 2)
     push, ended = delivery(db), job(db, kind="push.deliver")
     assert (push.status, push.attempts, sender.sent) == ("failed", deliveries.MAX_ATTEMPTS, deliveries.MAX_ATTEMPTS)
     assert ended.status in ("done", "failed") and ended.locked_by is None

@@ -8,7 +8,7 @@ from safety_api.api.geodata import route_settings
 from safety_api.api.walks import walk_settings
 from safety_api.clock import utcnow
 from safety_api.models import User
-from safety_api.services import accounts, escort, guardians, incidents, meeting_points, protection, walks
+from safety_api.services import accounts, escort, guardians, meeting_points, protection, sos_raise, walks
 from safety_api.services.escort_rules import policy_from_config
 from tests.factories import create_user
 
@@ -82,7 +82,7 @@ def _in_progress(app, db, people):
 
 
 RESOURCES = {
-    "incident": lambda app, db, p: incidents.raise_sos(
+    "incident": lambda app, db, p: sos_raise.raise_sos(
         db.session, caller=p.owner, accuracy_m=10, trigger="button", idempotency_key=None, escalate_after_s=3600,
         **IN_GWANAK)[0],
     "link": lambda app, db, p: guardians.invite(db.session, protected=create_user(db.session, name="부탁한 이"),
