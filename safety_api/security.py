@@ -3,7 +3,7 @@ who is calling (token and role, or a bell's device key), then whether its body i
 from functools import partial, wraps
 
 from flask import Flask, current_app, g, request
-from flask_jwt_extended import current_user, verify_jwt_in_request
+from flask_jwt_extended import create_access_token, current_user, get_jwt, verify_jwt_in_request
 
 from safety_api.errors import Forbidden, UnsupportedMediaType
 from safety_api.extensions import db, jwt
@@ -13,6 +13,7 @@ from safety_api.services import accounts, protection
 BEARER = [{"bearerAuth": []}]
 DEVICE_KEY = [{"deviceKey": []}]
 DEVICE_KEY_HEADER = "X-Device-Key"
+SIGN_IN_CLAIM = "sid"  # in access tokens: the sign-in (its refresh token's jti) they were issued under (OIDC's name)
 JSON_API = "/api/v1/"
 
 
@@ -31,8 +32,8 @@ def init_app(app: Flask):
         return {}
 
     @jwt.user_lookup_loader
-    def _lookup(_header, payload):
-        return db.session.get(User, payload["sub"])
+    def _lookup(_header, payload):  # None (a 401) for a deleted person or a signed-out sign-in
+        return accounts.signed_in_user(db.session, payload["sub"], payload.get(SIGN_IN_CLAIM))
 
     @app.before_request
     def _gate_first():
@@ -118,6 +119,17 @@ def _json_bodies_only():
     if request.content_length or "Transfer-Encoding" in request.headers:  # chunked: a body of unknown length
         raise UnsupportedMediaType(
             f"Send the body as application/json (it came as {request.mimetype or 'no Content-Type'}).")
+
+
+def access_token_for(user: User, sign_in: str) -> str:
+    """An access token of one sign-in: signing out of it refuses the token, closes the sockets it opened and
+    forgets the push devices it registered."""
+    return create_access_token(identity=user, additional_claims={SIGN_IN_CLAIM: sign_in})
+
+
+def sign_in_of_request() -> str | None:
+    """The sign-in of this request's access token (None for a token issued without one)."""
+    return get_jwt().get(SIGN_IN_CLAIM)
 
 
 def me() -> User:

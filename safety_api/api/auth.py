@@ -1,13 +1,8 @@
-"""Accounts: register, login, refresh, logout."""
+"""Accounts: register, login, refresh, logout (of one sign-in, or everywhere)."""
 from datetime import datetime, timezone
 
 from flask import current_app, request
-from flask_jwt_extended import (
-    create_access_token,
-    create_refresh_token,
-    decode_token,
-    get_jwt,
-)
+from flask_jwt_extended import create_refresh_token, decode_token, get_jwt
 from flask_smorest import Blueprint
 from marshmallow import fields
 
@@ -21,7 +16,7 @@ from safety_api.api.schemas import (
 )
 from safety_api.extensions import db
 from safety_api.ratelimit import limiter
-from safety_api.security import me, require
+from safety_api.security import access_token_for, me, require
 from safety_api.services import accounts
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Accounts and tokens")
@@ -70,7 +65,7 @@ def login(body):
     claims = decode_token(refresh)
     accounts.remember_refresh_token(db.session, user=user, jti=claims["jti"],
                                     expires_at=_from_epoch(claims["exp"]))
-    return {"access_token": create_access_token(identity=user), "refresh_token": refresh, "user": user}
+    return {"access_token": access_token_for(user, claims["jti"]), "refresh_token": refresh, "user": user}
 
 
 @blp.post("/refresh")
@@ -78,15 +73,25 @@ def login(body):
 @require(refresh=True)
 def refresh():
     """Get a fresh access token with a (non-revoked) refresh token as bearer."""
-    return {"access_token": create_access_token(identity=me())}
+    return {"access_token": access_token_for(me(), get_jwt()["jti"])}
 
 
 @blp.post("/logout")
 @blp.response(204)
 @require(refresh=True)
 def logout():
-    """Revoke the refresh token presented as bearer."""
-    accounts.revoke_refresh_token(db.session, jti=get_jwt()["jti"])
+    """Sign out of the sign-in whose refresh token is the bearer: the token is revoked, the access tokens issued
+    with it are refused, its sockets are closed and the push devices registered with it stop receiving."""
+    accounts.sign_out(db.session, user=me(), sign_in=get_jwt()["jti"])
+
+
+@blp.post("/logout-all")
+@blp.response(204)
+@require()
+def logout_all():
+    """Sign out everywhere (a lost or stolen phone): every sign-in of the person ends as in logout, every
+    push device is forgotten, this sign-in's included; sign in again to go on."""
+    accounts.sign_out_everywhere(db.session, user=me())
 
 
 def _from_epoch(seconds):

@@ -4,7 +4,7 @@ from marshmallow import fields, validate
 
 from safety_api.api.schemas import StrictSchema
 from safety_api.extensions import db
-from safety_api.security import me, require
+from safety_api.security import me, require, sign_in_of_request
 from safety_api.services import devices
 
 blp = Blueprint("devices", __name__, url_prefix="/api/v1/devices", description="Push devices")
@@ -26,6 +26,7 @@ class DeviceOut(StrictSchema):
 @blp.alt_response(200, schema=DeviceOut, description="The token was already registered")
 @require()
 def register(body):
-    """Register this phone's push token (201 when new, 200 when known)."""
-    device, created = devices.register_device(db.session, user=me(), **body)
+    """Register this phone's push token (201 when new, 200 when known). Signing out of the sign-in that
+    registered it last forgets it."""
+    device, created = devices.register_device(db.session, user=me(), sign_in=sign_in_of_request(), **body)
     return device, 201 if created else 200

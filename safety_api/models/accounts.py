@@ -57,6 +57,8 @@ class PushDevice(db.Model):
                         nullable=False, index=True)
     token = db.Column(db.Text, nullable=False, unique=True)
     platform = db.Column(db.String(8), nullable=False)
+    # The sign-in (refresh token) that registered it: signing out of that sign-in stops the phone's pushes.
+    sign_in = db.Column(db.String(64), db.ForeignKey("refresh_tokens.jti", ondelete="SET NULL"), index=True)
     created_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
     last_seen_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
 

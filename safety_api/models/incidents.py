@@ -75,7 +75,9 @@ class Delivery(db.Model):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        db.CheckConstraint("status IN ('pending', 'sending', 'delivered', 'dead', 'failed')", name="status"),
+        # withdrawn: the device left its recipient (signed out, handed on, dead) before the send; nothing was sent
+        db.CheckConstraint("status IN ('pending', 'sending', 'delivered', 'dead', 'failed', 'withdrawn')",
+                           name="status"),
     )
 
     id = db.Column(db.BigInteger, primary_key=True)

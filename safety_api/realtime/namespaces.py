@@ -1,20 +1,16 @@
 """The /mobile and /control namespaces: authenticate once at connect, then join rooms; every client event is acked."""
-import logging
-import time
-
-import redis
-from flask import current_app, request, session
+from flask import request, session
 from flask_jwt_extended import decode_token
 from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
 
 from safety_api.errors import DomainError, Invalid, NotFound, problem, to_problem
-from safety_api.extensions import db, redis_store
+from safety_api.extensions import db
 from safety_api.models import User
-from safety_api.realtime import handlers, rooms
+from safety_api.realtime import handlers, open_sockets, rooms
+from safety_api.security import SIGN_IN_CLAIM
+from safety_api.services import accounts
 
-log = logging.getLogger(__name__)
 LIFECYCLE = ("connect", "disconnect")  # python-socketio's own events: never a client's to send
-SOCKETS_KEPT = 20  # per person: far more phones and consoles than anyone has open at once
 
 
 def refuse(status: int, detail: str) -> ConnectionRefusedError:
@@ -35,17 +31,17 @@ def authenticate(auth) -> User:
         raise refuse(401, "Invalid or expired access token.") from None
     if claims.get("type") != "access":
         raise refuse(401, "An access token is required.")
-    user = db.session.get(User, claims["sub"])
+    user = accounts.signed_in_user(db.session, claims["sub"], claims.get(SIGN_IN_CLAIM))
     if user is None:
-        raise refuse(401, "Unknown user.")
+        raise refuse(401, "Unknown user, or signed out.")
     session["user_id"], session["role"], session["district"] = str(user.id), user.role, user.district_code
-    session["name"] = user.name
+    session["name"], session["sign_in"] = user.name, claims.get(SIGN_IN_CLAIM)
     return user
 
 
 class AudienceNamespace(Namespace):
     """What both namespaces share: the shape of a client event, the answer to any error, and a record of each
-    open socket under its person (so that deleting the account can close them)."""
+    open socket under its person and sign-in (so that deleting the account or signing out closes them)."""
 
     def trigger_event(self, event, *args):
         """Refuse what no handler may take, then dispatch; args are (sid, *what the client sent)."""
@@ -81,11 +77,11 @@ class AudienceNamespace(Namespace):
 
     def on_disconnect(self, reason=None):
         if session.get("user_id"):
-            _forget_socket(session["user_id"], request.namespace, request.sid)
+            open_sockets.forget(session["user_id"], _member())
 
     def admit(self, user: User):
-        """The connection is accepted: remember the socket under its person."""
-        _remember_socket(user.id, request.namespace, request.sid)
+        """The connection is accepted: remember the socket under its person and sign-in."""
+        open_sockets.remember(user.id, _member())
         db.session.remove()
 
 
@@ -125,41 +121,5 @@ class ControlNamespace(AudienceNamespace):
         self.admit(user)
 
 
-# Open sockets per person, in Redis: {"<namespace> <sid>": connected at}. The api process that holds a socket
-# may be any; python-socketio's disconnect of a sid reaches it through the Redis queue. A crashed process never
-# says its sockets went: only the newest SOCKETS_KEPT stay, and the key expires a refresh token's lifetime after
-# the person last connected (by then they must log in and connect again to use the service at all).
-
-def _sockets_key(user_id) -> str:
-    return f"sockets:user:{user_id}"
-
-
-def _remember_socket(user_id, namespace: str, sid: str):
-    key = _sockets_key(user_id)
-    try:
-        pipe = redis_store.client.pipeline()
-        pipe.zadd(key, {f"{namespace} {sid}": time.time()})
-        pipe.zremrangebyrank(key, 0, -SOCKETS_KEPT - 1)
-        pipe.expire(key, int(current_app.config["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds()))
-        pipe.execute()
-    except redis.RedisError as exc:  # the socket works without it; only closing it on deletion would miss it
-        log.warning("socket %s of %s not recorded: %s", sid, user_id, exc.__class__.__name__)
-
-
-def _forget_socket(user_id, namespace: str, sid: str):
-    try:
-        redis_store.client.zrem(_sockets_key(user_id), f"{namespace} {sid}")
-    except redis.RedisError:  # the entry ages out with the key; closing a gone sid again does nothing
-        pass
-
-
-def close_sockets_of(user_id):
-    """Disconnect every open socket of a person, on every api process (account deletion)."""
-    key, server = _sockets_key(user_id), current_app.extensions["socketio_server"]
-    try:
-        for member in redis_store.client.zrange(key, 0, -1):
-            namespace, sid = member.split(" ", 1)
-            server.disconnect(sid, namespace=namespace)  # a sid no process holds any more: nothing happens
-        redis_store.client.delete(key)
-    except redis.RedisError as exc:  # Redis is the queue too: no process could be told; logged for follow-up
-        log.warning("sockets of %s not closed: %s", user_id, exc.__class__.__name__)
+def _member() -> str:
+    return open_sockets.member(request.namespace, request.sid, session.get("sign_in"))

@@ -1,15 +1,17 @@
 """Accounts: registration, login, refresh tokens, staff creation, PINs."""
+import uuid
 from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Invalid, NotFound, Unauthorized
-from safety_api.models import District, RefreshToken, User
+from safety_api.models import District, PushDevice, RefreshToken, User
 from safety_api.ratelimit import AttemptLimiter
+from safety_api.realtime.open_sockets import close_sockets_of
 
 _hasher = PasswordHasher()
 # A hash to verify against when the phone is unknown, so a miss costs the same time as a hit.
@@ -84,13 +86,40 @@ def remember_refresh_token(session, *, user: User, jti: str, expires_at: datetim
     session.commit()
 
 
-def revoke_refresh_token(session, *, jti: str):
-    """Revoke one refresh token (logout)."""
-    row = session.get(RefreshToken, jti)
-    if row is None:
+def signed_in_user(session, user_id: str, sign_in: str | None) -> User | None:
+    """The person a token names, unless the sign-in it was issued under has been signed out: one read, the
+    same that loading the person alone costs. A token that names no sign-in (`sign_in` None) lives until it
+    expires."""
+    try:
+        query = select(User).where(User.id == uuid.UUID(user_id))
+    except (TypeError, ValueError):  # only a token we did not sign could carry this; it names no one
+        return None
+    if sign_in is not None:
+        query = query.where(~exists().where(RefreshToken.jti == sign_in, RefreshToken.revoked_at.is_not(None)))
+    return session.scalars(query).first()
+
+
+def sign_out(session, *, user: User, sign_in: str):
+    """End one sign-in (logout): its refresh token is revoked, its access tokens refused, the push devices it
+    registered forgotten and its sockets closed on every api process. A shared or handed-on phone then
+    receives nothing more of this person's: no alert, no ward's position."""
+    row = session.get(RefreshToken, sign_in)
+    if row is None or row.user_id != user.id:
         raise NotFound("Unknown refresh token.")
     row.revoked_at = row.revoked_at or utcnow()
+    session.execute(delete(PushDevice).where(PushDevice.sign_in == sign_in))
     session.commit()
+    close_sockets_of(user.id, sign_in=sign_in)
+
+
+def sign_out_everywhere(session, *, user: User):
+    """End every sign-in of the person (a lost phone): every refresh token revoked, every push device forgotten,
+    every socket closed. Whoever asks signs in again, here too."""
+    session.execute(update(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=utcnow()))
+    session.execute(delete(PushDevice).where(PushDevice.user_id == user.id))
+    session.commit()
+    close_sockets_of(user.id)
 
 
 def set_pins(session, *, user: User, cancel_pin: str, duress_pin: str):

@@ -23,6 +23,7 @@ MAX_ATTEMPTS = 12
 JOB_MAX_ATTEMPTS = 2 * MAX_ATTEMPTS
 # The longest an FCM Retry-After may hold a push back; a larger (or infinite) one is read as this.
 MAX_RETRY_AFTER_S = 3600.0
+SETTLED = ("delivered", "dead", "failed", "withdrawn")
 _senders: dict = {}
 _senders_lock = threading.Lock()
 
@@ -102,8 +103,13 @@ def deliver(session, *, delivery_id: int, sender: PushSender):
     over recorded."""
     from safety_api.worker import RetryLater
     delivery = session.scalar(select(Delivery).where(Delivery.id == delivery_id).with_for_update())
-    if delivery is None or delivery.status in ("delivered", "dead", "failed"):
+    if delivery is None or delivery.status in SETTLED:
         return  # already settled by an earlier run
+    if not devices.belongs_to(session, token=delivery.token, user_id=delivery.recipient_id):
+        # Signed out, handed on to someone else or reported dead since the push was planned: the phone is no
+        # longer the recipient's, and what the push says (an alert, a ward's position) is not for its holder.
+        delivery.status, delivery.updated_at = "withdrawn", utcnow()
+        return
     if delivery.attempts >= MAX_ATTEMPTS:
         # Every try is spent and the last never reported back: its worker died mid-send (the push may have gone).
         _give_up(delivery, f"no outcome from the last of {MAX_ATTEMPTS} attempts (its worker stopped mid-send)")

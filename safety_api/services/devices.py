@@ -7,21 +7,22 @@ from safety_api.clock import utcnow
 from safety_api.models import PushDevice
 
 
-def register_device(session, *, user, token: str, platform: str) -> tuple[PushDevice, bool]:
-    """Register a push token for the user; returns (device, created). A token moves to its newest owner."""
+def register_device(session, *, user, token: str, platform: str, sign_in: str | None = None) -> tuple[PushDevice, bool]:
+    """Register a push token for the user under a sign-in; returns (device, created). A token moves to its
+    newest owner and sign-in."""
     device = session.scalar(select(PushDevice).where(PushDevice.token == token))
     created = device is None
     if created:
-        device = PushDevice(user_id=user.id, token=token, platform=platform)
+        device = PushDevice(user_id=user.id, token=token, platform=platform, sign_in=sign_in)
         session.add(device)
     else:
         # A phone handed to someone else re-registers its token: it must stop reaching the old owner.
-        device.user_id, device.platform, device.last_seen_at = user.id, platform, utcnow()
+        device.user_id, device.platform, device.sign_in, device.last_seen_at = user.id, platform, sign_in, utcnow()
     try:
         session.commit()
     except IntegrityError:  # the same token registered twice at once: the other request created it
         session.rollback()
-        return register_device(session, user=user, token=token, platform=platform)
+        return register_device(session, user=user, token=token, platform=platform, sign_in=sign_in)
     return device, created
 
 
@@ -39,6 +40,12 @@ def tokens_json(user_ids: SelectBase):
     device = func.json_build_array(PushDevice.user_id, PushDevice.token, PushDevice.platform)
     return (select(func.coalesce(func.json_agg(device), literal_column("'[]'::json")))
             .where(PushDevice.user_id.in_(user_ids)).scalar_subquery())
+
+
+def belongs_to(session, *, token: str, user_id) -> bool:
+    """Whether the push token is still registered to this person (a delivery is sent only then)."""
+    return user_id is not None and session.scalar(
+        select(PushDevice.id).where(PushDevice.token == token, PushDevice.user_id == user_id)) is not None
 
 
 def forget_tokens(session, tokens) -> int:

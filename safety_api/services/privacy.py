@@ -2,7 +2,7 @@
 from sqlalchemy import text
 
 from safety_api.errors import Unauthorized
-from safety_api.realtime.namespaces import close_sockets_of
+from safety_api.realtime.open_sockets import close_sockets_of
 from safety_api.services.accounts import verify_secret
 
 _AFTER_OPEN_DURESS = ("SELECT 1 FROM incidents d WHERE d.caller_id = :uid AND d.duress "

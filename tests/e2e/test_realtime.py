@@ -98,6 +98,39 @@ def test_deleting_an_account_closes_its_sockets_on_every_process(two_servers, db
         other.disconnect()
 
 
+def test_signing_out_closes_that_sign_ins_sockets_on_every_process(two_servers, db):
+    """A guardian signs out of a shared phone through process 1: that phone's socket on process 2 closes and
+    cannot come back with its access token; the guardian's own phone, signed in apart, stays connected."""
+    from tests.factories import PASSWORD
+    first, second = two_servers
+    guardian = create_user(db.session, name="보호자")
+
+    def signed_in():
+        tokens = requests.post(first.url + "/api/v1/auth/login", json={"phone": guardian.phone, "password": PASSWORD},
+                               timeout=10).json()
+        return tokens["access_token"], tokens["refresh_token"]
+
+    (shared_access, shared_refresh), (own_access, _) = signed_in(), signed_in()
+    closed = {"shared": threading.Event(), "own": threading.Event()}
+    phones = {}
+    for name, access in (("shared", shared_access), ("own", own_access)):
+        phones[name] = socketio.Client(reconnection=False)
+        phones[name].on("disconnect", lambda *_reason, name=name: closed[name].set(), namespace="/mobile")
+        phones[name].connect(second.url, namespaces=["/mobile"], auth={"token": access}, transports=["websocket"],
+                             wait_timeout=10)
+    try:
+        answer = requests.post(first.url + "/api/v1/auth/logout", headers={"Authorization": f"Bearer {shared_refresh}"},
+                               timeout=10)
+        assert answer.status_code == 204, answer.text
+        assert closed["shared"].wait(5), "the signed-out phone's socket on process 2 stayed open"
+        assert refusal(second.url, "/mobile", shared_access)["status"] == 401
+        assert not closed["own"].wait(1) and phones["own"].connected
+        assert phones["own"].call("watch", {"walk_id": "not-a-walk"}, namespace="/mobile", timeout=5)["error"]
+    finally:
+        for phone in phones.values():
+            phone.disconnect()
+
+
 def test_a_connect_event_from_a_connected_client_is_refused(live_server, db):
     """An EVENT packet named connect, with another person's token, must not make the socket theirs."""
     operator = create_user(db.session, role="operator")

@@ -86,6 +86,7 @@ ROWS = [
         body=lambda p, c, r: {"phone": _me(p, c, r).phone, "password": "correct-horse-1"}),
     Row("POST", "/api/v1/auth/refresh", "401 200 200 200 200 200 200 200", token="refresh"),
     Row("POST", "/api/v1/auth/logout", "401 204 204 204 204 204 204 204", token="refresh"),
+    Row("POST", "/api/v1/auth/logout-all", "401 204 204 204 204 204 204 204"),
     Row("GET", "/api/v1/me", "401 200 200 200 200 200 200 200"),
     Row("GET", "/api/v1/me/export", "401 200 200 200 200 200 200 200", resource="incident",
         private=("other", "op", "op_far", "scout", "scout_far", "admin")),

@@ -1,5 +1,6 @@
 """Accounts over HTTP on the real database and Redis."""
 import pytest
+from sqlalchemy import select
 
 from tests.factories import PASSWORD, auth_header, create_user
 
@@ -65,6 +66,54 @@ def test_logout_revokes_the_refresh_token(client):
     assert client.post("/api/v1/auth/logout", headers=bearer).status_code == 204
     refused = client.post("/api/v1/auth/refresh", headers=bearer)
     assert refused.status_code == 401 and refused.content_type == PROBLEM
+
+
+def sign_in(client, phone="01012345678", password="s3cret-pass") -> dict:
+    tokens = client.post("/api/v1/auth/login", json={"phone": phone, "password": password}).json
+    return {"access": {"Authorization": f"Bearer {tokens['access_token']}"},
+            "refresh": {"Authorization": f"Bearer {tokens['refresh_token']}"}}
+
+
+def test_logout_ends_that_sign_in_only(client, db):
+    """A shared phone signed out: its access token (refreshed or not) and its push device stop working at once;
+    the same person's other phone goes on."""
+    from safety_api.models import PushDevice
+    register(client)
+    shared, own = sign_in(client), sign_in(client)
+    renewed = client.post("/api/v1/auth/refresh", headers=shared["refresh"]).json["access_token"]
+    for phone, token in ((shared, "shared-phone-token"), (own, "own-phone-token")):
+        assert client.post("/api/v1/devices", headers=phone["access"],
+                           json={"token": token, "platform": "android"}).status_code == 201
+
+    assert client.post("/api/v1/auth/logout", headers=shared["refresh"]).status_code == 204
+    for headers in (shared["access"], {"Authorization": f"Bearer {renewed}"}):
+        refused = client.get("/api/v1/me", headers=headers)
+        assert refused.status_code == 401 and refused.content_type == PROBLEM
+    assert client.get("/api/v1/me", headers=own["access"]).status_code == 200
+    assert client.post("/api/v1/auth/refresh", headers=own["refresh"]).status_code == 200
+    assert set(db.session.scalars(select(PushDevice.token))) == {"own-phone-token"}
+
+
+def test_logout_everywhere_ends_every_sign_in_and_forgets_every_device(client, db):
+    from safety_api.models import PushDevice
+    register(client)
+    lost, new = sign_in(client), sign_in(client)
+    assert client.post("/api/v1/devices", headers=lost["access"],
+                       json={"token": "lost-phone-token", "platform": "ios"}).status_code == 201
+    assert client.post("/api/v1/auth/logout-all", headers=new["access"]).status_code == 204
+    for phone in (lost, new):
+        assert client.get("/api/v1/me", headers=phone["access"]).status_code == 401
+        assert client.post("/api/v1/auth/refresh", headers=phone["refresh"]).status_code == 401
+    assert db.session.scalars(select(PushDevice)).all() == []
+    again = sign_in(client)  # the person signs in again and goes on
+    assert client.get("/api/v1/me", headers=again["access"]).status_code == 200
+
+
+def test_a_refresh_token_is_not_a_way_to_log_out_everywhere(client):
+    register(client)
+    phone = sign_in(client)
+    assert client.post("/api/v1/auth/logout-all", headers=phone["refresh"]).status_code == 401
+    assert client.get("/api/v1/me", headers=phone["access"]).status_code == 200
 
 
 def test_access_token_cannot_refresh_and_refresh_token_cannot_read(client, db):

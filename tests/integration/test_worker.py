@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 from notifications.push import PushMessage, PushOutcome
 from safety_api.clock import utcnow
 from safety_api.models import Delivery, Job
-from safety_api.services import deliveries, jobs
+from safety_api.services import accounts, deliveries, devices, jobs
 from safety_api.worker import RetryLater, Worker, backoff
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL
 from tests.factories import create_user
@@ -294,10 +294,32 @@ def push_with(sender):
 
 
 def plan_push(db):
-    """One delivery and its push.deliver job, as an SOS plans them."""
+    """One delivery to a registered phone and its push.deliver job, as an SOS plans them; returns the recipient."""
+    recipient = create_user(db.session)
+    devices.register_device(db.session, user=recipient, token="tok-1", platform="android")
     deliveries.plan(db.session, subject="incident:test", reason="sos.raised",
-                    messages_by_user={create_user(db.session).id: [PushMessage(token="tok-1", platform="android")]})
+                    messages_by_user={recipient.id: [PushMessage(token="tok-1", platform="android")]})
     db.session.commit()
+    return recipient
+
+
+@pytest.mark.parametrize("left", ["signed out everywhere", "handed on", "account deleted"])
+def test_a_push_whose_phone_left_its_recipient_before_the_send_is_withdrawn_unsent(db, worker, left):
+    """A guardian's alert waits in backoff; meanwhile the phone stops being the guardian's. Its next holder must
+    not get the ward's alert: nothing is sent and the receipt says why."""
+    sender = Sender("delivered")
+    worker.handlers["push.deliver"] = push_with(sender)
+    recipient = plan_push(db)
+    if left == "signed out everywhere":
+        accounts.sign_out_everywhere(db.session, user=recipient)
+    elif left == "handed on":
+        devices.register_device(db.session, user=create_user(db.session), token="tok-1", platform="android")
+    else:
+        db.session.delete(recipient)
+        db.session.commit()
+    assert worker.run_once() == 1
+    assert sender.sent == 0
+    assert (delivery(db).status, job(db, kind="push.deliver").status) == ("withdrawn", "done")
 
 
 def delivery(db) -> Delivery:

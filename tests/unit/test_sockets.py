@@ -276,12 +276,12 @@ def test_deleting_the_account_closes_its_open_sockets(app, client, db, app_socke
 
 def test_the_record_of_open_sockets_is_bounded_and_expires(app, db, app_sockets, citizen):
     """A crashed process never reports its sockets gone: its sids must not pile up under the person."""
-    from safety_api.realtime import namespaces
+    from safety_api.realtime import open_sockets
     key = f"sockets:user:{citizen.id}"
     redis_client = app.extensions["redis"]
-    redis_client.zadd(key, {f"/mobile crashed-{n}": n for n in range(namespaces.SOCKETS_KEPT + 5)})
+    redis_client.zadd(key, {f"/mobile crashed-{n}": n for n in range(open_sockets.SOCKETS_KEPT + 5)})
     client = open_socket(app, app_sockets, citizen)
-    assert redis_client.zcard(key) == namespaces.SOCKETS_KEPT
+    assert redis_client.zcard(key) == open_sockets.SOCKETS_KEPT
     assert client.is_connected("/mobile")
     assert not redis_client.zrange(key, -1, -1)[0].startswith("/mobile crashed-")  # the newest is the live one
     assert 0 < redis_client.ttl(key) <= app.config["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds()
