@@ -26,6 +26,8 @@ from datetime import timedelta
 
 import psycopg
 
+from bench import common
+
 ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://safety:safety@127.0.0.1:5432/postgres")
 DB_NAME = os.environ.get("BENCH_DB", "safety_bench_escort")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -206,13 +208,10 @@ def http_method(app, headers: dict):
 
 
 def bearer_headers(app, scout_ids) -> dict:
-    from flask_jwt_extended import create_access_token
-
     from safety_api.extensions import db
     from safety_api.models import User
     with app.app_context():
-        return {sid: {"Authorization": f"Bearer {create_access_token(identity=db.session.get(User, sid))}"}
-                for sid in scout_ids}
+        return {sid: {"Authorization": f"Bearer {common.token_for(db.session.get(User, sid))}"} for sid in scout_ids}
 
 
 def _close_pool(app):

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 
 import psycopg
 
@@ -131,8 +132,17 @@ def create_people(app, *, citizens: int, operator_district: str = "11620", phone
 
 
 def token_for(user) -> str:
-    from flask_jwt_extended import create_access_token
-    return create_access_token(identity=user)
+    """An access token as login issues it: of a sign-in of its own, so that every request pays the check that
+    the sign-in has not ended, as a phone's does."""
+    from flask_jwt_extended import create_refresh_token, decode_token
+
+    from safety_api.extensions import db
+    from safety_api.security import access_token_for
+    from safety_api.services import accounts
+    claims = decode_token(create_refresh_token(identity=user))
+    accounts.remember_refresh_token(db.session, user=user, jti=claims["jti"],
+                                    expires_at=datetime.fromtimestamp(claims["exp"], timezone.utc))
+    return access_token_for(user, claims["jti"])
 
 
 def free_port() -> int:

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import String, bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from safety_api.clock import utcnow
@@ -91,12 +91,16 @@ def signed_in_user(session, user_id: str, sign_in: str | None) -> User | None:
     same that loading the person alone costs. A token that names no sign-in (`sign_in` None) lives until it
     expires."""
     try:
-        query = select(User).where(User.id == uuid.UUID(user_id))
+        person = uuid.UUID(user_id)
     except (TypeError, ValueError):  # only a token we did not sign could carry this; it names no one
         return None
-    if sign_in is not None:
-        query = query.where(~exists().where(RefreshToken.jti == sign_in, RefreshToken.revoked_at.is_not(None)))
-    return session.scalars(query).first()
+    return session.scalars(_SIGNED_IN, {"id": person, "sign_in": sign_in}).first()
+
+
+# Built once: every request runs it. A NULL sign-in matches no refresh token, so it never counts as ended.
+_SIGNED_IN = select(User).where(
+    User.id == bindparam("id"),
+    ~exists().where(RefreshToken.jti == bindparam("sign_in", type_=String), RefreshToken.revoked_at.is_not(None)))
 
 
 def sign_out(session, *, user: User, sign_in: str):
