@@ -21,7 +21,11 @@ def refuse(status: int, detail: str) -> ConnectionRefusedError:
 
 
 def authenticate(auth) -> User:
-    """Resolve the access token given at connect, or refuse the connection saying why."""
+    """Resolve the access token given at connect, or refuse the connection saying why.
+
+    The socket is recorded under its person and sign-in before the sign-in is read: signing out commits first
+    and then closes what is recorded, so a connect racing with it is either refused here or found and closed
+    there (open_sockets.close_sockets_of, which also closes again what was still connecting)."""
     token = auth.get("token") if isinstance(auth, dict) else None
     if not token or not isinstance(token, str):
         raise refuse(401, "Send auth={'token': <access token>}.")
@@ -31,11 +35,12 @@ def authenticate(auth) -> User:
         raise refuse(401, "Invalid or expired access token.") from None
     if claims.get("type") != "access":
         raise refuse(401, "An access token is required.")
+    session["user_id"], session["sign_in"] = str(claims["sub"]), claims.get(SIGN_IN_CLAIM)
+    open_sockets.remember(session["user_id"], _member())
     user = accounts.signed_in_user(db.session, claims["sub"], claims.get(SIGN_IN_CLAIM))
     if user is None:
         raise refuse(401, "Unknown user, or signed out.")
-    session["user_id"], session["role"], session["district"] = str(user.id), user.role, user.district_code
-    session["name"], session["sign_in"] = user.name, claims.get(SIGN_IN_CLAIM)
+    session["role"], session["district"], session["name"] = user.role, user.district_code, user.name
     return user
 
 
@@ -79,19 +84,24 @@ class AudienceNamespace(Namespace):
         if session.get("user_id"):
             open_sockets.forget(session["user_id"], _member())
 
-    def admit(self, user: User):
-        """The connection is accepted: remember the socket under its person and sign-in."""
-        open_sockets.remember(user.id, _member())
+    def on_connect(self, auth=None):
+        try:
+            self.join(authenticate(auth))
+        except BaseException:  # refused, or failed on a backing service: no record of the socket stays
+            _forget_refused()
+            raise
         db.session.remove()
+
+    def join(self, user: User):
+        """Join the audience's rooms, or refuse the person."""
+        raise NotImplementedError
 
 
 class MobileNamespace(AudienceNamespace):
     """Citizens, guardians and scouts: each socket joins its person's room."""
 
-    def on_connect(self, auth=None):
-        user = authenticate(auth)
+    def join(self, user: User):
         join_room(rooms.user(user.id))
-        self.admit(user)
 
     def on_location(self, data):
         """Fixes for an SOS, a walk or an escort; acked with counts."""
@@ -109,17 +119,21 @@ class MobileNamespace(AudienceNamespace):
 class ControlNamespace(AudienceNamespace):
     """Operators join their district's room; admins the central centre's."""
 
-    def on_connect(self, auth=None):
-        user = authenticate(auth)
+    def join(self, user: User):
         if user.role == "operator":
             join_room(rooms.district(user.district_code))
         elif user.role == "admin":
             join_room(rooms.CENTRAL)
         else:
-            db.session.remove()
             raise refuse(403, "The control namespace is for operators.")
-        self.admit(user)
 
 
 def _member() -> str:
     return open_sockets.member(request.namespace, request.sid, session.get("sign_in"))
+
+
+def _forget_refused():
+    """A refused connect leaves no record of itself (and no person on its session)."""
+    if session.get("user_id"):
+        open_sockets.forget(session["user_id"], _member())
+        session.pop("user_id")

@@ -7,6 +7,7 @@ went: only the newest SOCKETS_KEPT stay, and the key expires a refresh token's l
 connected (by then they must sign in and connect again to use the service at all).
 """
 import logging
+import threading
 import time
 
 import redis
@@ -16,6 +17,7 @@ from safety_api.extensions import redis_store
 
 log = logging.getLogger(__name__)
 SOCKETS_KEPT = 20  # per person: far more phones and consoles than anyone has open at once
+CLOSE_AGAIN_AFTER_S = 2.0
 NO_SIGN_IN = "-"  # a socket whose access token named no sign-in: closed only with all of its person's
 
 
@@ -53,10 +55,29 @@ def close_sockets_of(user_id, sign_in: str | None = None):
     try:
         closing = [name for name in redis_store.client.zrange(key, 0, -1)
                    if sign_in is None or name.split(" ", 2)[2:] == [sign_in]]
-        for name in closing:
-            namespace, sid = name.split(" ", 2)[:2]
-            server.disconnect(sid, namespace=namespace)  # a sid no process holds any more: nothing happens
+        _disconnect(server, closing)
         if closing:
             redis_store.client.zrem(key, *closing)
     except redis.RedisError as exc:  # Redis is the queue too: no process could be told; logged for follow-up
         log.warning("sockets of %s not closed: %s", user_id, exc.__class__.__name__)
+        return
+    if closing:
+        # python-socketio ignores a disconnect for a socket whose connect is still running: one that read the
+        # sign-in just before it ended is recorded (namespaces.authenticate records first) but was still
+        # connecting. Close the same sockets again once such a connect has long finished.
+        again = threading.Timer(CLOSE_AGAIN_AFTER_S, _disconnect_quietly, args=(server, closing))
+        again.daemon = True
+        again.start()
+
+
+def _disconnect(server, names):
+    for name in names:
+        namespace, sid = name.split(" ", 2)[:2]
+        server.disconnect(sid, namespace=namespace)  # a sid no process holds any more: nothing happens
+
+
+def _disconnect_quietly(server, names):
+    try:
+        _disconnect(server, names)
+    except redis.RedisError as exc:
+        log.warning("sockets not closed again: %s", exc.__class__.__name__)

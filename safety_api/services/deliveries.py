@@ -108,7 +108,10 @@ def deliver(session, *, delivery_id: int, sender: PushSender):
     if not devices.belongs_to(session, token=delivery.token, user_id=delivery.recipient_id):
         # Signed out, handed on to someone else or reported dead since the push was planned: the phone is no
         # longer the recipient's, and what the push says (an alert, a ward's position) is not for its holder.
-        delivery.status, delivery.updated_at = "withdrawn", utcnow()
+        if delivery.status == "pending":
+            delivery.status, delivery.updated_at = "withdrawn", utcnow()  # nothing was sent
+        else:  # 'sending': a worker died mid-send, so it may have gone; the receipt must not say it did not
+            _give_up(delivery, "its phone left its recipient after a send that never reported back")
         return
     if delivery.attempts >= MAX_ATTEMPTS:
         # Every try is spent and the last never reported back: its worker died mid-send (the push may have gone).

@@ -1,15 +1,31 @@
 """Push-device registration and pruning of dead tokens."""
-from sqlalchemy import delete, func, literal_column, select
+from sqlalchemy import bindparam, delete, func, literal_column, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import SelectBase
 
 from safety_api.clock import utcnow
-from safety_api.models import PushDevice
+from safety_api.errors import Unauthorized
+from safety_api.models import PushDevice, RefreshToken
 
 
 def register_device(session, *, user, token: str, platform: str, sign_in: str | None = None) -> tuple[PushDevice, bool]:
     """Register a push token for the user under a sign-in; returns (device, created). A token moves to its
     newest owner and sign-in."""
+    for attempt in range(2):
+        try:
+            return _register(session, user=user, token=token, platform=platform, sign_in=sign_in)
+        except IntegrityError as exc:
+            session.rollback()
+            if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION or attempt:
+                # The person or the sign-in went while registering (a foreign key): nobody to register for.
+                raise Unauthorized("Signed out.") from None
+            # The same token registered twice at once: the other request created it; take it over.
+    raise AssertionError("unreachable")
+
+
+def _register(session, *, user, token, platform, sign_in) -> tuple[PushDevice, bool]:
+    if sign_in is not None and session.scalar(_SIGN_IN_OPEN, {"jti": sign_in}) is None:
+        raise Unauthorized("Signed out.")
     device = session.scalar(select(PushDevice).where(PushDevice.token == token))
     created = device is None
     if created:
@@ -18,12 +34,16 @@ def register_device(session, *, user, token: str, platform: str, sign_in: str | 
     else:
         # A phone handed to someone else re-registers its token: it must stop reaching the old owner.
         device.user_id, device.platform, device.sign_in, device.last_seen_at = user.id, platform, sign_in, utcnow()
-    try:
-        session.commit()
-    except IntegrityError:  # the same token registered twice at once: the other request created it
-        session.rollback()
-        return register_device(session, user=user, token=token, platform=platform, sign_in=sign_in)
+    session.commit()
     return device, created
+
+
+# The sign-in, locked FOR SHARE until the device is committed: signing out (an UPDATE of this row) waits for
+# the registration and then deletes the device with it, or has ended first and the registration is refused.
+# (FOR KEY SHARE, which the foreign key takes, would not make that UPDATE wait.)
+_SIGN_IN_OPEN = (select(RefreshToken.jti).where(RefreshToken.jti == bindparam("jti"), RefreshToken.revoked_at.is_(None))
+                 .with_for_update(read=True))
+UNIQUE_VIOLATION = "23505"
 
 
 def tokens_of(session, user_ids) -> list[tuple[str, str, str]]:

@@ -1,7 +1,13 @@
 """Accounts over HTTP on the real database and Redis."""
-import pytest
-from sqlalchemy import select
+import threading
 
+import pytest
+from flask_jwt_extended import decode_token
+from sqlalchemy import select, text
+
+from safety_api.errors import Unauthorized
+from safety_api.models import PushDevice, User
+from safety_api.services import devices
 from tests.factories import PASSWORD, auth_header, create_user
 
 PROBLEM = "application/problem+json"
@@ -107,6 +113,45 @@ def test_logout_everywhere_ends_every_sign_in_and_forgets_every_device(client, d
     assert db.session.scalars(select(PushDevice)).all() == []
     again = sign_in(client)  # the person signs in again and goes on
     assert client.get("/api/v1/me", headers=again["access"]).status_code == 200
+
+
+def test_a_device_cannot_be_registered_under_a_sign_in_that_ended(app, client, db):
+    """The service itself refuses (the gate already refuses the ended sign-in's token): a registration that
+    passed the gate just before the sign-out must not outlive it."""
+    register(client)
+    phone = sign_in(client)
+    jti = decode_token(phone["refresh"]["Authorization"].split()[1])["jti"]
+    assert client.post("/api/v1/auth/logout", headers=phone["refresh"]).status_code == 204
+    user = db.session.scalars(select(User)).one()
+    with pytest.raises(Unauthorized):
+        devices.register_device(db.session, user=user, token="late-token", platform="android", sign_in=jti)
+    assert db.session.scalars(select(PushDevice)).all() == []
+
+
+def test_a_registration_in_flight_makes_the_sign_out_wait_and_goes_with_it(app, client, db):
+    """A registration holds its sign-in FOR SHARE until it commits: the sign-out waits for it, then deletes the
+    device it made."""
+    register(client)
+    phone = sign_in(client)
+    jti = decode_token(phone["refresh"]["Authorization"].split()[1])["jti"]
+    user_id = db.session.scalars(select(User.id)).one()
+    db.session.commit()
+    answers = []
+    with db.engine.connect() as registering:  # the registration's transaction, between its check and commit
+        assert registering.execute(devices._SIGN_IN_OPEN, {"jti": jti}).first()
+        logout = threading.Thread(target=lambda: answers.append(
+            app.test_client().post("/api/v1/auth/logout", headers=phone["refresh"]).status_code))
+        logout.start()
+        logout.join(1.0)
+        assert logout.is_alive(), "the sign-out did not wait for the registration"
+        registering.execute(text("INSERT INTO push_devices (id, user_id, token, platform, sign_in) "
+                                 "VALUES (gen_random_uuid(), :u, 'in-flight', 'android', :j)"),
+                            {"u": user_id, "j": jti})
+        registering.commit()
+    logout.join(10)
+    assert answers == [204]
+    db.session.expire_all()
+    assert db.session.scalars(select(PushDevice)).all() == []
 
 
 def test_a_refresh_token_is_not_a_way_to_log_out_everywhere(client):

@@ -322,6 +322,19 @@ def test_a_push_whose_phone_left_its_recipient_before_the_send_is_withdrawn_unse
     assert (delivery(db).status, job(db, kind="push.deliver").status) == ("withdrawn", "done")
 
 
+def test_a_push_that_may_have_gone_before_its_phone_left_is_not_called_withdrawn(db, worker):
+    """Its worker died mid-send (the delivery reads `sending`), then the phone was handed on: nothing more is
+    sent, and the receipt does not claim that nothing was."""
+    sender = Sender("delivered")
+    worker.handlers["push.deliver"] = push_with(sender)
+    plan_push(db)
+    db.session.execute(text("UPDATE deliveries SET status = 'sending', attempts = 1"))
+    devices.register_device(db.session, user=create_user(db.session), token="tok-1", platform="android")
+    assert worker.run_once() == 1
+    ended = delivery(db)
+    assert sender.sent == 0 and ended.status == "failed" and "left its recipient" in ended.last_error
+
+
 def delivery(db) -> Delivery:
     db.session.expire_all()
     return db.session.scalars(select(Delivery)).one()

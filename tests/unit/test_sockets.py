@@ -286,3 +286,36 @@ def test_the_record_of_open_sockets_is_bounded_and_expires(app, db, app_sockets,
     assert not redis_client.zrange(key, -1, -1)[0].startswith("/mobile crashed-")  # the newest is the live one
     assert 0 < redis_client.ttl(key) <= app.config["JWT_REFRESH_TOKEN_EXPIRES"].total_seconds()
     assert not any(m == "/mobile crashed-0" for m in redis_client.zrange(key, 0, -1))
+
+
+def test_a_sign_out_landing_while_a_socket_is_still_connecting_closes_it_once_connected(
+        app, db, app_sockets, citizen, monkeypatch):
+    """The sign-out ends just after the connect read the sign-in, while python-socketio still holds the socket as
+    connecting and so ignores the first disconnect: the second pass closes it."""
+    from safety_api.realtime import namespaces, open_sockets
+    from safety_api.services import accounts
+    monkeypatch.setattr(open_sockets, "CLOSE_AGAIN_AFTER_S", 0.2)
+    read = accounts.signed_in_user
+
+    def read_then_sign_out(session, user_id, sign_in):
+        user = read(session, user_id, sign_in)
+        open_sockets.close_sockets_of(user_id)  # what a sign-out running at this moment does after its commit
+        return user
+    monkeypatch.setattr(namespaces.accounts, "signed_in_user", read_then_sign_out)
+    client = open_socket(app, app_sockets, citizen)  # the first disconnect came while connecting: ignored
+    deadline = time.time() + 5
+    while client.is_connected("/mobile") and time.time() < deadline:
+        time.sleep(0.05)
+    assert not client.is_connected("/mobile")
+
+
+def test_a_refused_connect_leaves_no_record_of_its_socket(app, db, app_sockets, citizen):
+    """Sockets are recorded before the sign-in is read; a refusal must take its record back."""
+    from safety_api.realtime.open_sockets import _key
+    operator_console = app_sockets.test_client(app)
+    with app.app_context():
+        from flask_jwt_extended import create_access_token
+        token = create_access_token(identity=citizen)
+    operator_console.connect("/control", auth={"token": token})  # a citizen on /control: 403
+    assert not operator_console.is_connected("/control")
+    assert app.extensions["redis"].zcard(_key(citizen.id)) == 0

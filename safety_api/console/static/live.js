@@ -26,7 +26,8 @@ export class Live {
     socket.on("connect", () => this.beat(true));
     socket.on("disconnect", (reason) => {
       this.setUp(false);
-      if (reason === "io server disconnect") socket.connect(); // the server dropped us: come back
+      // The server dropped us: come back, unless this tab signed out (the server closes a sign-in's sockets).
+      if (reason === "io server disconnect" && accessToken()) socket.connect();
     });
     socket.on("connect_error", async (err) => {
       this.setUp(false);
