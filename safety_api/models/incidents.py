@@ -22,9 +22,10 @@ class Incident(db.Model):
         db.Index("uq_incidents_caller_key", "caller_id", "idempotency_key", unique=True,
                  postgresql_where=db.text("bell_device_id IS NULL")),
         # A bell's key is the bell's own (its owner's other bells and phone keep theirs), and only while the
-        # incident is open: a bell whose press counter restarts raises a new alarm, never an old closed one.
+        # incident is open as its owner sees it: a bell whose press counter restarts raises a new alarm, never
+        # an old closed one, and after a duress PIN exactly as after a cancel.
         db.Index("uq_incidents_bell_key", "bell_device_id", "idempotency_key", unique=True,
-                 postgresql_where=db.text("bell_device_id IS NOT NULL AND status NOT IN ('resolved', 'cancelled')")),
+                 postgresql_where=db.text("bell_device_id IS NOT NULL AND caller_closed_at IS NULL")),
         db.Index("ix_incidents_district_status", "district_code", "status"),
     )
 

@@ -199,8 +199,6 @@ def cancel_with_pin(session, *, user, incident_id, pin: str) -> dict:
         incident.duress, incident.priority = True, "critical"
         if incident.status in CLOSED:  # to be taken again: first on the list, acknowledged by nobody
             incident.status, incident.outcome, incident.closed_at, incident.acknowledged_by = "open", None, None, None
-            if incident.bell_device_id is not None:  # its key's replay ended with it; a newer alarm may hold it
-                incident.idempotency_key = None
             add_event(session, incident, "reopened", actor=user, reason="duress")
         add_event(session, incident, "duress", actor=user)
         _plan_staff_alert(session, incident, reason="duress")

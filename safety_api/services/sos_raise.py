@@ -19,7 +19,7 @@ from safety_api.services import deliveries, devices, facilities, guardians
 from safety_api.services.districts import served_district_code
 from safety_api.services.group_commit import alarm_lane
 from safety_api.services.incident_views import operator_view, point_of
-from safety_api.services.incidents import CLOSED, max_priority, on_duty_staff, staff_alerts
+from safety_api.services.incidents import max_priority, on_duty_staff, staff_alerts
 
 _ID = UUID(as_uuid=True)
 NEAREST_CCTV_RADIUS_M = 300
@@ -157,10 +157,11 @@ def _raised_at(lat: float, lon: float, accuracy_m: float | None) -> dict:
 
 def _owner(caller_id: ColumnElement, bell_device_id: ColumnElement):
     """Whose Idempotency-Key it is, as the two partial unique indexes say: a bell's own while its incident is
-    open (not its owner's: two bells of one owner, or the owner's phone, never answer for each other), and
-    otherwise the caller's, whenever the phone retries."""
+    open as its owner sees it (not its owner's: two bells of one owner, or the owner's phone, never answer
+    for each other; and after a duress PIN as after a cancel), and otherwise the caller's, whenever the
+    phone retries."""
     return or_(and_(bell_device_id.is_not(None), Incident.bell_device_id == bell_device_id,
-                    Incident.status.not_in(CLOSED)),
+                    Incident.caller_closed_at.is_(None)),
                and_(bell_device_id.is_(None), Incident.caller_id == caller_id, Incident.bell_device_id.is_(None)))
 
 

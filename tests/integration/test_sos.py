@@ -471,14 +471,22 @@ def test_a_phone_cannot_send_the_key_a_walks_escalation_uses(client, db):
     assert answer.status_code == 422 and answer.json["errors"][0]["field"] == "Idempotency-Key"
 
 
-def test_a_bells_replay_reads_as_its_owners_phone_after_a_duress_pin(client, db):
-    admin, owner = create_user(db.session, role="admin"), create_user(db.session)
-    set_pins(client, owner)
-    key = client.post("/api/v1/admin/bell-devices", headers=auth_header(admin),
-                      json={"name": "현관 비상벨", **{k: IN_GWANAK[k] for k in ("lat", "lon")},
-                            "owner_phone": owner.phone}).json["api_key"]
-    headers = {"X-Device-Key": key, "Idempotency-Key": "press-1"}
-    incident_id = client.post("/api/v1/bells/sos", json={}, headers=headers).json["incident"]["id"]
-    client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": "2222"}, headers=auth_header(owner))
-    replay = client.post("/api/v1/bells/sos", json={}, headers=headers)
-    assert replay.json["incident"] == {"id": incident_id, "status": "cancelled"}
+def test_a_bells_replay_after_a_duress_pin_is_answered_as_after_a_cancel(client, db):
+    """Whoever watches the bell (a doorbell display, a person standing by it) sees the same after either PIN:
+    the bell's key ended with the incident as its owner sees it, so the replay is a new alarm either way."""
+    admin = create_user(db.session, role="admin")
+    answers = {}
+    for pin in ("1111", "2222"):  # set_pins: cancel 1111, duress 2222
+        owner = create_user(db.session)
+        set_pins(client, owner)
+        key = client.post("/api/v1/admin/bell-devices", headers=auth_header(admin),
+                          json={"name": "현관 비상벨", **{k: IN_GWANAK[k] for k in ("lat", "lon")},
+                                "owner_phone": owner.phone}).json["api_key"]
+        headers = {"X-Device-Key": key, "Idempotency-Key": "press-1"}
+        incident_id = client.post("/api/v1/bells/sos", json={}, headers=headers).json["incident"]["id"]
+        assert client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": pin},
+                           headers=auth_header(owner)).json == {"status": "cancelled"}
+        replay = client.post("/api/v1/bells/sos", json={}, headers=headers)
+        assert replay.json["incident"]["id"] != incident_id
+        answers[pin] = (replay.status_code, replay.json["incident"]["status"], set(replay.json["incident"]))
+    assert answers["1111"] == answers["2222"] == (201, "open", {"id", "status"})
