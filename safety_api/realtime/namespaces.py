@@ -1,4 +1,6 @@
 """The /mobile and /control namespaces: authenticate once at connect, then join rooms; every client event is acked."""
+from abc import ABC, abstractmethod
+
 from flask import request, session
 from flask_jwt_extended import decode_token
 from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
@@ -44,7 +46,7 @@ def authenticate(auth) -> User:
     return user
 
 
-class AudienceNamespace(Namespace):
+class AudienceNamespace(Namespace, ABC):
     """What both namespaces share: the shape of a client event, the answer to any error, and a record of each
     open socket under its person and sign-in (so that deleting the account or signing out closes them)."""
 
@@ -92,9 +94,9 @@ class AudienceNamespace(Namespace):
             raise
         db.session.remove()
 
+    @abstractmethod
     def join(self, user: User):
         """Join the audience's rooms, or refuse the person."""
-        raise NotImplementedError
 
 
 class MobileNamespace(AudienceNamespace):

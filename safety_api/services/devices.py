@@ -1,4 +1,5 @@
 """Push-device registration and pruning of dead tokens."""
+from psycopg.errors import UniqueViolation
 from sqlalchemy import bindparam, delete, func, literal_column, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import SelectBase
@@ -11,16 +12,18 @@ from safety_api.models import PushDevice, RefreshToken
 def register_device(session, *, user, token: str, platform: str, sign_in: str | None = None) -> tuple[PushDevice, bool]:
     """Register a push token for the user under a sign-in; returns (device, created). A token moves to its
     newest owner and sign-in."""
-    for attempt in range(2):
-        try:
-            return _register(session, user=user, token=token, platform=platform, sign_in=sign_in)
-        except IntegrityError as exc:
-            session.rollback()
-            if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION or attempt:
-                # The person or the sign-in went while registering (a foreign key): nobody to register for.
-                raise Unauthorized("Signed out.") from None
-            # The same token registered twice at once: the other request created it; take it over.
-    raise AssertionError("unreachable")
+    try:
+        return _register(session, user=user, token=token, platform=platform, sign_in=sign_in)
+    except IntegrityError as exc:
+        session.rollback()
+        if not isinstance(exc.orig, UniqueViolation):  # a foreign key: the person or the sign-in went meanwhile
+            raise Unauthorized("Signed out.") from None
+    # The same token registered twice at once: the other request created it; this one takes it over.
+    try:
+        return _register(session, user=user, token=token, platform=platform, sign_in=sign_in)
+    except IntegrityError:
+        session.rollback()
+        raise Unauthorized("Signed out.") from None
 
 
 def _register(session, *, user, token, platform, sign_in) -> tuple[PushDevice, bool]:
@@ -43,7 +46,6 @@ def _register(session, *, user, token, platform, sign_in) -> tuple[PushDevice, b
 # (FOR KEY SHARE, which the foreign key takes, would not make that UPDATE wait.)
 _SIGN_IN_OPEN = (select(RefreshToken.jti).where(RefreshToken.jti == bindparam("jti"), RefreshToken.revoked_at.is_(None))
                  .with_for_update(read=True))
-UNIQUE_VIOLATION = "23505"
 
 
 def tokens_of(session, user_ids) -> list[tuple[str, str, str]]:
