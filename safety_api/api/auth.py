@@ -55,8 +55,9 @@ def register(body):
 @blp.post("/login")
 @blp.arguments(LoginSchema())
 @blp.response(200, TokensSchema)
+@blp.alt_response(403, response="FORBIDDEN")
 def login(body):
-    """Exchange phone and password for an access token and a refresh token."""
+    """Exchange phone and password for an access token and a refresh token (403: the account is suspended)."""
     cfg = current_app.config
     user = accounts.authenticate(db.session, limiter(), per_phone=cfg["LOGIN_LIMIT_PER_PHONE"],
                                  per_address=cfg["LOGIN_LIMIT_PER_ADDRESS"], address=request.remote_addr or "-",

@@ -1,12 +1,15 @@
 """People and what belongs to them: credentials, refresh tokens, push devices, guardian links."""
 import uuid
 
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import and_
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from safety_api.extensions import db
 
 ROLES = ("citizen", "operator", "scout", "admin")
+STAFF_ROLES = ("operator", "scout", "admin")
 DISTRICT_BOUND_ROLES = ("operator", "scout")
+ACCOUNT_EVENTS = ("created", "suspended", "reinstated", "moved")
 
 
 def _uuid():
@@ -31,7 +34,30 @@ class User(db.Model):
     cancel_pin_hash = db.Column(db.Text)
     duress_pin_hash = db.Column(db.Text)
     on_duty = db.Column(db.Boolean, nullable=False, server_default="false")
+    # Set by an admin (staff only): every sign-in ended, every request and login refused until reinstated.
+    suspended_at = db.Column(db.DateTime(timezone=True))
     created_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
+
+
+def on_shift():
+    """Who works now, as a SQL condition: on duty and not suspended. A shift switched on by a request that passed
+    its gate just before the suspension committed still counts for nothing."""
+    return and_(User.on_duty.is_(True), User.suspended_at.is_(None))
+
+
+class AccountEvent(db.Model):
+    """The audit trail of what admins do to accounts: who created, suspended, reinstated or moved whom, and why."""
+
+    __tablename__ = "account_events"
+    __table_args__ = (db.CheckConstraint(f"kind IN {ACCOUNT_EVENTS}", name="kind"),)
+
+    id = db.Column(db.BigInteger, primary_key=True)
+    user_id = db.Column(UUID(as_uuid=True), db.ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+                        index=True)
+    kind = db.Column(db.String(16), nullable=False)
+    actor_id = db.Column(UUID(as_uuid=True), db.ForeignKey("users.id", ondelete="SET NULL"))
+    data = db.Column(JSONB, nullable=False, server_default="{}")
+    at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
 
 
 class RefreshToken(db.Model):

@@ -8,8 +8,8 @@ from sqlalchemy import String, bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from safety_api.clock import utcnow
-from safety_api.errors import Conflict, Invalid, NotFound, Unauthorized
-from safety_api.models import District, PushDevice, RefreshToken, User
+from safety_api.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from safety_api.models import AccountEvent, District, PushDevice, RefreshToken, User
 from safety_api.ratelimit import AttemptLimiter
 from safety_api.realtime.open_sockets import close_sockets_of
 
@@ -44,8 +44,10 @@ def register_citizen(session, *, phone: str, password: str, name: str) -> User:
     return _create_user(session, phone=phone, password=password, name=name, role="citizen", district=None)
 
 
-def create_staff(session, *, phone: str, password: str, name: str, role: str, district: str | None) -> User:
-    """Create any role (admin only, checked by the caller); operators and scouts need a district."""
+def create_staff(session, *, phone: str, password: str, name: str, role: str, district: str | None,
+                 actor: User | None = None) -> User:
+    """Create any role (admin only, checked by the caller; `actor` None: the command line's first admin);
+    operators and scouts need a district. The account's audit trail starts with who created it."""
     if role in ("operator", "scout") and not district:
         raise Invalid("Operators and scouts belong to a district.",
                       errors=[{"field": "district", "message": "Required for this role."}])
@@ -54,13 +56,17 @@ def create_staff(session, *, phone: str, password: str, name: str, role: str, di
                       errors=[{"field": "district", "message": "Must be empty for this role."}])
     if district and session.get(District, district) is None:
         raise Invalid("Unknown district.", errors=[{"field": "district", "message": "No such district code."}])
-    return _create_user(session, phone=phone, password=password, name=name, role=role, district=district)
+    return _create_user(session, phone=phone, password=password, name=name, role=role, district=district,
+                        created_by=actor)
 
 
-def _create_user(session, *, phone, password, name, role, district) -> User:
+def _create_user(session, *, phone, password, name, role, district, created_by: User | None = None) -> User:
     user = User(phone=phone, password_hash=hash_secret(password), name=name, role=role, district_code=district)
     session.add(user)
     try:
+        session.flush()
+        if role != "citizen":
+            record_account_event(session, user, "created", actor=created_by, role=role, district=district)
         session.commit()
     except IntegrityError:
         session.rollback()
@@ -77,7 +83,14 @@ def authenticate(session, limiter: AttemptLimiter, *, per_phone: str, per_addres
     if not verify_secret(user.password_hash if user else None, password):
         raise Unauthorized("Wrong phone number or password.")
     limiter.clear(per_phone, "login-phone", phone)
+    if user.suspended_at is not None:  # told only to whoever knows the password
+        raise Forbidden("This account is suspended; ask an administrator of the service.")
     return user
+
+
+def record_account_event(session, person: User, kind: str, *, actor: User | None, **data):
+    """Add to a staff account's audit trail (models.AccountEvent), in the caller's transaction."""
+    session.add(AccountEvent(user_id=person.id, kind=kind, actor_id=actor.id if actor else None, data=data))
 
 
 def remember_refresh_token(session, *, user: User, jti: str, expires_at: datetime):
@@ -87,9 +100,9 @@ def remember_refresh_token(session, *, user: User, jti: str, expires_at: datetim
 
 
 def signed_in_user(session, user_id: str, sign_in: str | None) -> User | None:
-    """The person a token names, unless the sign-in it was issued under has been signed out: one read, the
-    same that loading the person alone costs. A token that names no sign-in (`sign_in` None) lives until it
-    expires."""
+    """The person a token names, unless the sign-in it was issued under has been signed out or the person
+    suspended: one read, the same that loading the person alone costs. A token that names no sign-in
+    (`sign_in` None) lives until it expires or its person is suspended."""
     try:
         person = uuid.UUID(user_id)
     except (TypeError, ValueError):  # only a token we did not sign could carry this; it names no one
@@ -99,7 +112,7 @@ def signed_in_user(session, user_id: str, sign_in: str | None) -> User | None:
 
 # Built once: every request runs it. A NULL sign-in matches no refresh token, so it never counts as ended.
 _SIGNED_IN = select(User).where(
-    User.id == bindparam("id"),
+    User.id == bindparam("id"), User.suspended_at.is_(None),
     ~exists().where(RefreshToken.jti == bindparam("sign_in", type_=String), RefreshToken.revoked_at.is_not(None)))
 
 
@@ -119,11 +132,18 @@ def sign_out(session, *, user: User, sign_in: str):
 def sign_out_everywhere(session, *, user: User):
     """End every sign-in of the person (a lost phone): every refresh token revoked, every push device forgotten,
     every socket closed. Whoever asks signs in again, here too."""
-    session.execute(update(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-                    .values(revoked_at=utcnow()))
-    session.execute(delete(PushDevice).where(PushDevice.user_id == user.id))
+    end_every_sign_in(session, user.id)
     session.commit()
     close_sockets_of(user.id)
+
+
+def end_every_sign_in(session, user_id):
+    """Revoke every refresh token of the person and forget every push device, in the caller's transaction; the
+    caller commits, then closes the sockets (`close_sockets_of`). A device being registered meanwhile holds its
+    sign-in FOR SHARE (`devices.register_device`): the revocation waits for it, and the delete then sees it."""
+    session.execute(update(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=utcnow()))
+    session.execute(delete(PushDevice).where(PushDevice.user_id == user_id))
 
 
 def set_pins(session, *, user: User, cancel_pin: str, duress_pin: str):
@@ -142,7 +162,11 @@ def get_user_by_phone(session, phone: str) -> User | None:
 
 
 def set_duty(session, *, user: User, on_duty: bool) -> bool:
-    """Start or end a shift."""
-    user.on_duty = on_duty
+    """Start or end a shift (not while suspended: a request that passed its gate just before the suspension
+    committed is refused here)."""
+    switched = session.execute(update(User).where(User.id == user.id, User.suspended_at.is_(None))
+                               .values(on_duty=on_duty)).rowcount
     session.commit()
+    if not switched:
+        raise Unauthorized("This account is suspended.")
     return on_duty

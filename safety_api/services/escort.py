@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from geoalchemy2.shape import from_shape
 from shapely.geometry import LineString
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from geo.projection import haversine_m
@@ -19,6 +19,7 @@ from notifications.messages import ESCORT_EVENTS, seoul_time
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
 from safety_api.models import User
+from safety_api.models.accounts import on_shift
 from safety_api.models.escort import PAIR, EscortAssignment, EscortBooking, EscortEvent, MeetingPoint
 from safety_api.policy import check_change_booking, check_on_duty_for_offers, check_read_booking
 from safety_api.realtime import broadcast, events
@@ -32,7 +33,8 @@ MIN_ESCORT_S = 300  # meeting and setting off take time even for the shortest wa
 TEXTS = {**ESCORT_EVENTS,  # events the notifications package has no text for yet
          "requested": ("귀가동행 예약", "{time} 귀가동행 예약이 접수되었습니다."),
          "accepted": ("귀가동행 수락", "{time} 귀가동행을 안심귀가스카우트 1명이 수락했습니다."),
-         "unconfirmed": ("귀가동행 미확정", "{time} 귀가동행에 아직 스카우트 2명이 배정되지 않았습니다.")}
+         "unconfirmed": ("귀가동행 미확정", "{time} 귀가동행에 아직 스카우트 2명이 배정되지 않았습니다."),
+         "reopened": ("귀가동행 스카우트 변경", "{time} 귀가동행 스카우트가 바뀌어 다시 배정하고 있습니다.")}
 FULL = "This booking already has its two scouts."
 CONFLICTS = {  # constraint -> what the refused scout is told
     "ex_escort_assignments_scout_busy": "You already escort someone at an overlapping time.",
@@ -45,9 +47,13 @@ MOVES = {"start": (("confirmed",), "in_progress", "started"),
          "complete": (("in_progress",), "completed", "completed"),
          "no_show": (("confirmed",), "no_show", "no_show"),
          "cancel": (("requested", "confirmed"), "cancelled", "cancelled")}
-_TAKE_SLOT = text("""
+# The lowest free slot (a scout removed by an admin frees theirs); a third scout gets slot 3, which the pair's
+# check constraint refuses.
+_TAKE_SLOT = text(f"""
     INSERT INTO escort_assignments (booking_id, scout_id, slot, period)
-    SELECT b.id, :scout, COALESCE((SELECT max(a.slot) FROM escort_assignments a WHERE a.booking_id = b.id), 0) + 1,
+    SELECT b.id, :scout,
+           COALESCE((SELECT min(s) FROM generate_series(1, {PAIR}) s
+                     WHERE s NOT IN (SELECT a.slot FROM escort_assignments a WHERE a.booking_id = b.id)), {PAIR} + 1),
            b.period
     FROM escort_bookings b WHERE b.id = :booking
     RETURNING slot""")
@@ -149,7 +155,7 @@ def accept(session, *, scout: User, booking_id) -> EscortBooking:
     record_event(session, booking, "accepted", actor=scout, slot=slot)
     session.expire(booking, ["assignments"])
     event = "accepted"
-    if slot == PAIR:
+    if len(held(booking)) == PAIR:
         booking.status, event = "confirmed", "confirmed"
         record_event(session, booking, "confirmed")
         push(session, booking, "confirmed", parties(booking))
@@ -205,6 +211,49 @@ def _move(session, *, user, booking_id, action, now) -> EscortBooking:
     push(session, booking, event, recipients)
     _commit_and_tell(session, booking, event, extra=recipients)
     return booking
+
+
+def withdraw_scout(session, scout: User, *, actor: User, reason: str, now: datetime | None = None):
+    """Take a scout off every booking not yet under way (an admin suspended them or moved them to another
+    district), in the caller's transaction. Each such booking needs a scout again: it is `requested`, offered to
+    the district's scouts on shift, and its citizen, its other scout and the district's operators on shift are
+    told. An escort under way keeps its pair: it is walking someone home now.
+
+    The caller holds the scout's row lock (`take_turns` or stronger), so no accept of theirs slips in; the
+    bookings are locked after the person, the reverse of `accept`. No deadlock follows: `accept` waits for the
+    person only for a booking the scout does not hold yet, and those are not locked here. Returns what to tell
+    once the caller has committed."""
+    now = now or utcnow()
+    held_now = select(EscortAssignment.booking_id).where(EscortAssignment.scout_id == scout.id,
+                                                          EscortAssignment.released_at.is_(None))
+    not_under_way = EscortBooking.status.in_(("requested", "confirmed"))
+    bookings = session.scalars(
+        select(EscortBooking).where(EscortBooking.id.in_(held_now), not_under_way).order_by(EscortBooking.id)
+        .with_for_update(of=EscortBooking).execution_options(populate_existing=True)).all()
+    tellings = []
+    for booking in bookings:
+        session.execute(delete(EscortAssignment).where(EscortAssignment.booking_id == booking.id,
+                                                       EscortAssignment.scout_id == scout.id))
+        session.expire(booking, ["assignments"])
+        booking.status = "requested"
+        record_event(session, booking, "scout_withdrawn", actor=actor, scout=str(scout.id), reason=reason)
+        operators = staff_on_duty(session, "operator", booking.district_code)
+        push(session, booking, "reopened", [*parties(booking), *operators])
+        offered_to = []
+        if booking.meet_at > now:
+            offered_to = [uid for uid in staff_on_duty(session, "scout", booking.district_code)
+                          if uid != scout.id and not holds(booking, uid)]
+            push(session, booking, "offered", offered_to)
+        tellings.append((booking.district_code, event_payload(booking, "reopened", TEXTS["reopened"][0]),
+                         parties(booking), event_payload(booking, "offered", TEXTS["offered"][0]), offered_to))
+
+    def tell_all():
+        for district, reopened, parties_now, offered, offered_to in tellings:
+            tell(district, reopened, parties_now)
+            for uid in offered_to:
+                broadcast.to_user(uid, events.ESCORT_OFFERED, offered)
+
+    return tell_all
 
 
 def get_booking(session, *, user: User, booking_id) -> EscortBooking:
@@ -279,7 +328,7 @@ def parties(booking) -> list:
 def staff_on_duty(session, role, district) -> list:
     """Ids of a district's scouts or operators on shift."""
     return list(session.scalars(select(User.id).where(User.role == role, User.district_code == district,
-                                                      User.on_duty.is_(True))))
+                                                      on_shift())))
 
 
 def record_event(session, booking, kind, *, actor=None, **data):

@@ -16,6 +16,7 @@ from notifications import messages
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Forbidden
 from safety_api.models import Incident, IncidentEvent, User
+from safety_api.models.accounts import on_shift
 from safety_api.models.incidents import PRIORITY_RANK
 from safety_api.policy import check_caller, check_operate_incident
 from safety_api.realtime import broadcast, events
@@ -39,8 +40,8 @@ def on_duty_staff(district_code):
     """Who must be pushed, as a SELECT of ids: the district's on-duty operators, or the admins when there is
     no district. The district may be a value or a SQL expression (`read_scene` passes its subquery)."""
     district = district_code if isinstance(district_code, ColumnElement) else literal(district_code, String)
-    return select(User.id).where(or_(and_(district.is_(None), User.role == "admin"),
-                                     and_(User.role == "operator", User.district_code == district, User.on_duty)))
+    return select(User.id).where(or_(and_(district.is_(None), User.role == "admin", User.suspended_at.is_(None)),
+                                     and_(User.role == "operator", User.district_code == district, on_shift())))
 
 
 def staff_alerts(incident: Incident, view: dict, staff_devices: dict) -> dict:

@@ -143,3 +143,66 @@ def test_a_connect_event_from_a_connected_client_is_refused(live_server, db):
         assert client.connected
     finally:
         client.disconnect()
+
+
+def test_suspending_an_operator_closes_their_console_on_every_process_and_keeps_it_shut(two_servers, db):
+    """An admin on process 1 suspends an operator whose console is open on process 2: the console closes at
+    once, cannot reconnect with its token, and receives nothing of the next alarm."""
+    first, second = two_servers
+    admin = create_user(db.session, role="admin")
+    operator = create_user(db.session, role="operator", name="정직 관제요원")
+    token = token_for(operator)
+    gone, received = threading.Event(), []
+    console = socketio.Client(reconnection=False)
+    console.on("disconnect", lambda *_reason: gone.set(), namespace="/control")
+    console.on("incident.created", received.append, namespace="/control")
+    console.connect(second.url, namespaces=["/control"], auth={"token": token}, transports=["websocket"],
+                    wait_timeout=10)
+    try:
+        answer = requests.post(f"{first.url}/api/v1/admin/users/{operator.id}/suspend", json={"reason": "조사"},
+                               headers={"Authorization": f"Bearer {token_for(admin)}"}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert gone.wait(5), "the suspended operator's console on process 2 stayed open"
+        assert refusal(second.url, "/control", token)["status"] == 401
+        sos = requests.post(first.url + "/api/v1/sos", json={"lat": 37.4705, "lon": 126.9190},
+                            headers={"Authorization": f"Bearer {token_for(create_user(db.session))}"}, timeout=10)
+        assert sos.status_code == 201 and received == []
+    finally:
+        console.disconnect()
+
+
+def test_a_moved_operator_reconnects_to_the_new_districts_room(two_servers, db):
+    """Moved from 관악구 to 강남구 by an admin on process 1, an operator's console on process 2 is closed; the same
+    token reconnects, and the console then hears 강남구's alarms, not 관악구's."""
+    first, second = two_servers
+    admin = create_user(db.session, role="admin")
+    operator = create_user(db.session, role="operator", name="전보 관제요원")
+    token = token_for(operator)
+    gone = threading.Event()
+    console = socketio.Client(reconnection=False)
+    console.on("disconnect", lambda *_reason: gone.set(), namespace="/control")
+    console.connect(second.url, namespaces=["/control"], auth={"token": token}, transports=["websocket"],
+                    wait_timeout=10)
+    try:
+        answer = requests.patch(f"{first.url}/api/v1/admin/users/{operator.id}",
+                                json={"district": "11680", "reason": "인사 발령"},
+                                headers={"Authorization": f"Bearer {token_for(admin)}"}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert gone.wait(5), "the moved operator's console stayed in the old district's room"
+    finally:
+        console.disconnect()
+    heard, gangnam_arrived = [], threading.Event()
+    again = socketio.Client(reconnection=False)
+    again.on("incident.created", lambda data: (heard.append(data["district"]), data["district"] == "11680"
+                                               and gangnam_arrived.set()), namespace="/control")
+    again.connect(second.url, namespaces=["/control"], auth={"token": token}, transports=["websocket"],
+                  wait_timeout=10)
+    try:
+        for point in ({"lat": 37.4705, "lon": 126.9190}, {"lat": 37.5172, "lon": 127.0473}):  # 관악구, then 강남구청
+            sos = requests.post(first.url + "/api/v1/sos", json=point,
+                                headers={"Authorization": f"Bearer {token_for(create_user(db.session))}"}, timeout=10)
+            assert sos.status_code == 201, sos.text
+        assert gangnam_arrived.wait(5), "the moved operator did not hear 강남구's alarm"
+        assert heard == ["11680"]
+    finally:
+        again.disconnect()

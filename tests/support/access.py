@@ -97,6 +97,7 @@ RESOURCES = {
     "in_progress": _in_progress,
     "due": lambda app, db, p: _paired(app, db, p, past=True),
     "citizen": lambda app, db, p: p.owner,
+    "staff": lambda app, db, p: create_user(db.session, role="operator", name="관제 대상"),
     "protected": lambda app, db, p: protect_in_gwanak(db, p),
     "bell": lambda app, db, p: protection.create_bell_device(db.session, name="안심벨", owner_phone=None,
                                                              **IN_GWANAK)[0],

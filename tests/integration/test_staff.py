@@ -1,0 +1,224 @@
+"""Staff accounts kept by admins, on the real database and Redis: suspend, reinstate, move, find, and the trail."""
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, text
+
+from safety_api.clock import utcnow
+from safety_api.errors import Unauthorized
+from safety_api.models import Delivery, EscortAssignment, EscortBooking, Job, PushDevice, User
+from safety_api.services import accounts, escort
+from tests.factories import PASSWORD, auth_header, create_user
+from tests.integration.test_escort import event_kinds, make_booking, post, scout
+
+PROBLEM = "application/problem+json"
+IN_GWANAK = {"lat": 37.4705, "lon": 126.9190}
+IN_GANGNAM = {"lat": 37.5172, "lon": 127.0473}  # 강남구청
+
+
+def sign_in(client, user) -> dict:
+    tokens = client.post("/api/v1/auth/login", json={"phone": user.phone, "password": PASSWORD}).json
+    return {"access": {"Authorization": f"Bearer {tokens['access_token']}"},
+            "refresh": {"Authorization": f"Bearer {tokens['refresh_token']}"}}
+
+
+def admin_post(client, admin, path, body):
+    return client.post(f"/api/v1/admin/users/{path}", headers=auth_header(admin), json=body)
+
+
+def on_duty(db, user):
+    user.on_duty = True
+    db.session.commit()
+    return user
+
+
+def test_a_suspended_operator_loses_every_sign_in_device_and_shift_and_cannot_log_in(client, db):
+    admin = create_user(db.session, role="admin", name="관리자")
+    operator = on_duty(db, create_user(db.session, role="operator", name="떠나는 관제요원"))
+    console, phone = sign_in(client, operator), sign_in(client, operator)
+    assert client.post("/api/v1/devices", headers=phone["access"],
+                       json={"token": "leaving-operator-phone", "platform": "android"}).status_code == 201
+    before_sign_ins = auth_header(operator)  # a token that names no sign-in ends too
+
+    answer = admin_post(client, admin, f"{operator.id}/suspend", {"reason": "퇴사"})
+    assert answer.status_code == 200, answer.json
+    assert answer.json["user"]["suspended_at"] and answer.json["user"]["on_duty"] is False
+
+    for headers in (console["access"], phone["access"], before_sign_ins):
+        refused = client.get("/api/v1/incidents", headers=headers)
+        assert refused.status_code == 401 and refused.content_type == PROBLEM
+    for tokens in (console, phone):
+        assert client.post("/api/v1/auth/refresh", headers=tokens["refresh"]).status_code == 401
+    login = client.post("/api/v1/auth/login", json={"phone": operator.phone, "password": PASSWORD})
+    assert login.status_code == 403 and login.content_type == PROBLEM and "suspended" in login.json["detail"]
+    wrong = client.post("/api/v1/auth/login", json={"phone": operator.phone, "password": "not-the-password"})
+    assert wrong.status_code == 401  # a stranger without the password does not learn of the suspension
+    assert db.session.scalars(select(PushDevice)).all() == []
+
+    citizen = create_user(db.session)
+    assert client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(citizen)).status_code == 201
+    assert db.session.scalars(select(Delivery)).all() == []  # no one on shift: nothing planned to them
+
+
+def test_reinstating_lets_the_person_log_in_again_and_the_trail_says_who_did_what(client, db):
+    admin = create_user(db.session, role="admin", name="관리자")
+    made = client.post("/api/v1/admin/users", headers=auth_header(admin), json={
+        "phone": "010-3333-4444", "password": PASSWORD, "name": "스카우트", "role": "scout", "district": "11620"})
+    scout_id = made.json["user"]["id"]
+    assert admin_post(client, admin, f"{scout_id}/suspend", {"reason": "민원 조사"}).status_code == 200
+    again = admin_post(client, admin, f"{scout_id}/suspend", {"reason": "두 번째"})
+    assert again.status_code == 200  # already suspended: no change, no second entry
+    back = admin_post(client, admin, f"{scout_id}/reinstate", {"reason": "조사 종결"})
+    assert back.status_code == 200 and back.json["user"]["suspended_at"] is None
+    assert client.post("/api/v1/auth/login", json={"phone": "01033334444", "password": PASSWORD}).status_code == 200
+
+    detail = client.get(f"/api/v1/admin/users/{scout_id}", headers=auth_header(admin))
+    assert detail.status_code == 200
+    trail = [(e["kind"], e["actor"], e["data"].get("reason")) for e in detail.json["history"]]
+    assert trail == [("reinstated", str(admin.id), "조사 종결"), ("suspended", str(admin.id), "민원 조사"),
+                     ("created", str(admin.id), None)]
+
+
+def test_an_admin_cannot_suspend_themself_and_citizens_and_strangers_are_not_staff(client, db):
+    admin = create_user(db.session, role="admin")
+    own = admin_post(client, admin, f"{admin.id}/suspend", {"reason": "실수"})
+    assert own.status_code == 409 and own.content_type == PROBLEM
+    citizen = create_user(db.session)
+    for path in (f"{citizen.id}/suspend", "00000000-0000-0000-0000-000000000000/suspend"):
+        answer = admin_post(client, admin, path, {"reason": "x"})
+        assert answer.status_code == 404 and answer.content_type == PROBLEM
+    assert client.get(f"/api/v1/admin/users/{citizen.id}", headers=auth_header(admin)).status_code == 404
+    assert db.session.get(User, admin.id).suspended_at is None
+    assert db.session.get(User, citizen.id).suspended_at is None
+    assert client.get("/api/v1/me", headers=auth_header(citizen)).status_code == 200
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("suspend", {}, "reason"),
+    ("suspend", {"reason": ""}, "reason"),
+    ("suspend", {"reason": "x" * 501}, "reason"),
+    ("suspend", {"reason": "x", "until": "tomorrow"}, "until"),
+    ("reinstate", {"reason": None}, "reason"),
+])
+def test_a_suspension_needs_a_reason(client, db, path, body, field):
+    admin = create_user(db.session, role="admin")
+    operator = create_user(db.session, role="operator")
+    answer = admin_post(client, admin, f"{operator.id}/{path}", body)
+    assert answer.status_code == 422 and answer.content_type == PROBLEM
+    assert field in [e["field"] for e in answer.json["errors"]]
+    assert db.session.get(User, operator.id).suspended_at is None
+
+
+def test_a_shift_switched_on_by_a_request_that_passed_its_gate_before_the_suspension_counts_for_nothing(client, db):
+    admin = create_user(db.session, role="admin")
+    operator = create_user(db.session, role="operator")
+    stale = db.session.get(User, operator.id)  # as the duty request's gate loaded it, before the suspension
+    assert admin_post(client, admin, f"{operator.id}/suspend", {"reason": "퇴사"}).status_code == 200
+    with pytest.raises(Unauthorized):
+        accounts.set_duty(db.session, user=stale, on_duty=True)
+    assert db.session.get(User, operator.id).on_duty is False
+    # Even a flag set behind the service's back does not put a suspended person on shift.
+    db.session.execute(text("UPDATE users SET on_duty = true WHERE id = :id"), {"id": operator.id})
+    db.session.add(PushDevice(user_id=operator.id, token="forced-token", platform="android"))
+    db.session.commit()
+    assert client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(create_user(db.session))).status_code == 201
+    assert db.session.scalars(select(Delivery)).all() == []
+    assert escort.staff_on_duty(db.session, "operator", "11620") == []
+
+
+def test_a_suspended_scout_leaves_the_escorts_not_yet_under_way_and_another_takes_the_slot(app, client, db):
+    admin = create_user(db.session, role="admin")
+    operator = on_duty(db, create_user(db.session, role="operator"))
+    leaving, partner, newcomer = scout(db, name="떠나는"), scout(db, name="남는"), scout(db, name="새로 온")
+    later = make_booking(app, db, meet_at=utcnow() + timedelta(hours=2))
+    walking = make_booking(app, db, meet_at=utcnow() + timedelta(hours=5))
+    for booking in (later, walking):
+        for person in (leaving, partner):
+            assert post(client, person, booking.id, "accept").status_code == 200
+    assert post(client, operator, walking.id, "start").status_code == 200
+    jobs_before = db.session.scalar(select(Job.id).order_by(Job.id.desc()).limit(1))
+
+    assert admin_post(client, admin, f"{leaving.id}/suspend", {"reason": "조사"}).status_code == 200
+
+    db.session.expire_all()
+    reopened = db.session.get(EscortBooking, later.id)
+    assert reopened.status == "requested"
+    assert [a.scout_id for a in reopened.assignments] == [partner.id]
+    assert event_kinds(db, later.id)[-1] == "scout_withdrawn"
+    told = [(j.payload["data"]["event"], set(j.payload["user_ids"])) for j in db.session.scalars(
+        select(Job).where(Job.kind == "push.user", Job.id > jobs_before).order_by(Job.id))]
+    assert told == [("reopened", {str(later.citizen_id), str(partner.id), str(operator.id)}),
+                    ("offered", {str(newcomer.id)})]
+    under_way = db.session.get(EscortBooking, walking.id)
+    assert under_way.status == "in_progress" and {a.scout_id for a in under_way.assignments} == {leaving.id, partner.id}
+
+    taken = post(client, newcomer, later.id, "accept")
+    assert taken.status_code == 200 and taken.json["status"] == "confirmed"
+    slots = db.session.execute(select(EscortAssignment.scout_id, EscortAssignment.slot)
+                               .where(EscortAssignment.booking_id == later.id)).all()
+    assert sorted(slot for _scout, slot in slots) == [1, 2] and {s for s, _ in slots} == {partner.id, newcomer.id}
+    third = post(client, scout(db, name="셋째"), later.id, "accept")
+    assert third.status_code == 409  # the pair is whole again
+
+
+def test_moving_an_operator_changes_whose_alarms_they_get_and_keeps_their_sign_in(client, db):
+    admin = create_user(db.session, role="admin")
+    operator = on_duty(db, create_user(db.session, role="operator", name="전보 관제요원"))
+    db.session.add(PushDevice(user_id=operator.id, token="moving-operator", platform="android"))
+    db.session.commit()
+    console = sign_in(client, operator)
+
+    moved = client.patch(f"/api/v1/admin/users/{operator.id}", headers=auth_header(admin),
+                         json={"district": "11680", "reason": "인사 발령"})
+    assert moved.status_code == 200, moved.json
+    assert moved.json["user"]["district"] == "11680" and moved.json["user"]["on_duty"] is False
+    assert client.get("/api/v1/me", headers=console["access"]).json["district"] == "11680"
+    assert client.put("/api/v1/me/duty", headers=console["access"], json={"on_duty": True}).status_code == 200
+
+    citizen = create_user(db.session)
+    gwanak = client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(citizen)).json["incident"]
+    gangnam = client.post("/api/v1/sos", json=IN_GANGNAM, headers=auth_header(create_user(db.session))).json
+    planned = {d.subject for d in db.session.scalars(select(Delivery).where(Delivery.token == "moving-operator"))}
+    assert planned == {f"incident:{gangnam['incident']['id']}"}
+    assert client.get(f"/api/v1/incidents/{gwanak['id']}", headers=console["access"]).status_code == 403
+    trail = client.get(f"/api/v1/admin/users/{operator.id}", headers=auth_header(admin)).json["history"][0]
+    assert (trail["kind"], trail["data"]) == ("moved", {"reason": "인사 발령", "from": "11620", "to": "11680"})
+
+
+@pytest.mark.parametrize("role, body, status, field", [
+    ("admin", {"district": "11680", "reason": "x"}, 422, "district"),
+    ("operator", {"district": "99999", "reason": "x"}, 422, "district"),
+    ("operator", {"district": "gwanak", "reason": "x"}, 422, "district"),
+    ("operator", {"district": "11680"}, 422, "reason"),
+    ("operator", {"district": "11680", "reason": "x", "role": "admin"}, 422, "role"),
+])
+def test_a_move_names_what_is_wrong(client, db, role, body, status, field):
+    admin = create_user(db.session, role="admin")
+    person = create_user(db.session, role=role)
+    answer = client.patch(f"/api/v1/admin/users/{person.id}", headers=auth_header(admin), json=body)
+    assert answer.status_code == status and answer.content_type == PROBLEM
+    assert field in [e["field"] for e in answer.json["errors"]]
+    assert db.session.get(User, person.id).district_code == person.district_code
+
+
+def test_admins_find_staff_by_role_district_and_suspension_and_never_citizens(client, db):
+    admin = create_user(db.session, role="admin", name="관리자")
+    gwanak = create_user(db.session, role="operator", name="관악")
+    gangnam = create_user(db.session, role="operator", district="11680", name="강남")
+    scout_ = create_user(db.session, role="scout", name="스카우트")
+    create_user(db.session, name="시민")
+    admin_post(client, admin, f"{gangnam.id}/suspend", {"reason": "휴직"})
+
+    def ids(query=""):
+        answer = client.get(f"/api/v1/admin/users{query}", headers=auth_header(admin))
+        assert answer.status_code == 200
+        return [item["id"] for item in answer.json["items"]]
+
+    assert ids() == [str(admin.id), str(gwanak.id), str(scout_.id), str(gangnam.id)]
+    assert ids("?role=operator") == [str(gwanak.id), str(gangnam.id)]
+    assert ids("?district=11680") == [str(gangnam.id)]
+    assert ids("?suspended=true") == [str(gangnam.id)]
+    assert ids("?suspended=false&role=scout") == [str(scout_.id)]
+    for bad in ("?role=citizen", "?district=x", "?suspended=maybe"):
+        answer = client.get(f"/api/v1/admin/users{bad}", headers=auth_header(admin))
+        assert answer.status_code == 422 and answer.content_type == PROBLEM
