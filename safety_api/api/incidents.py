@@ -101,9 +101,13 @@ def idempotency_key() -> str | None:
                  "POST /api/v1/sos/{incident_id}/cancel", "GET /api/v1/sos/{incident_id}"))
 @require("citizen")
 def raise_sos(body):
-    """Raise an SOS; a retry with the same Idempotency-Key returns the same incident (200)."""
+    """Raise an SOS; a retry with the same Idempotency-Key returns the same incident (200), and its point joins
+    the incident's trail."""
     incident, created = sos_raise.raise_sos(db.session, caller=me(), idempotency_key=idempotency_key(),
                                             escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"], **body)
+    if not created:
+        sos_ingest.record_retry_point(db.session, redis_store.client, user=me(), incident_id=incident.id,
+                                      lat=body["lat"], lon=body["lon"], accuracy_m=body["accuracy_m"], now=utcnow())
     return {"incident": caller_view(incident)}, 201 if created else 200
 
 

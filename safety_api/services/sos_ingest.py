@@ -4,6 +4,7 @@ incident moves `last_fix` forward only (a late fix never replaces a newer one, w
 one commit; then one Redis round trip sets the live positions and the operators' next `positions` batch
 carries them.
 """
+import logging
 from datetime import datetime
 
 from flask import current_app
@@ -25,6 +26,8 @@ from safety_api.services.group_commit import (
 )
 from safety_api.services.incidents import CLOSED
 
+log = logging.getLogger(__name__)
+
 # Forward only, by the phone's clock; the raising point (stamped by the server's clock, `source: raise`) gives
 # way to the phone's first fix even from a phone whose clock is behind, unless that fix predates the alarm by
 # more than any clock could be off.
@@ -44,6 +47,27 @@ def record_fixes(session, redis_client, *, user, incident_id, raw_fixes, now: da
     writer = writer_for(app, "sos-fixes", lambda: _sos_writer(app, session.get_bind(), redis_client))
     return writer.submit(Submission(subject_id=incident_id, person=person, valid=valid, rejected=rejected,
                                     now=now))
+
+
+def record_retry_point(session, redis_client, *, user, incident_id, lat: float, lon: float,
+                       accuracy_m: float | None, now: datetime):
+    """A replayed SOS (the phone did not hear the answer and sent the alarm again) carries where the caller is
+    now, which may be far from where the alarm was raised: a caller being driven away. Keep it as a fix of the
+    incident, stamped by the server's clock (the alarm carries none), in the trail and, if newest, as
+    `last_fix`. Written in the request rather than by the group writer, so that the replay's answer never
+    waits behind the location load; it is best effort: whatever goes wrong, the replay is still answered
+    with its incident, and the phone's own fixes follow."""
+    valid, _rejected = fixes.validate([{"lat": lat, "lon": lon, "accuracy_m": accuracy_m, "t": now.isoformat()}],
+                                      now=now)
+    submission = Submission(subject_id=incident_id, person=Person(user.id, user.name, user.role), valid=valid,
+                            rejected=[], now=now)
+    try:
+        newest = write_group(session, [submission])
+    except Exception:  # noqa: BLE001 - the point is a bonus; the answer is the incident
+        session.rollback()
+        log.warning("the retried SOS's point for %s was not stored", incident_id, exc_info=True)
+        return
+    publish_positions(redis_client, newest)
 
 
 def write_group(session, group: list) -> list:
@@ -92,15 +116,19 @@ def write_group(session, group: list) -> list:
     return list(newest.values())
 
 
-def _sos_writer(app, engine, redis_client) -> GroupWriter:
-    def publish(newest: list):
-        """Live positions in one Redis round trip; the operators' batches in memory."""
-        try:
-            set_live_positions(redis_client, "sos", [(incident.id, fix) for incident, fix in newest])
-        finally:  # Redis down: PostgreSQL has the fixes and the batches still go out
-            for incident, fix in newest:
-                room = rooms.district(incident.district_code) if incident.district_code else rooms.CENTRAL
-                batcher.add(namespace=events.CONTROL, room=room, event=events.POSITIONS,
-                            item={"kind": "sos", "id": str(incident.id), **fix.as_dict()})
+def publish_positions(redis_client, newest: list):
+    """Live positions in one Redis round trip; the operators' batches in memory."""
+    if not newest:
+        return
+    try:
+        set_live_positions(redis_client, "sos", [(incident.id, fix) for incident, fix in newest])
+    finally:  # Redis down: PostgreSQL has the fixes and the batches still go out
+        for incident, fix in newest:
+            room = rooms.district(incident.district_code) if incident.district_code else rooms.CENTRAL
+            batcher.add(namespace=events.CONTROL, room=room, event=events.POSITIONS,
+                        item={"kind": "sos", "id": str(incident.id), **fix.as_dict()})
 
-    return GroupWriter(app, engine, name="sos-fixes", write=write_group, publish=publish)
+
+def _sos_writer(app, engine, redis_client) -> GroupWriter:
+    return GroupWriter(app, engine, name="sos-fixes", write=write_group,
+                       publish=lambda newest: publish_positions(redis_client, newest))

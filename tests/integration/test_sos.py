@@ -73,6 +73,32 @@ def test_a_replayed_idempotency_key_returns_the_same_incident(client, db):
     assert db.session.execute(text("SELECT count(*) FROM incidents")).scalar() == 2
 
 
+def test_a_replayed_alarm_keeps_where_the_caller_is_now_in_the_trail(client, db):
+    """The phone did not hear the answer and sent the alarm again from 600 m further on (a caller being driven
+    away): the same incident comes back, and the new point is its newest fix and in its trail."""
+    from safety_api.models import LocationFix
+    citizen = create_user(db.session)
+    first = sos(client, citizen, key="moving-retry")
+    further = {"lat": IN_GWANAK["lat"] + 0.0054, "lon": IN_GWANAK["lon"], "accuracy_m": 20}
+    again = sos(client, citizen, body=further, key="moving-retry")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json["incident"]["id"] == first.json["incident"]["id"]
+    incident = db.session.get(Incident, first.json["incident"]["id"])
+    assert (incident.last_fix["lat"], incident.last_fix["lon"]) == (further["lat"], further["lon"])
+    trail = db.session.execute(select(LocationFix.lat, LocationFix.lon, LocationFix.incident_id)
+                               .where(LocationFix.subject_id == incident.id)).all()
+    assert trail == [(further["lat"], further["lon"], incident.id)]
+    assert db.session.execute(text("SELECT count(*) FROM incidents")).scalar() == 1
+
+    # Once the caller has cancelled, a replay still answers with the incident and stores nothing more.
+    db.session.execute(text("UPDATE incidents SET status = 'cancelled', caller_status = 'cancelled' WHERE id = :id"),
+                       {"id": incident.id})
+    db.session.commit()
+    late = sos(client, citizen, body={**further, "lat": further["lat"] + 0.001}, key="moving-retry")
+    assert late.status_code == 200 and late.json["incident"]["status"] == "cancelled"
+    assert db.session.scalar(select(text("count(*)")).select_from(LocationFix)) == 1
+
+
 def test_parallel_retries_with_one_key_make_one_incident(app, db):
     citizen = create_user(db.session)
     headers = {**auth_header(citizen), "Idempotency-Key": "burst"}
