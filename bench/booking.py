@@ -27,15 +27,13 @@ from datetime import timedelta
 import psycopg
 
 from bench import common
+from safety_api.services import escort
 
 ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://safety:safety@127.0.0.1:5432/postgres")
 DB_NAME = os.environ.get("BENCH_DB", "safety_bench_escort")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
-TAKE_SLOT = """
-    INSERT INTO escort_assignments (booking_id, scout_id, slot, period)
-    SELECT b.id, %s, COALESCE((SELECT max(a.slot) FROM escort_assignments a WHERE a.booking_id = b.id), 0) + 1,
-           b.period
-    FROM escort_bookings b WHERE b.id = %s"""
+# The service's own statement, in psycopg's parameter style: the floor takes slots exactly as `accept` does.
+TAKE_SLOT = escort.TAKE_SLOT_SQL.replace(":scout", "%(scout)s").replace(":booking", "%(booking)s")
 CHECKS = {  # invariant -> query returning the rows that break it
     "at most two scouts": "SELECT booking_id FROM escort_assignments WHERE released_at IS NULL "
                           "GROUP BY booking_id HAVING count(*) > 2",
@@ -159,7 +157,7 @@ def raw_method(dsn: str, pool_size: int):
     def attempt(scout_id, booking_id):
         conn = idle.get()
         try:
-            conn.execute(TAKE_SLOT, (scout_id, booking_id))
+            conn.execute(TAKE_SLOT, {"scout": scout_id, "booking": booking_id})
             return "taken"
         except psycopg.IntegrityError as exc:
             return f"refused: {exc.diag.constraint_name}"

@@ -32,13 +32,14 @@ def check_staff(user):
         raise Forbidden("This needs the role operator or admin.")
 
 
-def check_change_protection(user, *, protector):
-    """A protection is changed or ended by admins, or by operators of the district of the operator who set it up
-    (another district must not redirect a victim's alerts to other phones, or end the protection)."""
+def check_change_protection(user, protection):
+    """A protection is changed or ended by admins, or by operators of the district in charge of it, the one whose
+    operator set it up (another district must not redirect a victim's alerts to other phones, or end the
+    protection; nor may the operator who set it up, once moved to another district)."""
     if user.role == "admin":
         return
-    if protector is None or protector.district_code is None or protector.district_code != user.district_code:
-        raise Forbidden("This protection was set up by another district.")
+    if protection.district_code is None or protection.district_code != user.district_code:
+        raise Forbidden("This protection is in another district's charge.")
 
 
 def may_view_walk(user, walk, *, chosen_guardian: bool, incident=None) -> bool:
@@ -80,9 +81,11 @@ def check_read_booking(user, booking):
         if booking.citizen_id != user.id:
             raise NotFound("No such booking.")
         return
+    if _holds_slot(booking, user.id, ever=True):  # in any district: a scout moved mid-escort still walks it
+        return
     if user.district_code != booking.district_code:
         raise Forbidden("This booking belongs to another district.")
-    if user.role == "operator" or _holds_slot(booking, user.id, ever=True):
+    if user.role == "operator":
         return
     if user.role == "scout" and booking.status == "requested":
         check_on_duty_for_offers(user)

@@ -1,4 +1,5 @@
 """Administration: staff accounts (create, find, read with their history, suspend, reinstate, move)."""
+from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
@@ -95,6 +96,7 @@ def list_users(query):
 
 @blp.get("/users/<uuid:user_id>")
 @blp.response(200, StaffDetail)
+@blp.alt_response(404, response="NOT_FOUND")
 @require("admin")
 def show_user(user_id):
     """A staff account and what admins did to it."""
@@ -105,17 +107,20 @@ def show_user(user_id):
 @blp.post("/users/<uuid:user_id>/suspend")
 @blp.arguments(ReasonSchema())
 @blp.response(200, StaffEnvelope)
+@blp.alt_response(404, response="NOT_FOUND")
 @blp.alt_response(409, response="CONFLICT")
 @require("admin")
 def suspend_user(body, user_id):
     """Suspend a staff account: every sign-in, socket and push device of it ends now, its shift ends, a scout
     leaves the escorts not yet under way, and logging in is refused until it is reinstated."""
-    return {"user": staff.suspend(db.session, admin=me(), user_id=user_id, reason=body["reason"])}
+    return {"user": staff.suspend(db.session, admin=me(), user_id=user_id, reason=body["reason"],
+                                  escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])}
 
 
 @blp.post("/users/<uuid:user_id>/reinstate")
 @blp.arguments(ReasonSchema())
 @blp.response(200, StaffEnvelope)
+@blp.alt_response(404, response="NOT_FOUND")
 @require("admin")
 def reinstate_user(body, user_id):
     """Lift a suspension: the person may log in again."""
@@ -125,8 +130,10 @@ def reinstate_user(body, user_id):
 @blp.patch("/users/<uuid:user_id>")
 @blp.arguments(MoveSchema())
 @blp.response(200, StaffEnvelope)
+@blp.alt_response(404, response="NOT_FOUND")
 @require("admin")
 def move_user(body, user_id):
     """Move an operator or a scout to another district: their shift ends, a scout leaves the old district's
     escorts not yet under way, and their sockets reconnect to the new district's room."""
-    return {"user": staff.move(db.session, admin=me(), user_id=user_id, **body)}
+    return {"user": staff.move(db.session, admin=me(), user_id=user_id,
+                               escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"], **body)}

@@ -39,10 +39,15 @@ class User(db.Model):
     created_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
 
 
+def not_suspended():
+    """As a SQL condition: whoever may act at all (`users.suspended_at` unset)."""
+    return User.suspended_at.is_(None)
+
+
 def on_shift():
     """Who works now, as a SQL condition: on duty and not suspended. A shift switched on by a request that passed
     its gate just before the suspension committed still counts for nothing."""
-    return and_(User.on_duty.is_(True), User.suspended_at.is_(None))
+    return and_(User.on_duty.is_(True), not_suspended())
 
 
 class AccountEvent(db.Model):

@@ -127,6 +127,9 @@ class ProtectedPerson(db.Model):
     contact_phones = db.Column(JSONB, nullable=False, server_default="[]")
     note = db.Column(db.Text)
     created_by = db.Column(UUID(as_uuid=True), db.ForeignKey("users.id", ondelete="SET NULL"))
+    # The district in charge: its setter's at the time (None: set up by an admin). Kept here, not read from the
+    # setter, so that moving the setter to another district does not hand the protection over with them.
+    district_code = db.Column(db.String(5), db.ForeignKey("districts.code"))
     created_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from safety_api.models import AccountEvent, District, PushDevice, RefreshToken, User
+from safety_api.models.accounts import DISTRICT_BOUND_ROLES, not_suspended
 from safety_api.ratelimit import AttemptLimiter
 from safety_api.realtime.open_sockets import close_sockets_of
 
@@ -48,16 +49,22 @@ def create_staff(session, *, phone: str, password: str, name: str, role: str, di
                  actor: User | None = None) -> User:
     """Create any role (admin only, checked by the caller; `actor` None: the command line's first admin);
     operators and scouts need a district. The account's audit trail starts with who created it."""
-    if role in ("operator", "scout") and not district:
+    if role in DISTRICT_BOUND_ROLES and not district:
         raise Invalid("Operators and scouts belong to a district.",
                       errors=[{"field": "district", "message": "Required for this role."}])
-    if role in ("citizen", "admin") and district:
+    if role not in DISTRICT_BOUND_ROLES and district:
         raise Invalid("Only operators and scouts belong to a district.",
                       errors=[{"field": "district", "message": "Must be empty for this role."}])
-    if district and session.get(District, district) is None:
-        raise Invalid("Unknown district.", errors=[{"field": "district", "message": "No such district code."}])
+    if district:
+        check_district_exists(session, district)
     return _create_user(session, phone=phone, password=password, name=name, role=role, district=district,
                         created_by=actor)
+
+
+def check_district_exists(session, code: str):
+    """422 naming the field unless the district code is one of Seoul's."""
+    if session.get(District, code) is None:
+        raise Invalid("Unknown district.", errors=[{"field": "district", "message": "No such district code."}])
 
 
 def _create_user(session, *, phone, password, name, role, district, created_by: User | None = None) -> User:
@@ -94,9 +101,22 @@ def record_account_event(session, person: User, kind: str, *, actor: User | None
 
 
 def remember_refresh_token(session, *, user: User, jti: str, expires_at: datetime):
-    """Store an issued refresh token so it can be revoked."""
+    """Store an issued refresh token so it can be revoked. The person's row is held FOR SHARE meanwhile: a
+    suspension (which locks it for update) either waits and then ends this sign-in too, or came first and the
+    login is refused here, so no sign-in begun before a suspension comes back to life at reinstatement."""
+    if not hold_unsuspended(session, user.id):
+        session.rollback()
+        raise Forbidden("This account is suspended; ask an administrator of the service.")
     session.add(RefreshToken(jti=jti, user_id=user.id, expires_at=expires_at))
     session.commit()
+
+
+def hold_unsuspended(session, user_id) -> bool:
+    """Lock the person's row FOR SHARE until the caller's commit; False for a suspended (or deleted) person.
+    Whatever the caller then adds for the person (a sign-in, a push device) a suspension ends too, rather than
+    leaving it behind. Take it before any other lock of the person's (a suspension locks the row first)."""
+    return session.scalar(select(User.id).where(User.id == user_id, not_suspended())
+                          .with_for_update(read=True)) is not None
 
 
 def signed_in_user(session, user_id: str, sign_in: str | None) -> User | None:
@@ -164,9 +184,9 @@ def get_user_by_phone(session, phone: str) -> User | None:
 def set_duty(session, *, user: User, on_duty: bool) -> bool:
     """Start or end a shift (not while suspended: a request that passed its gate just before the suspension
     committed is refused here)."""
-    switched = session.execute(update(User).where(User.id == user.id, User.suspended_at.is_(None))
+    switched = session.execute(update(User).where(User.id == user.id, not_suspended())
                                .values(on_duty=on_duty)).rowcount
     session.commit()
     if not switched:
-        raise Unauthorized("This account is suspended.")
+        raise Unauthorized("This account is suspended or gone.")
     return on_duty

@@ -2,7 +2,7 @@
 import dataclasses
 import threading
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import DateTime
 
@@ -93,6 +93,15 @@ def sender_for(config: dict) -> PushSender:
                                     name=f"push-{len(_senders)}")
             _senders[key] = PushSender(app)
         return _senders[key]
+
+
+def withdraw_pending(session, *, recipient_id, reason_prefix: str) -> int:
+    """Withdraw the pushes planned for a person that have not been sent (an operator moved to another district
+    must not receive the old district's alarms); in the caller's transaction. The worker then finds each
+    settled and sends nothing."""
+    return session.execute(update(Delivery).where(Delivery.recipient_id == recipient_id, Delivery.status == "pending",
+                                                  Delivery.reason.startswith(reason_prefix, autoescape=True))
+                           .values(status="withdrawn", updated_at=utcnow())).rowcount
 
 
 def deliver(session, *, delivery_id: int, sender: PushSender):

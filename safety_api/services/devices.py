@@ -7,6 +7,7 @@ from sqlalchemy.sql.expression import SelectBase
 from safety_api.clock import utcnow
 from safety_api.errors import Unauthorized
 from safety_api.models import PushDevice, RefreshToken
+from safety_api.services import accounts
 
 
 def register_device(session, *, user, token: str, platform: str, sign_in: str | None = None) -> tuple[PushDevice, bool]:
@@ -27,6 +28,10 @@ def register_device(session, *, user, token: str, platform: str, sign_in: str | 
 
 
 def _register(session, *, user, token, platform, sign_in) -> tuple[PushDevice, bool]:
+    # The person first, then the sign-in: the order a suspension takes them in (its revocation updates the
+    # sign-in's row after locking the person's), so the two wait for each other rather than deadlock.
+    if not accounts.hold_unsuspended(session, user.id):
+        raise Unauthorized("This account is suspended.")
     if sign_in is not None and session.scalar(_SIGN_IN_OPEN, {"jti": sign_in}) is None:
         raise Unauthorized("Signed out.")
     device = session.scalar(select(PushDevice).where(PushDevice.token == token))

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from geoalchemy2.shape import from_shape
 from shapely.geometry import LineString
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import and_, delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from geo.projection import haversine_m
@@ -49,14 +49,15 @@ MOVES = {"start": (("confirmed",), "in_progress", "started"),
          "cancel": (("requested", "confirmed"), "cancelled", "cancelled")}
 # The lowest free slot (a scout removed by an admin frees theirs); a third scout gets slot 3, which the pair's
 # check constraint refuses.
-_TAKE_SLOT = text(f"""
+TAKE_SLOT_SQL = f"""
     INSERT INTO escort_assignments (booking_id, scout_id, slot, period)
     SELECT b.id, :scout,
            COALESCE((SELECT min(s) FROM generate_series(1, {PAIR}) s
                      WHERE s NOT IN (SELECT a.slot FROM escort_assignments a WHERE a.booking_id = b.id)), {PAIR} + 1),
            b.period
     FROM escort_bookings b WHERE b.id = :booking
-    RETURNING slot""")
+    RETURNING slot"""
+_TAKE_SLOT = text(TAKE_SLOT_SQL)
 
 
 class RuleBroken(Invalid):
@@ -138,12 +139,12 @@ def accept(session, *, scout: User, booking_id) -> EscortBooking:
     """Take a slot of the pair; the database refuses a third scout or a scout busy then (409)."""
     booking = locked_booking(session, booking_id)
     with _refusal_releases_lock(session):
-        if booking.district_code != scout.district_code:
-            raise Forbidden("This booking belongs to another district.")
         if holds(booking, scout.id):
             session.commit()
             return booking  # a retried accept
         take_turns(session, scout)  # after the booking's lock: always booking, then person
+        if booking.district_code != scout.district_code:  # as the person is now: an admin may have moved them
+            raise Forbidden("This booking belongs to another district.")
         if not scout.on_duty:
             raise Conflict("Go on duty before accepting escorts.")
         if booking.status not in ("requested", "confirmed"):  # a confirmed one is refused below, by the database
@@ -213,37 +214,37 @@ def _move(session, *, user, booking_id, action, now) -> EscortBooking:
     return booking
 
 
-def withdraw_scout(session, scout: User, *, actor: User, reason: str, now: datetime | None = None):
-    """Take a scout off every booking not yet under way (an admin suspended them or moved them to another
-    district), in the caller's transaction. Each such booking needs a scout again: it is `requested`, offered to
-    the district's scouts on shift, and its citizen, its other scout and the district's operators on shift are
-    told. An escort under way keeps its pair: it is walking someone home now.
+def withdraw_scout(session, scout_id, *, district: str, now: datetime | None = None):
+    """Take a scout off the bookings of `district` whose meeting is still to come (an admin suspended them or
+    moved them to another district), in the caller's transaction. Each needs a scout again: it is `requested`,
+    offered to the district's scouts on shift, and its citizen, its other scout and the district's operators on
+    shift are told. A booking whose meeting time has come keeps its pair, so that the scout who is there can
+    start it or record a no-show; one under way keeps its pair: it is walking someone home now. The booking's
+    event names no reason and no admin: the citizen reads it, and the account's own trail keeps both.
 
-    The caller holds the scout's row lock (`take_turns` or stronger), so no accept of theirs slips in; the
+    The caller has locked the scout's row and taken them off shift (so they are offered nothing here); the
     bookings are locked after the person, the reverse of `accept`. No deadlock follows: `accept` waits for the
     person only for a booking the scout does not hold yet, and those are not locked here. Returns what to tell
     once the caller has committed."""
     now = now or utcnow()
-    held_now = select(EscortAssignment.booking_id).where(EscortAssignment.scout_id == scout.id,
+    held_now = select(EscortAssignment.booking_id).where(EscortAssignment.scout_id == scout_id,
                                                           EscortAssignment.released_at.is_(None))
-    not_under_way = EscortBooking.status.in_(("requested", "confirmed"))
+    to_come = and_(EscortBooking.status.in_(("requested", "confirmed")), EscortBooking.meet_at > now,
+                   EscortBooking.district_code == district)
     bookings = session.scalars(
-        select(EscortBooking).where(EscortBooking.id.in_(held_now), not_under_way).order_by(EscortBooking.id)
+        select(EscortBooking).where(EscortBooking.id.in_(held_now), to_come).order_by(EscortBooking.id)
         .with_for_update(of=EscortBooking).execution_options(populate_existing=True)).all()
     tellings = []
     for booking in bookings:
         session.execute(delete(EscortAssignment).where(EscortAssignment.booking_id == booking.id,
-                                                       EscortAssignment.scout_id == scout.id))
+                                                       EscortAssignment.scout_id == scout_id))
         session.expire(booking, ["assignments"])
         booking.status = "requested"
-        record_event(session, booking, "scout_withdrawn", actor=actor, scout=str(scout.id), reason=reason)
+        record_event(session, booking, "scout_withdrawn", scout=str(scout_id))
         operators = staff_on_duty(session, "operator", booking.district_code)
         push(session, booking, "reopened", [*parties(booking), *operators])
-        offered_to = []
-        if booking.meet_at > now:
-            offered_to = [uid for uid in staff_on_duty(session, "scout", booking.district_code)
-                          if uid != scout.id and not holds(booking, uid)]
-            push(session, booking, "offered", offered_to)
+        offered_to = [uid for uid in staff_on_duty(session, "scout", booking.district_code) if not holds(booking, uid)]
+        push(session, booking, "offered", offered_to)
         tellings.append((booking.district_code, event_payload(booking, "reopened", TEXTS["reopened"][0]),
                          parties(booking), event_payload(booking, "offered", TEXTS["offered"][0]), offered_to))
 

@@ -1,4 +1,5 @@
 """SOS incidents after they are raised (raising: `sos_raise`): operator workflow, escalation, cancel and duress."""
+from datetime import timedelta
 
 from sqlalchemy import (
     String,
@@ -16,11 +17,11 @@ from notifications import messages
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Forbidden
 from safety_api.models import Incident, IncidentEvent, User
-from safety_api.models.accounts import on_shift
+from safety_api.models.accounts import not_suspended, on_shift
 from safety_api.models.incidents import PRIORITY_RANK
 from safety_api.policy import check_caller, check_operate_incident
 from safety_api.realtime import broadcast, events
-from safety_api.services import access_log, deliveries
+from safety_api.services import access_log, deliveries, jobs
 from safety_api.services.accounts import verify_secret
 from safety_api.services.incident_views import caller_view, operator_view
 
@@ -40,7 +41,7 @@ def on_duty_staff(district_code):
     """Who must be pushed, as a SELECT of ids: the district's on-duty operators, or the admins when there is
     no district. The district may be a value or a SQL expression (`read_scene` passes its subquery)."""
     district = district_code if isinstance(district_code, ColumnElement) else literal(district_code, String)
-    return select(User.id).where(or_(and_(district.is_(None), User.role == "admin", User.suspended_at.is_(None)),
+    return select(User.id).where(or_(and_(district.is_(None), User.role == "admin", not_suspended()),
                                      and_(User.role == "operator", User.district_code == district, on_shift())))
 
 
@@ -160,6 +161,37 @@ def _commit_and_tell(session, incident: Incident, *, tell_caller: bool) -> Incid
     if incident.caller_id and tell_caller:
         broadcast.to_user(incident.caller_id, events.INCIDENT_UPDATED, caller_view(incident))
     return incident
+
+
+def release_taken_by(session, operator: User, *, escalate_after_s: float, now=None):
+    """An operator who can no longer act (suspended, moved to another district) lets go of the incidents they
+    acknowledged and have not dispatched: each is open again, its district's operators on shift are pushed
+    again, and one never escalated gets a new escalation timer from now, so that no alarm waits on someone
+    who is gone. Dispatched incidents keep their state: help is on its way, and the district's operators act
+    on them as on any other. In the caller's transaction; returns what to tell once it has committed."""
+    now = now or utcnow()
+    taken = session.scalars(select(Incident).where(Incident.acknowledged_by == operator.id,
+                                                   Incident.status == "acknowledged")
+                            .order_by(Incident.id).with_for_update()).all()
+    for incident in taken:
+        incident.status, incident.acknowledged_by = "open", None
+        add_event(session, incident, "released", operator=str(operator.id))
+        _plan_staff_alert(session, incident, reason="released")
+        if incident.escalated_at is None:
+            jobs.enqueue(session, kind="incident.escalate", payload={"incident_id": str(incident.id)},
+                         run_at=now + timedelta(seconds=escalate_after_s),
+                         dedupe_key=f"escalate:{incident.id}:released:{now.isoformat()}")
+        else:  # the central centre is in on it already: it hears again too
+            _plan_staff_alert(session, incident, reason="released", district=None)
+
+    def tell():
+        for incident in taken:
+            view = operator_view(incident)
+            broadcast.to_district(incident.district_code, events.INCIDENT_UPDATED, view)
+            if incident.escalated_at and incident.district_code:
+                broadcast.to_central(events.INCIDENT_UPDATED, view)
+
+    return tell
 
 
 def escalate(session, *, incident_id) -> bool:

@@ -22,9 +22,9 @@ def protect(session, *, actor: User, user_id, agency: str, case_reference: str, 
         raise NotFound("No such citizen.")
     record = session.get(ProtectedPerson, person.id)
     if record is None:
-        record = ProtectedPerson(user_id=person.id, created_by=actor.id)
+        record = ProtectedPerson(user_id=person.id, created_by=actor.id, district_code=actor.district_code)
     else:
-        check_change_protection(actor, protector=_protector(session, record))
+        check_change_protection(actor, record)
     record.agency, record.case_reference, record.contact_phones = agency, case_reference, contact_phones
     record.note = note
     session.add(record)
@@ -37,13 +37,9 @@ def unprotect(session, *, actor: User, user_id):
     record = session.get(ProtectedPerson, user_id)
     if record is None:
         raise NotFound("This person is not under protection.")
-    check_change_protection(actor, protector=_protector(session, record))
+    check_change_protection(actor, record)
     session.delete(record)
     session.commit()
-
-
-def _protector(session, record: ProtectedPerson) -> User | None:
-    return session.get(User, record.created_by) if record.created_by else None
 
 
 def create_bell_device(session, *, name: str, lat: float, lon: float, owner_phone: str | None) -> tuple:

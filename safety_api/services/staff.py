@@ -2,19 +2,21 @@
 
 A suspension ends a person's access at once and everywhere (a departing operator, a scout under investigation):
 every sign-in ends, so refresh and access tokens are refused; every push device is forgotten; every socket is
-closed on every api process; the shift ends; a scout is taken off the escorts not yet under way. Logging in is
-refused until an admin reinstates the account. Citizens' accounts are not kept here: a citizen's SOS must never be
-refused, and their account is theirs to delete (`privacy`)."""
+closed on every api process; the shift ends; the incidents they took but had not dispatched are open again and
+alerted again; a scout leaves the escorts still to come. Logging in is refused until an admin reinstates the
+account. Citizens' accounts are not kept here: a citizen's SOS must never be refused, and their account is theirs
+to delete (`privacy`)."""
 from sqlalchemy import select
 
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Invalid, NotFound
-from safety_api.models import AccountEvent, District, User
+from safety_api.models import AccountEvent, User
 from safety_api.models.accounts import DISTRICT_BOUND_ROLES, STAFF_ROLES
 from safety_api.realtime.open_sockets import close_sockets_of
-from safety_api.services import escort
-from safety_api.services.accounts import end_every_sign_in, record_account_event
+from safety_api.services import deliveries, escort, incidents
+from safety_api.services.accounts import check_district_exists, end_every_sign_in, record_account_event
 
+LIST_LIMIT = 1000  # far more staff than a city's control centres have
 HISTORY_LIMIT = 100
 
 
@@ -28,7 +30,8 @@ def list_staff(session, *, role: str | None = None, district: str | None = None,
         query = query.where(User.district_code == district)
     if suspended is not None:
         query = query.where(User.suspended_at.is_not(None) if suspended else User.suspended_at.is_(None))
-    return list(session.scalars(query.order_by(User.district_code.nulls_first(), User.name, User.id)))
+    return list(session.scalars(query.order_by(User.district_code.nulls_first(), User.name, User.id)
+                                .limit(LIST_LIMIT)))
 
 
 def staff_member(session, user_id) -> tuple[User, list[AccountEvent]]:
@@ -41,7 +44,7 @@ def staff_member(session, user_id) -> tuple[User, list[AccountEvent]]:
     return person, list(history)
 
 
-def suspend(session, *, admin: User, user_id, reason: str) -> User:
+def suspend(session, *, admin: User, user_id, reason: str, escalate_after_s: float) -> User:
     """Suspend a staff account and end everything it has open (see the module); again: no change."""
     person = _locked_staff(session, user_id)
     if person.id == admin.id:
@@ -50,14 +53,10 @@ def suspend(session, *, admin: User, user_id, reason: str) -> User:
     if person.suspended_at is not None:
         session.commit()
         return person
-    end_every_sign_in(session, person.id)
-    tell_escorts = _off_the_escorts(session, person, admin=admin, reason="suspended")
     person.suspended_at, person.on_duty = utcnow(), False
+    end_every_sign_in(session, person.id)
     record_account_event(session, person, "suspended", actor=admin, reason=reason)
-    session.commit()
-    close_sockets_of(person.id)
-    tell_escorts()
-    return person
+    return _let_go(session, person, district=person.district_code, escalate_after_s=escalate_after_s)
 
 
 def reinstate(session, *, admin: User, user_id, reason: str) -> User:
@@ -72,29 +71,37 @@ def reinstate(session, *, admin: User, user_id, reason: str) -> User:
     return person
 
 
-def move(session, *, admin: User, user_id, district: str, reason: str) -> User:
-    """Move an operator or a scout to another district. Their shift ends, a scout leaves the old district's escorts
-    not yet under way, and their sockets are closed so that they reconnect to the new district's room; their
-    sign-ins go on. The same district again: no change."""
+def move(session, *, admin: User, user_id, district: str, reason: str, escalate_after_s: float) -> User:
+    """Move an operator or a scout to another district. Their shift ends, they let go of the old district's work
+    as a suspension does (incidents taken, escorts to come, pushes not yet sent), and their sockets close so
+    that they reconnect to the new district's room; their sign-ins go on. The same district again: no change."""
+    check_district_exists(session, district)
     person = _locked_staff(session, user_id)
     if person.role not in DISTRICT_BOUND_ROLES:
         session.rollback()
         raise Invalid("Only operators and scouts belong to a district.",
-                      errors=[{"field": "district", "message": f"A{'n' if person.role == 'admin' else ''} "
-                                                               f"{person.role} has no district."}])
-    if session.get(District, district) is None:
-        session.rollback()
-        raise Invalid("Unknown district.", errors=[{"field": "district", "message": "No such district code."}])
+                      errors=[{"field": "district", "message": f"This account is an {person.role}'s."}])
     if person.district_code == district:
         session.commit()
         return person
-    tell_escorts = _off_the_escorts(session, person, admin=admin, reason="moved")
-    record_account_event(session, person, "moved", actor=admin, reason=reason,
-                         **{"from": person.district_code, "to": district})
+    old = person.district_code
+    record_account_event(session, person, "moved", actor=admin, reason=reason, **{"from": old, "to": district})
     person.district_code, person.on_duty = district, False
+    deliveries.withdraw_pending(session, recipient_id=person.id, reason_prefix="staff.")
+    return _let_go(session, person, district=old, escalate_after_s=escalate_after_s)
+
+
+def _let_go(session, person: User, *, district: str | None, escalate_after_s: float) -> User:
+    """Hand the person's work in `district` back to whoever is on shift there, commit, close their sockets and
+    tell. The person is already off shift (flushed first, so that none of it is offered back to them)."""
+    session.flush()
+    if person.role == "scout":
+        tell = escort.withdraw_scout(session, person.id, district=district)
+    else:
+        tell = incidents.release_taken_by(session, person, escalate_after_s=escalate_after_s)
     session.commit()
     close_sockets_of(person.id)
-    tell_escorts()
+    tell()
     return person
 
 
@@ -106,9 +113,3 @@ def _locked_staff(session, user_id) -> User:
         session.rollback()
         raise NotFound("No staff account with this id.")
     return person
-
-
-def _off_the_escorts(session, person: User, *, admin: User, reason: str):
-    if person.role != "scout":
-        return lambda: None
-    return escort.withdraw_scout(session, person, actor=admin, reason=reason)

@@ -6,7 +6,7 @@ from sqlalchemy import select, text
 
 from safety_api.clock import utcnow
 from safety_api.errors import Unauthorized
-from safety_api.models import Delivery, EscortAssignment, EscortBooking, Job, PushDevice, User
+from safety_api.models import Delivery, EscortAssignment, EscortBooking, Incident, IncidentEvent, Job, PushDevice, User
 from safety_api.services import accounts, escort
 from tests.factories import PASSWORD, auth_header, create_user
 from tests.integration.test_escort import event_kinds, make_booking, post, scout
@@ -222,3 +222,112 @@ def test_admins_find_staff_by_role_district_and_suspension_and_never_citizens(cl
     for bad in ("?role=citizen", "?district=x", "?suspended=maybe"):
         answer = client.get(f"/api/v1/admin/users{bad}", headers=auth_header(admin))
         assert answer.status_code == 422 and answer.content_type == PROBLEM
+
+
+def test_a_protection_stays_in_the_charge_of_the_district_that_set_it_up_when_its_operator_moves(client, db):
+    admin = create_user(db.session, role="admin")
+    setter = create_user(db.session, role="operator", name="관악 담당")
+    colleague = create_user(db.session, role="operator", name="관악 동료")
+    victim = create_user(db.session, name="보호 대상")
+    protection = {"agency": "관악경찰서", "case_reference": "2026-77", "contact_phones": [], "note": None}
+    assert client.put(f"/api/v1/protected-persons/{victim.id}", headers=auth_header(setter),
+                      json=protection).status_code == 200
+    assert client.patch(f"/api/v1/admin/users/{setter.id}", headers=auth_header(admin),
+                        json={"district": "11680", "reason": "인사 발령"}).status_code == 200
+
+    diverted = client.put(f"/api/v1/protected-persons/{victim.id}", headers=auth_header(setter),
+                          json={**protection, "contact_phones": ["010-9999-0000"]})
+    assert diverted.status_code == 403 and diverted.content_type == PROBLEM
+    assert client.delete(f"/api/v1/protected-persons/{victim.id}", headers=auth_header(setter)).status_code == 403
+    assert client.put(f"/api/v1/protected-persons/{victim.id}", headers=auth_header(colleague),
+                      json={**protection, "note": "관악이 계속 맡음"}).status_code == 200
+
+
+def test_a_suspended_operator_lets_go_of_the_incidents_they_took_and_the_district_is_alerted_again(client, db):
+    admin = create_user(db.session, role="admin")
+    leaving = on_duty(db, create_user(db.session, role="operator", name="떠나는"))
+    staying = on_duty(db, create_user(db.session, role="operator", name="남는"))
+    db.session.add(PushDevice(user_id=staying.id, token="staying-operator", platform="android"))
+    db.session.commit()
+    citizen = create_user(db.session)
+    taken = client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(citizen)).json["incident"]["id"]
+    sent = client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(create_user(db.session))).json
+    for incident_id in (taken, sent["incident"]["id"]):
+        assert client.post(f"/api/v1/incidents/{incident_id}/ack", headers=auth_header(leaving)).status_code == 200
+    assert client.post(f"/api/v1/incidents/{sent['incident']['id']}/dispatch", headers=auth_header(leaving),
+                       json={"agency": "police", "note": None}).status_code == 200
+
+    assert admin_post(client, admin, f"{leaving.id}/suspend", {"reason": "퇴사"}).status_code == 200
+
+    released = db.session.get(Incident, taken)
+    assert (released.status, released.acknowledged_by) == ("open", None)
+    kinds = db.session.scalars(select(IncidentEvent.kind).where(IncidentEvent.incident_id == released.id)
+                               .order_by(IncidentEvent.id)).all()
+    assert kinds == ["created", "acknowledged", "released"]
+    alerts = db.session.scalars(select(Delivery.reason).where(Delivery.subject == f"incident:{taken}",
+                                                              Delivery.token == "staying-operator")).all()
+    assert sorted(alerts) == ["staff.created", "staff.released"]
+    timers = db.session.scalars(select(Job.dedupe_key).where(Job.kind == "incident.escalate",
+                                                              Job.dedupe_key.like(f"escalate:{taken}%"))).all()
+    assert len(timers) == 2  # the first one's and a new one from the release
+    assert db.session.get(Incident, sent["incident"]["id"]).status == "dispatched"  # help is on its way: kept
+    assert client.post(f"/api/v1/incidents/{taken}/ack", headers=auth_header(staying)).status_code == 200
+
+
+def test_a_moved_operator_gets_no_push_planned_for_the_old_district(client, db):
+    admin = create_user(db.session, role="admin")
+    operator = on_duty(db, create_user(db.session, role="operator"))
+    db.session.add(PushDevice(user_id=operator.id, token="moving-phone", platform="android"))
+    db.session.commit()
+    assert client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(create_user(db.session))).status_code == 201
+    assert client.patch(f"/api/v1/admin/users/{operator.id}", headers=auth_header(admin),
+                        json={"district": "11680", "reason": "발령"}).status_code == 200
+    assert db.session.scalars(select(Delivery.status).where(Delivery.token == "moving-phone")).all() == ["withdrawn"]
+
+
+def test_a_sign_in_or_a_device_begun_just_before_a_suspension_does_not_outlive_it(client, db):
+    """A login or a device registration that passed its checks just before the suspension committed is refused
+    when it writes (it holds the person's row FOR SHARE, which the suspension's lock excludes)."""
+    from datetime import datetime, timezone
+
+    from safety_api.errors import Forbidden
+    from safety_api.services import devices
+    admin = create_user(db.session, role="admin")
+    operator = create_user(db.session, role="operator")
+    stale = db.session.get(User, operator.id)
+    assert admin_post(client, admin, f"{operator.id}/suspend", {"reason": "퇴사"}).status_code == 200
+    with pytest.raises(Forbidden):
+        accounts.remember_refresh_token(db.session, user=stale, jti="late-login",
+                                        expires_at=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    with pytest.raises(Unauthorized):
+        devices.register_device(db.session, user=stale, token="late-device", platform="android")
+    db.session.rollback()
+    assert admin_post(client, admin, f"{operator.id}/reinstate", {"reason": "복직"}).status_code == 200
+    assert db.session.scalars(select(PushDevice)).all() == []
+    assert db.session.execute(text("SELECT count(*) FROM refresh_tokens")).scalar() == 0
+
+
+def test_a_scout_moved_mid_escort_still_walks_it_and_the_meeting_that_has_come_keeps_its_pair(app, client, db):
+    admin = create_user(db.session, role="admin")
+    moving, partner = scout(db, name="전보"), scout(db, name="남는")
+    walking = make_booking(app, db, meet_at=utcnow() + timedelta(hours=3))
+    meeting_now = make_booking(app, db, meet_at=utcnow() - timedelta(minutes=1))  # the pair is there now
+    for booking in (walking, meeting_now):
+        for person in (moving, partner):
+            assert post(client, person, booking.id, "accept").status_code == 200
+    operator = create_user(db.session, role="operator")
+    assert post(client, operator, walking.id, "start").status_code == 200
+    stale = db.session.get(User, moving.id)
+
+    assert client.patch(f"/api/v1/admin/users/{moving.id}", headers=auth_header(admin),
+                        json={"district": "11680", "reason": "발령"}).status_code == 200
+
+    assert client.get(f"/api/v1/escort/bookings/{walking.id}", headers=auth_header(moving)).status_code == 200
+    assert post(client, moving, walking.id, "complete").status_code == 200
+    db.session.expire_all()
+    kept = db.session.get(EscortBooking, meeting_now.id)
+    assert kept.status == "confirmed" and {a.scout_id for a in kept.assignments} == {moving.id, partner.id}
+    later = make_booking(app, db, meet_at=utcnow() + timedelta(hours=9))
+    from safety_api.errors import Forbidden
+    with pytest.raises(Forbidden):  # an accept that loaded the scout before the move is judged as they are now
+        escort.accept(db.session, scout=stale, booking_id=later.id)
