@@ -37,6 +37,8 @@ class Config:
         self.REDIS_URL = _env("REDIS_URL", "redis://127.0.0.1:6379/0")
         self.SOCKETIO_CHANNEL = _env("SOCKETIO_CHANNEL", "safety-socketio")
         self.SOCKETIO_ASYNC_MODE = _env("SOCKETIO_ASYNC_MODE", "threading")
+        # How often each api process checks its open sockets against the database (realtime.open_sockets.Sweep)
+        self.SOCKET_SWEEP_S = _float("SOCKET_SWEEP_S", 30.0)
         self.CORS_ORIGINS = _env("CORS_ORIGINS", "*")
 
         self.JWT_SECRET_KEY = _env("JWT_SECRET_KEY", self.SECRET_KEY)

@@ -2,6 +2,7 @@
 from flask import Flask
 
 from safety_api.extensions import socketio
+from safety_api.realtime.open_sockets import Sweep
 
 
 def init_app(app: Flask):
@@ -18,6 +19,7 @@ def init_app(app: Flask):
     # Flask-SocketIO keeps one server per SocketIO object and replaces it on every init_app; each app keeps
     # its own so that emits go through the queue of the app they are made in.
     app.extensions["socketio_server"] = socketio.server
+    app.extensions["socket_sweep"] = Sweep(app)
     register_namespaces(socketio)
 
 

@@ -1,7 +1,7 @@
 """The /mobile and /control namespaces: authenticate once at connect, then join rooms; every client event is acked."""
 from abc import ABC, abstractmethod
 
-from flask import request, session
+from flask import current_app, request, session
 from flask_jwt_extended import decode_token
 from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
 
@@ -83,16 +83,20 @@ class AudienceNamespace(Namespace, ABC):
         return handlers.error_ack(exc)
 
     def on_disconnect(self, reason=None):
+        open_sockets.sweep_of(current_app).let_go(request.namespace, request.sid)
         if session.get("user_id"):
             open_sockets.forget(session["user_id"], _member())
 
     def on_connect(self, auth=None):
         try:
-            self.join(authenticate(auth))
+            user = authenticate(auth)
+            self.join(user)
         except BaseException:  # refused, or failed on a backing service: no record of the socket stays
             _forget_refused()
             raise
         db.session.remove()
+        open_sockets.sweep_of(current_app).hold(open_sockets.LocalSocket(
+            request.namespace, request.sid, session["user_id"], session.get("sign_in"), session["district"]))
 
     @abstractmethod
     def join(self, user: User):

@@ -9,11 +9,13 @@ connected (by then they must sign in and connect again to use the service at all
 import logging
 import threading
 import time
+import uuid
+from dataclasses import dataclass
 
 import redis
 from flask import current_app
 
-from safety_api.extensions import redis_store
+from safety_api.extensions import db, redis_store
 
 log = logging.getLogger(__name__)
 SOCKETS_KEPT = 20  # per person: far more phones and consoles than anyone has open at once
@@ -81,3 +83,81 @@ def _disconnect_quietly(server, names):
         _disconnect(server, names)
     except redis.RedisError as exc:
         log.warning("sockets not closed again: %s", exc.__class__.__name__)
+
+
+# --- this process's own sockets, checked against the database -------------------------------------------------
+
+@dataclass(frozen=True)
+class LocalSocket:
+    """A socket this process holds, as its connect found its person."""
+
+    namespace: str
+    sid: str
+    user_id: str
+    sign_in: str | None
+    district: str | None
+
+
+class Sweep:
+    """Every SOCKET_SWEEP_S, one process checks the sockets it holds against the database and closes those whose
+    person can no longer hold them: signed out, suspended, deleted, or moved to another district (the reconnect
+    joins the new district's room).
+
+    The closes that signing out, a suspension or a deletion send through Redis right after their commit are the
+    fast path; this is the backstop that needs neither Redis nor the process that did it to have lived past
+    its commit, so a socket outlives its person's standing by at most one sweep."""
+
+    def __init__(self, app):
+        self.app = app
+        self._sockets: dict[tuple[str, str], LocalSocket] = {}
+        self._lock = threading.Lock()
+        self._started = False
+
+    def hold(self, socket: LocalSocket):
+        with self._lock:
+            self._sockets[(socket.namespace, socket.sid)] = socket
+            if not self._started:  # started by the first socket: only processes that hold sockets sweep
+                self._started = True
+                self.app.extensions["socketio_server"].start_background_task(self._run)
+
+    def let_go(self, namespace: str, sid: str):
+        with self._lock:
+            self._sockets.pop((namespace, sid), None)
+
+    def _run(self):
+        server = self.app.extensions["socketio_server"]
+        while True:
+            server.sleep(self.app.config["SOCKET_SWEEP_S"])
+            try:
+                with self.app.app_context():
+                    self.sweep()
+            except Exception:  # noqa: BLE001 - a failed sweep (database away) is retried at the next one
+                log.warning("socket sweep failed", exc_info=True)
+
+    def sweep(self) -> list[LocalSocket]:
+        """Close the sockets whose person can no longer hold them (in an app context); returns them."""
+        from safety_api.services import accounts  # services import this module (they close sockets)
+        with self._lock:
+            held = list(self._sockets.values())
+        if not held:
+            return []
+        try:
+            districts, ended = accounts.standing(db.session, user_ids={uuid.UUID(s.user_id) for s in held},
+                                                 sign_ins={s.sign_in for s in held if s.sign_in})
+        finally:
+            db.session.remove()
+        stale = [s for s in held if districts.get(uuid.UUID(s.user_id), _GONE) != s.district or s.sign_in in ended]
+        server = self.app.extensions["socketio_server"]
+        for socket in stale:
+            log.info("closing socket %s of %s: its person's standing changed", socket.sid, socket.user_id)
+            server.disconnect(socket.sid, namespace=socket.namespace)  # held here: closed without Redis
+            self.let_go(socket.namespace, socket.sid)
+        return stale
+
+
+_GONE = object()  # no district at all: the person is deleted or suspended
+
+
+def sweep_of(app) -> Sweep:
+    """The app's sweep of its own sockets (made by realtime.init_app)."""
+    return app.extensions["socket_sweep"]

@@ -132,8 +132,18 @@ def signed_in_user(session, user_id: str, sign_in: str | None) -> User | None:
 
 # Built once: every request runs it. A NULL sign-in matches no refresh token, so it never counts as ended.
 _SIGNED_IN = select(User).where(
-    User.id == bindparam("id"), User.suspended_at.is_(None),
+    User.id == bindparam("id"), not_suspended(),
     ~exists().where(RefreshToken.jti == bindparam("sign_in", type_=String), RefreshToken.revoked_at.is_not(None)))
+
+
+def standing(session, *, user_ids, sign_ins) -> tuple[dict, set]:
+    """What a sweep of open sockets checks them against, in two reads: {user id: district} of the people who
+    may still act (existing, not suspended), and which of these sign-ins have ended."""
+    districts = dict(session.execute(select(User.id, User.district_code)
+                                     .where(User.id.in_(set(user_ids)), not_suspended())).all())
+    ended = set(session.scalars(select(RefreshToken.jti).where(RefreshToken.jti.in_(set(sign_ins)),
+                                                               RefreshToken.revoked_at.is_not(None))))
+    return districts, ended
 
 
 def sign_out(session, *, user: User, sign_in: str):

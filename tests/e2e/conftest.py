@@ -10,7 +10,9 @@ from tests.support.live import WorkerProcess, process_env, servers
 @pytest.fixture(scope="session")
 def session_env(app):
     """Environment for processes under test, with a Socket.IO channel of the session's own."""
-    return process_env(TEST_DATABASE_URL, TEST_REDIS_URL, f"e2e-{uuid.uuid4().hex[:8]}")
+    # Sockets are checked against the database every second (30 s in production), so that the sweep's tests
+    # need not wait long.
+    return process_env(TEST_DATABASE_URL, TEST_REDIS_URL, f"e2e-{uuid.uuid4().hex[:8]}", SOCKET_SWEEP_S=1)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import threading
 import pytest
 import requests
 import socketio
+from flask_jwt_extended import decode_token
 
 from tests.factories import create_user, token_for
 
@@ -206,3 +207,38 @@ def test_a_moved_operator_reconnects_to_the_new_districts_room(two_servers, db):
         assert heard == ["11680"]
     finally:
         again.disconnect()
+
+
+@pytest.mark.parametrize("change", [
+    "UPDATE users SET suspended_at = now() WHERE id = :user",
+    "UPDATE refresh_tokens SET revoked_at = now() WHERE jti = :sign_in",
+    "UPDATE users SET district_code = '11680' WHERE id = :user",
+    "DELETE FROM users WHERE id = :user",
+], ids=["suspended", "signed-out", "moved", "deleted"])
+def test_a_socket_whose_person_lost_standing_closes_even_when_no_close_was_sent(live_server, db, change):
+    """The backstop: the person's standing changes in the database with no close sent through Redis (as when
+    the process that made the change died right after its commit, or Redis was away): the process holding the
+    socket finds it at its next sweep (every second here) and closes it. Another operator's socket stays."""
+    from sqlalchemy import text
+
+    from tests.factories import PASSWORD
+    operator = create_user(db.session, role="operator", name="쓸려 나갈 관제요원")
+    staying = create_user(db.session, role="operator", name="남는 관제요원")
+    tokens = requests.post(live_server.url + "/api/v1/auth/login", json={"phone": operator.phone,
+                                                                         "password": PASSWORD}, timeout=10).json()
+    sign_in = decode_token(tokens["refresh_token"])["jti"]
+    gone = {"operator": threading.Event(), "staying": threading.Event()}
+    consoles = {}
+    for name, token in (("operator", tokens["access_token"]), ("staying", token_for(staying))):
+        consoles[name] = socketio.Client(reconnection=False)
+        consoles[name].on("disconnect", lambda *_reason, name=name: gone[name].set(), namespace="/control")
+        consoles[name].connect(live_server.url, namespaces=["/control"], auth={"token": token},
+                               transports=["websocket"], wait_timeout=10)
+    try:
+        db.session.execute(text(change), {"user": operator.id, "sign_in": sign_in})
+        db.session.commit()
+        assert gone["operator"].wait(5), "the sweep did not close the socket"
+        assert not gone["staying"].wait(1.5) and consoles["staying"].connected
+    finally:
+        for console in consoles.values():
+            console.disconnect()
