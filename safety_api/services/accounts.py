@@ -4,7 +4,8 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import String, bindparam, delete, exists, select, update
+from sqlalchemy import String, any_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.exc import IntegrityError
 
 from safety_api.clock import utcnow
@@ -138,12 +139,20 @@ _SIGNED_IN = select(User).where(
 
 def standing(session, *, user_ids, sign_ins) -> tuple[dict, set]:
     """What a sweep of open sockets checks them against, in two reads: {user id: district} of the people who
-    may still act (existing, not suspended), and which of these sign-ins have ended."""
-    districts = dict(session.execute(select(User.id, User.district_code)
-                                     .where(User.id.in_(set(user_ids)), not_suspended())).all())
-    ended = set(session.scalars(select(RefreshToken.jti).where(RefreshToken.jti.in_(set(sign_ins)),
-                                                               RefreshToken.revoked_at.is_not(None))))
+    may still act (existing, not suspended), and which of these sign-ins have ended: signed out, or expired (a
+    socket lives as long as its sign-in could be refreshed, not only as long as the access token it showed)."""
+    districts = dict(session.execute(_STANDING_PEOPLE, {"ids": list(set(user_ids))}).all())
+    ended = set(session.scalars(_ENDED_SIGN_INS, {"jtis": list(set(sign_ins))}))
     return districts, ended
+
+
+# Each list travels as one array parameter (`= ANY(:ids)`): an IN list of thousands of parameters costs the
+# process several times more to bind and send, with the GIL held among its socket threads.
+_STANDING_PEOPLE = select(User.id, User.district_code).where(
+    User.id == any_(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))), not_suspended())
+_ENDED_SIGN_INS = select(RefreshToken.jti).where(
+    RefreshToken.jti == any_(bindparam("jtis", type_=ARRAY(String))),
+    or_(RefreshToken.revoked_at.is_not(None), RefreshToken.expires_at <= func.now()))
 
 
 def sign_out(session, *, user: User, sign_in: str):

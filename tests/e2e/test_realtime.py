@@ -212,9 +212,10 @@ def test_a_moved_operator_reconnects_to_the_new_districts_room(two_servers, db):
 @pytest.mark.parametrize("change", [
     "UPDATE users SET suspended_at = now() WHERE id = :user",
     "UPDATE refresh_tokens SET revoked_at = now() WHERE jti = :sign_in",
+    "UPDATE refresh_tokens SET expires_at = now() WHERE jti = :sign_in",
     "UPDATE users SET district_code = '11680' WHERE id = :user",
     "DELETE FROM users WHERE id = :user",
-], ids=["suspended", "signed-out", "moved", "deleted"])
+], ids=["suspended", "signed-out", "sign-in-expired", "moved", "deleted"])
 def test_a_socket_whose_person_lost_standing_closes_even_when_no_close_was_sent(live_server, db, change):
     """The backstop: the person's standing changes in the database with no close sent through Redis (as when
     the process that made the change died right after its commit, or Redis was away): the process holding the
