@@ -39,6 +39,8 @@ class Config:
         self.SOCKETIO_ASYNC_MODE = _env("SOCKETIO_ASYNC_MODE", "threading")
         # How often each api process checks its open sockets against the database (realtime.open_sockets.Sweep)
         self.SOCKET_SWEEP_S = _float("SOCKET_SWEEP_S", 30.0)
+        if not self.SOCKET_SWEEP_S > 0:
+            raise ValueError("SOCKET_SWEEP_S must be a positive number of seconds")
         self.CORS_ORIGINS = _env("CORS_ORIGINS", "*")
 
         self.JWT_SECRET_KEY = _env("JWT_SECRET_KEY", self.SECRET_KEY)

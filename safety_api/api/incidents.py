@@ -105,10 +105,11 @@ def raise_sos(body):
     the incident's trail."""
     incident, created = sos_raise.raise_sos(db.session, caller=me(), idempotency_key=idempotency_key(),
                                             escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"], **body)
+    answer = {"incident": caller_view(incident)}  # built first: nothing after it can spoil the answer
     if not created:
         sos_ingest.record_retry_point(db.session, redis_store.client, user=me(), incident_id=incident.id,
                                       lat=body["lat"], lon=body["lon"], accuracy_m=body["accuracy_m"], now=utcnow())
-    return {"incident": caller_view(incident)}, 201 if created else 200
+    return answer, 201 if created else 200
 
 
 @blp.post("/bells/sos")

@@ -1,4 +1,5 @@
 """The signed-in user."""
+from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
@@ -76,4 +77,5 @@ def export():
 @require()
 def delete(body):
     """Delete my account and data; incident records are kept without my details, as the law requires."""
-    privacy.delete_account(db.session, user=me(), password=body["password"])
+    privacy.delete_account(db.session, user=me(), password=body["password"],
+                           escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])

@@ -152,9 +152,12 @@ class Sweep:
             stale += [s for s in chunk
                       if districts.get(uuid.UUID(s.user_id), _GONE) != s.district or s.sign_in in ended]
         for socket in stale:
-            log.info("closing socket %s of %s: its person's standing changed", socket.sid, socket.user_id)
-            server.disconnect(socket.sid, namespace=socket.namespace)  # held here: closed without Redis
-            self.let_go(socket.namespace, socket.sid)
+            # Held here and connected: closed without Redis. The entry goes when the socket's own disconnect
+            # runs (namespaces.on_disconnect), so one still connecting (python-socketio ignores a disconnect
+            # then) is closed by the next sweep instead of forgotten.
+            if server.manager.is_connected(socket.sid, socket.namespace):
+                log.info("closing socket %s of %s: its person's standing changed", socket.sid, socket.user_id)
+                server.disconnect(socket.sid, namespace=socket.namespace)
         return stale
 
 

@@ -121,8 +121,8 @@ def hold_unsuspended(session, user_id) -> bool:
 
 
 def signed_in_user(session, user_id: str, sign_in: str | None) -> User | None:
-    """The person a token names, unless the sign-in it was issued under has been signed out or the person
-    suspended: one read, the same that loading the person alone costs. A token that names no sign-in
+    """The person a token names, unless the sign-in it was issued under has been signed out or has expired, or
+    the person is suspended: one read, the same that loading the person alone costs. A token that names no sign-in
     (`sign_in` None) lives until it expires or its person is suspended."""
     try:
         person = uuid.UUID(user_id)
@@ -134,7 +134,8 @@ def signed_in_user(session, user_id: str, sign_in: str | None) -> User | None:
 # Built once: every request runs it. A NULL sign-in matches no refresh token, so it never counts as ended.
 _SIGNED_IN = select(User).where(
     User.id == bindparam("id"), not_suspended(),
-    ~exists().where(RefreshToken.jti == bindparam("sign_in", type_=String), RefreshToken.revoked_at.is_not(None)))
+    ~exists().where(RefreshToken.jti == bindparam("sign_in", type_=String),
+                    or_(RefreshToken.revoked_at.is_not(None), RefreshToken.expires_at <= func.now())))
 
 
 def standing(session, *, user_ids, sign_ins) -> tuple[dict, set]:

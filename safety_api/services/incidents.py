@@ -99,6 +99,7 @@ def _log_reads(session, user, found: list, *, purpose: str):
 def acknowledge(session, *, user, incident_id) -> Incident:
     """Take the incident: the first operator wins, a second one gets 409."""
     incident = get_for_operator(session, user=user, incident_id=incident_id)
+    _hold_operator(session, user, incident)
     # The first acknowledgement's time stays: the caller's view was frozen against it (a duress incident can be
     # reopened and taken again).
     won = session.execute(update(Incident).where(Incident.id == incident.id, Incident.status == "open")
@@ -115,6 +116,18 @@ def acknowledge(session, *, user, incident_id) -> Incident:
     add_event(session, incident, "acknowledged", actor=user)
     _log_reads(session, user, [incident], purpose="incident.act")
     return _commit_and_tell(session, incident, tell_caller=incident.caller_closed_at is None)
+
+
+def _hold_operator(session, user, incident: Incident):
+    """Hold the operator's row FOR SHARE until the acknowledgement commits, refusing one suspended or moved out
+    of the incident's district since the request's gate read them. A suspension or a move (which lock the row
+    for update, then the incidents the person took) then either waits for this acknowledgement and releases
+    it with the rest, or came first and is seen here: an alarm is never left held by someone who cannot act."""
+    may = select(User.id).where(User.id == user.id, not_suspended(),
+                                or_(User.role == "admin", User.district_code == incident.district_code))
+    if session.scalar(may.with_for_update(read=True)) is None:
+        session.rollback()
+        raise Forbidden("You can no longer act on this district's incidents.")
 
 
 def dispatch(session, *, user, incident_id, agency: str, note: str | None) -> Incident:
@@ -181,7 +194,7 @@ def release_taken_by(session, operator: User, *, escalate_after_s: float, now=No
             jobs.enqueue(session, kind="incident.escalate", payload={"incident_id": str(incident.id)},
                          run_at=now + timedelta(seconds=escalate_after_s),
                          dedupe_key=f"escalate:{incident.id}:released:{now.isoformat()}")
-        else:  # the central centre is in on it already: it hears again too
+        elif incident.district_code is not None:  # escalated: the central centre hears again too
             _plan_staff_alert(session, incident, reason="released", district=None)
 
     def tell():

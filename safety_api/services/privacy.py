@@ -3,6 +3,7 @@ from sqlalchemy import text
 
 from safety_api.errors import Unauthorized
 from safety_api.realtime.open_sockets import close_sockets_of
+from safety_api.services import staff
 from safety_api.services.accounts import verify_secret
 
 _AFTER_OPEN_DURESS = ("SELECT 1 FROM incidents d WHERE d.caller_id = :uid AND d.duress "
@@ -41,11 +42,15 @@ def export(session, *, user) -> dict:
     return out
 
 
-def delete_account(session, *, user, password: str):
-    """Delete the person and their data; incident records stay, detached from the person, as evidence."""
+def delete_account(session, *, user, password: str, escalate_after_s: float):
+    """Delete the person and their data; incident records stay, detached from the person, as evidence. Staff hand
+    their work back first, as when an admin suspends them: no alarm stays taken and no escort stays promised by
+    someone who is gone."""
     if not verify_secret(user.password_hash, password):
         raise Unauthorized("Confirm with your password to delete the account.")
     uid = {"uid": user.id}
+    user.on_duty = False
+    tell = staff.hand_back(session, user, district=user.district_code, escalate_after_s=escalate_after_s)
     # An incident's trail is evidence the law asks us to keep: keep the fixes, drop who sent them.
     session.execute(text("UPDATE location_fixes SET user_id = NULL WHERE user_id = :uid "
                          "AND incident_id IS NOT NULL"), uid)
@@ -59,3 +64,4 @@ def delete_account(session, *, user, password: str):
     # An open socket authenticated once, at connect: without this it would keep receiving (an operator's
     # incidents, a guardian's walks) after the person is gone.
     close_sockets_of(uid["uid"])
+    tell()

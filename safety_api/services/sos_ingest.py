@@ -62,12 +62,10 @@ def record_retry_point(session, redis_client, *, user, incident_id, lat: float, 
     submission = Submission(subject_id=incident_id, person=Person(user.id, user.name, user.role), valid=valid,
                             rejected=[], now=now)
     try:
-        newest = write_group(session, [submission])
-    except Exception:  # noqa: BLE001 - the point is a bonus; the answer is the incident
+        publish_positions(redis_client, write_group(session, [submission]))
+    except Exception:  # noqa: BLE001 - the point is a bonus; the answer is the incident (a Redis outage included)
         session.rollback()
-        log.warning("the retried SOS's point for %s was not stored", incident_id, exc_info=True)
-        return
-    publish_positions(redis_client, newest)
+        log.warning("the retried SOS's point for %s was not stored or not published", incident_id, exc_info=True)
 
 
 def write_group(session, group: list) -> list:

@@ -99,6 +99,21 @@ def test_a_replayed_alarm_keeps_where_the_caller_is_now_in_the_trail(client, db)
     assert db.session.scalar(select(text("count(*)")).select_from(LocationFix)) == 1
 
 
+def test_a_replayed_alarm_is_answered_while_redis_is_away(app, client, db, monkeypatch):
+    """The replay's point is a bonus: with Redis unreachable (a real client to a port nothing listens on) the
+    replay still gets its incident back, and the point is stored all the same."""
+    import redis
+
+    from safety_api.models import LocationFix
+    citizen = create_user(db.session)
+    first = sos(client, citizen, key="replay-without-redis")
+    monkeypatch.setitem(app.extensions, "redis", redis.Redis(port=1, socket_connect_timeout=0.2))
+    again = sos(client, citizen, body={**IN_GWANAK, "lat": IN_GWANAK["lat"] + 0.001}, key="replay-without-redis")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json["incident"]["id"] == first.json["incident"]["id"]
+    assert db.session.scalar(select(text("count(*)")).select_from(LocationFix)) == 1
+
+
 def test_parallel_retries_with_one_key_make_one_incident(app, db):
     citizen = create_user(db.session)
     headers = {**auth_header(citizen), "Idempotency-Key": "burst"}

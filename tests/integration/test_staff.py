@@ -331,3 +331,51 @@ def test_a_scout_moved_mid_escort_still_walks_it_and_the_meeting_that_has_come_k
     from safety_api.errors import Forbidden
     with pytest.raises(Forbidden):  # an accept that loaded the scout before the move is judged as they are now
         escort.accept(db.session, scout=stale, booking_id=later.id)
+
+
+def test_an_acknowledgement_that_passed_its_gate_before_a_suspension_or_move_is_refused(client, db):
+    """The acknowledgement holds the operator's row FOR SHARE and reads them as they are now: an alarm is never
+    left taken by someone suspended or moved away."""
+    from safety_api.errors import Forbidden
+    from safety_api.services import incidents
+    admin = create_user(db.session, role="admin")
+    suspended, moved = create_user(db.session, role="operator"), create_user(db.session, role="operator")
+    stale = {person.id: db.session.get(User, person.id) for person in (suspended, moved)}
+    alarm = client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(create_user(db.session))).json
+    assert admin_post(client, admin, f"{suspended.id}/suspend", {"reason": "퇴사"}).status_code == 200
+    assert client.patch(f"/api/v1/admin/users/{moved.id}", headers=auth_header(admin),
+                        json={"district": "11680", "reason": "발령"}).status_code == 200
+    for person in (suspended, moved):
+        with pytest.raises(Forbidden):
+            incidents.acknowledge(db.session, user=stale[person.id], incident_id=alarm["incident"]["id"])
+    assert db.session.get(Incident, alarm["incident"]["id"]).status == "open"
+
+
+def test_staff_deleting_their_own_account_hand_their_work_back(app, client, db):
+    operator = on_duty(db, create_user(db.session, role="operator"))
+    alarm = client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(create_user(db.session))).json
+    assert client.post(f"/api/v1/incidents/{alarm['incident']['id']}/ack",
+                       headers=auth_header(operator)).status_code == 200
+    leaving, partner = scout(db, name="탈퇴"), scout(db, name="남는")
+    booking = make_booking(app, db, meet_at=utcnow() + timedelta(hours=2))
+    for person in (leaving, partner):
+        assert post(client, person, booking.id, "accept").status_code == 200
+
+    for person in (operator, leaving):
+        deleted = client.delete("/api/v1/me", headers=auth_header(person), json={"password": PASSWORD})
+        assert deleted.status_code == 204
+
+    db.session.expire_all()
+    incident = db.session.get(Incident, alarm["incident"]["id"])
+    assert (incident.status, incident.acknowledged_by) == ("open", None)
+    reopened = db.session.get(EscortBooking, booking.id)
+    assert reopened.status == "requested" and [a.scout_id for a in reopened.assignments] == [partner.id]
+
+
+def test_an_expired_sign_in_ends_its_access_tokens_too(client, db):
+    operator = create_user(db.session, role="operator")
+    console = sign_in(client, operator)
+    db.session.execute(text("UPDATE refresh_tokens SET expires_at = now() - interval '1 second'"))
+    db.session.commit()
+    refused = client.get("/api/v1/me", headers=console["access"])
+    assert refused.status_code == 401 and refused.content_type == PROBLEM
