@@ -71,3 +71,23 @@ def test_sos_fixes_and_walk_positions_cross_processes_in_gevent_mode(gevent_serv
         operator.close()
         watcher.close()
         time.sleep(0.2)
+
+
+def test_the_socket_sweep_runs_as_a_greenlet_in_gevent_mode(gevent_servers, db):
+    """A suspension made straight in the database (no close sent) closes the socket at the next sweep, here a
+    greenlet of the gevent worker."""
+    import threading
+
+    from sqlalchemy import text
+    operator = create_user(db.session, role="operator")
+    closed = threading.Event()
+    console = socketio.Client(reconnection=False)
+    console.on("disconnect", lambda *_reason: closed.set(), namespace="/control")
+    console.connect(gevent_servers[0].url, namespaces=["/control"], auth={"token": token_for(operator)},
+                    transports=["websocket"], wait_timeout=10)
+    try:
+        db.session.execute(text("UPDATE users SET suspended_at = now() WHERE id = :id"), {"id": operator.id})
+        db.session.commit()
+        assert closed.wait(5), "the gevent worker's sweep did not close the socket"
+    finally:
+        console.disconnect()
