@@ -17,7 +17,7 @@ def _push_failed(session, payload, error):
 
 def _push_user(session, payload, worker):
     deliveries.expand_user_push(session, user_ids=payload["user_ids"], title=payload["title"], body=payload["body"],
-                                data=payload.get("data", {}))
+                                data=payload.get("data", {}), on_shift_in=payload.get("on_shift_in"))
 
 
 def _escalate(session, payload, worker):

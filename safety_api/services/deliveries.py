@@ -13,7 +13,8 @@ from notifications.push import (
     init_firebase_app,
 )
 from safety_api.clock import utcnow
-from safety_api.models import Delivery
+from safety_api.models import Delivery, User
+from safety_api.models.accounts import on_shift
 from safety_api.services import devices, jobs
 
 # A delivery's own retry budget, counted in sends begun (`deliveries.attempts`): this is what decides when a push
@@ -162,8 +163,14 @@ def receipts(session, *, subject: str) -> list:
         {"s": subject}))
 
 
-def expand_user_push(session, *, user_ids, title: str, body: str, data: dict, urgency: str = "high") -> int:
-    """Turn a push addressed to people into one delivery per device they have now (the `push.user` job)."""
+def expand_user_push(session, *, user_ids, title: str, body: str, data: dict, urgency: str = "high",
+                     on_shift_in: str | None = None) -> int:
+    """Turn a push addressed to people into one delivery per device they have now (the `push.user` job).
+    `on_shift_in`: addressed to them as that district's staff on shift, so only those still are (as they are
+    now, not when the push was planned)."""
+    if on_shift_in is not None:
+        user_ids = list(session.scalars(select(User.id).where(User.id.in_(user_ids), User.district_code == on_shift_in,
+                                                              on_shift())))
     subject = f"{data.get('type', 'notice')}:{data.get('id', '-')}"
     collapse = f"{data.get('type', 'notice')}-{data.get('id', '-')}"
     by_user = {user_id: [PushMessage(token=token, platform=platform, data={k: str(v) for k, v in data.items()},

@@ -123,7 +123,7 @@ def create_booking(session, *, citizen: User, policy: Policy, meeting_point_id, 
     _flush_or_conflict(session)
     record_event(session, booking, "requested", actor=citizen)
     scouts = staff_on_duty(session, "scout", booking.district_code)
-    push(session, booking, "offered", scouts)
+    push(session, booking, "offered", scouts, staff=True)
     for kind, before in (("escort.reminder", policy.reminder), ("escort.unconfirmed", policy.unconfirmed)):
         jobs.enqueue(session, kind=kind, payload={"booking_id": str(booking.id)}, run_at=meet_at - before,
                      dedupe_key=f"{kind}:{booking.id}")
@@ -242,9 +242,10 @@ def withdraw_scout(session, scout_id, *, district: str, now: datetime | None = N
         booking.status = "requested"
         record_event(session, booking, "scout_withdrawn", scout=str(scout_id))
         operators = staff_on_duty(session, "operator", booking.district_code)
-        push(session, booking, "reopened", [*parties(booking), *operators])
+        push(session, booking, "reopened", parties(booking))
+        push(session, booking, "reopened", operators, staff=True)
         offered_to = [uid for uid in staff_on_duty(session, "scout", booking.district_code) if not holds(booking, uid)]
-        push(session, booking, "offered", offered_to)
+        push(session, booking, "offered", offered_to, staff=True)
         tellings.append((booking.district_code, event_payload(booking, "reopened", TEXTS["reopened"][0]),
                          parties(booking), event_payload(booking, "offered", TEXTS["offered"][0]), offered_to))
 
@@ -337,8 +338,11 @@ def record_event(session, booking, kind, *, actor=None, **data):
     session.add(EscortEvent(booking_id=booking.id, kind=kind, actor_id=actor.id if actor else None, data=data))
 
 
-def push(session, booking, event, user_ids):
-    """Queue one push to these people in the caller's transaction; the worker delivers it."""
+def push(session, booking, event, user_ids, *, staff: bool = False):
+    """Queue one push to these people in the caller's transaction; the worker delivers it. `staff`: they are told
+    as the district's staff on shift (offers to scouts, notices to operators), so the worker sends it only to
+    those still on shift in the booking's district when it runs: an offer says where a citizen will wait at
+    night, and a scout who went off duty, was moved or suspended meanwhile must not learn it."""
     ids = sorted({str(uid) for uid in user_ids})
     if not ids:
         return
@@ -347,7 +351,8 @@ def push(session, booking, event, user_ids):
     jobs.enqueue(session, kind="push.user", payload={
         "user_ids": ids, "title": title, "body": body.format(time=seoul_time(meet_at)),
         "data": {"type": "escort", "id": str(booking.id), "event": event, "status": booking.status,
-                 "meet_at": meet_at}})
+                 "meet_at": meet_at},
+        **({"on_shift_in": booking.district_code} if staff else {})})
 
 
 def _commit_and_tell(session, booking, event, extra=()):

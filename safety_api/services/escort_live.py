@@ -42,7 +42,7 @@ def flag_unconfirmed(session, *, booking_id) -> bool:
     booking.flagged_at = utcnow()
     record_event(session, booking, "unconfirmed", scouts=len(held(booking)))
     push(session, booking, "unconfirmed", [booking.citizen_id])
-    push(session, booking, "unconfirmed", staff_on_duty(session, "operator", booking.district_code))
+    push(session, booking, "unconfirmed", staff_on_duty(session, "operator", booking.district_code), staff=True)
     session.flush()
     tell(booking.district_code, event_payload(booking, "unconfirmed", TEXTS["unconfirmed"][0]),
           [booking.citizen_id])

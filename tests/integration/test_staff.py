@@ -147,7 +147,7 @@ def test_a_suspended_scout_leaves_the_escorts_not_yet_under_way_and_another_take
     assert event_kinds(db, later.id)[-1] == "scout_withdrawn"
     told = [(j.payload["data"]["event"], set(j.payload["user_ids"])) for j in db.session.scalars(
         select(Job).where(Job.kind == "push.user", Job.id > jobs_before).order_by(Job.id))]
-    assert told == [("reopened", {str(later.citizen_id), str(partner.id), str(operator.id)}),
+    assert told == [("reopened", {str(later.citizen_id), str(partner.id)}), ("reopened", {str(operator.id)}),
                     ("offered", {str(newcomer.id)})]
     under_way = db.session.get(EscortBooking, walking.id)
     assert under_way.status == "in_progress" and {a.scout_id for a in under_way.assignments} == {leaving.id, partner.id}
@@ -379,3 +379,25 @@ def test_an_expired_sign_in_ends_its_access_tokens_too(client, db):
     db.session.commit()
     refused = client.get("/api/v1/me", headers=console["access"])
     assert refused.status_code == 401 and refused.content_type == PROBLEM
+
+
+def test_an_offer_queued_before_a_scout_left_the_shift_or_the_district_does_not_reach_them(app, client, db):
+    """Where a citizen will wait at night goes only to the district's scouts on shift as the push is sent, not
+    as it was planned."""
+    from safety_api.worker_jobs import HANDLERS
+    admin = create_user(db.session, role="admin")
+    moved, off_duty, staying = scout(db, name="전보"), scout(db, name="퇴근"), scout(db, name="근무 중")
+    for person in (moved, off_duty, staying):
+        db.session.add(PushDevice(user_id=person.id, token=f"phone-of-{person.name}", platform="android"))
+    db.session.commit()
+    booking = make_booking(app, db)
+    offer = db.session.scalars(select(Job).where(Job.kind == "push.user")).one()
+    assert set(offer.payload["user_ids"]) == {str(moved.id), str(off_duty.id), str(staying.id)}
+
+    assert client.patch(f"/api/v1/admin/users/{moved.id}", headers=auth_header(admin),
+                        json={"district": "11680", "reason": "발령"}).status_code == 200
+    assert client.put("/api/v1/me/duty", headers=auth_header(off_duty), json={"on_duty": False}).status_code == 200
+    HANDLERS["push.user"](db.session, offer.payload, None)
+    db.session.commit()
+    sent_to = db.session.scalars(select(Delivery.token).where(Delivery.subject == f"escort:{booking.id}")).all()
+    assert sent_to == ["phone-of-근무 중"]
