@@ -1,4 +1,4 @@
-"""Command line: `flask --app wsgi create-admin | load-demo | geo import KIND FILE`."""
+"""Command line: `flask --app wsgi create-admin | load-demo | geo import KIND FILE | staff suspend|reinstate`."""
 import os
 
 import click
@@ -30,6 +30,47 @@ def create_admin(phone, password, name):
     except (ValidationError, DomainError) as exc:
         raise click.ClickException(str(getattr(exc, "messages", exc))) from None
     click.echo(f"admin {user.phone} created (id {user.id})")
+
+
+staff_cli = AppGroup("staff", help="Staff accounts, from the deployment itself (admins use the API).")
+
+
+@staff_cli.command("suspend")
+@click.option("--phone", required=True)
+@click.option("--reason", required=True)
+def staff_suspend(phone, reason):
+    """Suspend a staff account, an admin's included: for an admin account that is compromised, or the only one."""
+    from safety_api.services import staff
+    person = _staff_by_phone(phone)
+    staff.suspend(db.session, admin=None, user_id=person.id, reason=reason,
+                  escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])
+    click.echo(f"{person.role} {person.phone} suspended")
+
+
+@staff_cli.command("reinstate")
+@click.option("--phone", required=True)
+@click.option("--reason", required=True)
+def staff_reinstate(phone, reason):
+    """Lift a staff account's suspension."""
+    from safety_api.services import staff
+    person = _staff_by_phone(phone)
+    staff.reinstate(db.session, admin=None, user_id=person.id, reason=reason)
+    click.echo(f"{person.role} {person.phone} reinstated")
+
+
+def _staff_by_phone(phone):
+    from marshmallow import ValidationError
+
+    from safety_api.api.schemas import Phone
+    from safety_api.models.accounts import STAFF_ROLES
+    from safety_api.services import accounts
+    try:
+        person = accounts.get_user_by_phone(db.session, Phone().deserialize(phone))
+    except ValidationError as exc:
+        raise click.ClickException(str(exc.messages)) from None
+    if person is None or person.role not in STAFF_ROLES:
+        raise click.ClickException(f"no staff account with the phone {phone}")
+    return person
 
 
 @click.command("load-demo")
@@ -130,3 +171,4 @@ def init_app(app: Flask):
     app.cli.add_command(create_admin)
     app.cli.add_command(load_demo)
     app.cli.add_command(geo_cli)
+    app.cli.add_command(staff_cli)

@@ -44,10 +44,12 @@ def staff_member(session, user_id) -> tuple[User, list[AccountEvent]]:
     return person, list(history)
 
 
-def suspend(session, *, admin: User, user_id, reason: str, escalate_after_s: float) -> User:
-    """Suspend a staff account and end everything it has open (see the module); again: no change."""
+def suspend(session, *, admin: User | None, user_id, reason: str, escalate_after_s: float) -> User:
+    """Suspend a staff account and end everything it has open (see the module); again: no change. `admin` None:
+    the deployment's own command line (`flask --app wsgi staff suspend`), for an admin account itself
+    compromised or the only one."""
     person = _locked_staff(session, user_id)
-    if person.id == admin.id:
+    if admin is not None and person.id == admin.id:
         session.rollback()
         raise Conflict("You cannot suspend your own account; another admin can.")
     if person.suspended_at is not None:
@@ -59,7 +61,7 @@ def suspend(session, *, admin: User, user_id, reason: str, escalate_after_s: flo
     return _let_go(session, person, district=person.district_code, escalate_after_s=escalate_after_s)
 
 
-def reinstate(session, *, admin: User, user_id, reason: str) -> User:
+def reinstate(session, *, admin: User | None, user_id, reason: str) -> User:
     """Lift a suspension: the person may log in again (every earlier sign-in stays ended); again: no change."""
     person = _locked_staff(session, user_id)
     if person.suspended_at is None:

@@ -6,7 +6,17 @@ from sqlalchemy import select, text
 
 from safety_api.clock import utcnow
 from safety_api.errors import Unauthorized
-from safety_api.models import Delivery, EscortAssignment, EscortBooking, Incident, IncidentEvent, Job, PushDevice, User
+from safety_api.models import (
+    AccountEvent,
+    Delivery,
+    EscortAssignment,
+    EscortBooking,
+    Incident,
+    IncidentEvent,
+    Job,
+    PushDevice,
+    User,
+)
 from safety_api.services import accounts, escort
 from tests.factories import PASSWORD, auth_header, create_user
 from tests.integration.test_escort import event_kinds, make_booking, post, scout
@@ -401,3 +411,22 @@ def test_an_offer_queued_before_a_scout_left_the_shift_or_the_district_does_not_
     db.session.commit()
     sent_to = db.session.scalars(select(Delivery.token).where(Delivery.subject == f"escort:{booking.id}")).all()
     assert sent_to == ["phone-of-근무 중"]
+
+
+def test_the_deployment_suspends_and_reinstates_an_admin_from_the_command_line(app, client, db):
+    """The only admin's account is compromised: the people who run the service suspend it from the command line
+    (no admin can suspend their own account through the API), and reinstate it once it is safe again."""
+    admin = create_user(db.session, role="admin", phone="01077778888")
+    console = sign_in(client, admin)
+    runner = app.test_cli_runner()
+    done = runner.invoke(args=["staff", "suspend", "--phone", "010-7777-8888", "--reason", "계정 탈취 의심"])
+    assert done.exit_code == 0, done.output
+    assert client.get("/api/v1/me", headers=console["access"]).status_code == 401
+    trail = db.session.scalars(select(AccountEvent).where(AccountEvent.user_id == admin.id)
+                               .order_by(AccountEvent.id)).all()
+    assert [(e.kind, e.actor_id) for e in trail] == [("created", None), ("suspended", None)]
+    for phone in ("010-0000-0001", "not-a-phone"):
+        refused = runner.invoke(args=["staff", "suspend", "--phone", phone, "--reason", "x"])
+        assert refused.exit_code != 0 and "Error" in refused.output
+    assert runner.invoke(args=["staff", "reinstate", "--phone", "01077778888", "--reason", "복구"]).exit_code == 0
+    assert client.post("/api/v1/auth/login", json={"phone": "01077778888", "password": PASSWORD}).status_code == 200
