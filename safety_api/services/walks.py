@@ -16,7 +16,7 @@ from geo.projection import haversine_m
 from notifications.push import PushMessage
 from safety_api.clock import to_seoul, utcnow
 from safety_api.errors import Conflict, Invalid, NotFound
-from safety_api.models import Incident, LocationFix, User, Walk, WalkAlert, WalkGuardian
+from safety_api.models import Incident, IncidentEvent, LocationFix, User, Walk, WalkAlert, WalkGuardian
 from safety_api.policy import check_view_walk, check_walker, check_watch_walk
 from safety_api.realtime import broadcast, events, rooms
 from safety_api.services import access_log, deliveries, guardians, incidents, jobs, routes, sos_raise
@@ -218,15 +218,26 @@ def expire_checkin(session, *, walk_id, alert_id: int, now: datetime) -> bool:
     if walk is None or alert is None or alert.walk_id != walk.id:
         return False
     unanswered = alert.status == "open" and walk.status == "active"
-    half_done = alert.status == "escalated" and walk.status == "escalated"  # rerun after a crash mid-way
+    # A rerun after a crash mid-way (the incident committed, the telling lost) tells again; another prompt that
+    # the same escalation settled finds it escalated too, and must not tell a second time.
+    half_done = alert.status == "escalated" and walk.status == "escalated" and _escalated_by(session, walk, alert)
     if not (unanswered or half_done):
         session.rollback()
         return False
-    escalate(session, walk, reason=f"no check-in after {alert.kind}", now=now)
+    escalate(session, walk, reason=f"no check-in after {alert.kind}", now=now, alert_id=alert.id)
     return True
 
 
-def escalate(session, walk: Walk, *, reason: str, now: datetime) -> Incident:
+def _escalated_by(session, walk: Walk, alert: WalkAlert) -> bool:
+    """Whether this prompt is the one whose expiry escalated the walk: its incident's `walk_escalated` event
+    names it (`alert_id`: null when the walker answered "not fine"; absent from events older than the name,
+    which count for any prompt)."""
+    data = session.scalar(select(IncidentEvent.data).join(Incident).where(
+        Incident.walk_id == walk.id, IncidentEvent.kind == "walk_escalated").limit(1))
+    return data is None or "alert_id" not in data or data["alert_id"] == alert.id
+
+
+def escalate(session, walk: Walk, *, reason: str, now: datetime, alert_id: int | None = None) -> Incident:
     """Turn the walk into an SOS incident linked to it; its trail becomes the incident's evidence."""
     walker = session.get(User, walk.walker_id)
     if walk.status == "active":
@@ -237,7 +248,8 @@ def escalate(session, walk: Walk, *, reason: str, now: datetime) -> Incident:
 
     def as_evidence(incident):
         """Committed with the incident, or not at all: its audit event and the walk's trail as its evidence."""
-        incidents.add_event(session, incident, "walk_escalated", walk_id=str(walk.id), reason=reason)
+        incidents.add_event(session, incident, "walk_escalated", walk_id=str(walk.id), reason=reason,
+                            alert_id=alert_id)
         _link_trail(session, walk, incident)
 
     # raise_sos commits the walk's change with the incident; the key makes a rerun find the same incident.

@@ -231,6 +231,34 @@ def test_an_unanswered_prompt_escalates_once_to_an_sos_that_operators_can_follow
                        headers=auth_header(walker)).status_code == 409
 
 
+def test_a_second_open_prompt_expiring_after_the_escalation_tells_no_one_again(app, client, db, emitted):
+    """Two prompts were open when the first one's window closed: the walk escalated once and settled both. The
+    second one's timer then finds nothing to do: no second walk.escalated; a rerun of the first one's (a crash
+    after the commit) still tells."""
+    walker = create_user(db.session)
+    walk = start(client, walker).json
+    points, now = route_points(walk), utcnow()
+    away = [fix(*off_route(*points[1]), now - timedelta(seconds=30 - 5 * i)) for i in range(7)]
+    post_fixes(client, walker, walk["id"], away)
+    first = db.session.scalar(select(WalkAlert))
+    second = WalkAlert(walk_id=first.walk_id, kind="stalled", status="open", t=now, raised_at=now,
+                       checkin_by=now + timedelta(seconds=1))
+    db.session.add(second)
+    db.session.commit()
+    first_id, second_id = first.id, second.id
+
+    def told():
+        return len([p for ns, _room, event, p in emitted if event == events.WALK_ESCALATED and ns == events.CONTROL])
+
+    assert walks.expire_checkin(db.session, walk_id=walk["id"], alert_id=first_id, now=utcnow()) is True
+    assert told() == 1
+    assert walks.expire_checkin(db.session, walk_id=walk["id"], alert_id=second_id, now=utcnow()) is False
+    assert told() == 1
+    assert walks.expire_checkin(db.session, walk_id=walk["id"], alert_id=first_id, now=utcnow()) is True
+    assert told() == 2
+    assert db.session.scalar(select(func.count()).select_from(Incident)) == 1
+
+
 def test_a_walker_who_answers_not_fine_raises_the_sos_at_once(client, db):
     walker = create_user(db.session)
     walk = start(client, walker).json
