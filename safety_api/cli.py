@@ -40,10 +40,19 @@ staff_cli = AppGroup("staff", help="Staff accounts, from the deployment itself (
 @click.option("--reason", required=True)
 def staff_suspend(phone, reason):
     """Suspend a staff account, an admin's included: for an admin account that is compromised, or the only one."""
+    import time
+
+    from safety_api.realtime.open_sockets import CLOSE_AGAIN_AFTER_S
     from safety_api.services import staff
     person = _staff_by_phone(phone)
-    staff.suspend(db.session, admin=None, user_id=person.id, reason=reason,
-                  escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])
+    if person.suspended_at is not None:
+        click.echo(f"{person.role} {person.phone} was already suspended")
+        return
+    _in_service(staff.suspend, admin=None, user_id=person.id, reason=_reason(reason),
+                escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])
+    # The second pass of the sockets' close runs on a timer of this process: wait for it before exiting (each
+    # api process's sweep would close what it misses within SOCKET_SWEEP_S anyway).
+    time.sleep(CLOSE_AGAIN_AFTER_S + 0.5)
     click.echo(f"{person.role} {person.phone} suspended")
 
 
@@ -54,8 +63,25 @@ def staff_reinstate(phone, reason):
     """Lift a staff account's suspension."""
     from safety_api.services import staff
     person = _staff_by_phone(phone)
-    staff.reinstate(db.session, admin=None, user_id=person.id, reason=reason)
+    if person.suspended_at is None:
+        click.echo(f"{person.role} {person.phone} was not suspended")
+        return
+    _in_service(staff.reinstate, admin=None, user_id=person.id, reason=_reason(reason))
     click.echo(f"{person.role} {person.phone} reinstated")
+
+
+def _reason(reason: str) -> str:
+    if not 1 <= len(reason.strip()) <= 500:
+        raise click.BadParameter("give a reason of 1 to 500 characters", param_hint="--reason")
+    return reason
+
+
+def _in_service(action, **kwargs):
+    from safety_api.errors import DomainError
+    try:
+        return action(db.session, **kwargs)
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from None
 
 
 def _staff_by_phone(phone):

@@ -206,6 +206,10 @@ def set_duty(session, *, user: User, on_duty: bool) -> bool:
     committed is refused here)."""
     switched = session.execute(update(User).where(User.id == user.id, not_suspended())
                                .values(on_duty=on_duty)).rowcount
+    if switched and not on_duty:  # off shift: what they were to get as staff on shift is not theirs any more
+        from safety_api.services import deliveries
+        for staff_only in deliveries.STAFF_PUSHES:
+            deliveries.withdraw_pending(session, recipient_id=user.id, reason_prefix=staff_only)
     session.commit()
     if not switched:
         raise Unauthorized("This account is suspended or gone.")

@@ -96,6 +96,11 @@ def sender_for(config: dict) -> PushSender:
         return _senders[key]
 
 
+# What a person receives only as staff on shift: incident alerts, escort offers. Leaving the shift or the district
+# withdraws these while they wait to be sent (parties' notices of an escort they still walk stay).
+STAFF_PUSHES = ("staff.", "escort.offered")
+
+
 def withdraw_pending(session, *, recipient_id, reason_prefix: str) -> int:
     """Withdraw the pushes planned for a person that have not been sent (an operator moved to another district
     must not receive the old district's alarms); in the caller's transaction. The worker then finds each

@@ -232,8 +232,9 @@ def _escalated_by(session, walk: Walk, alert: WalkAlert) -> bool:
     """Whether this prompt is the one whose expiry escalated the walk: its incident's `walk_escalated` event
     names it (`alert_id`: null when the walker answered "not fine"; absent from events older than the name,
     which count for any prompt)."""
-    data = session.scalar(select(IncidentEvent.data).join(Incident).where(
-        Incident.walk_id == walk.id, IncidentEvent.kind == "walk_escalated").limit(1))
+    data = session.scalar(select(IncidentEvent.data).join(Incident).where(  # by the caller's key's unique index
+        Incident.caller_id == walk.walker_id, Incident.idempotency_key == sos_raise.walk_escalation_key(walk.id),
+        IncidentEvent.kind == "walk_escalated").limit(1))
     return data is None or "alert_id" not in data or data["alert_id"] == alert.id
 
 

@@ -412,6 +412,11 @@ def test_an_offer_queued_before_a_scout_left_the_shift_or_the_district_does_not_
     sent_to = db.session.scalars(select(Delivery.token).where(Delivery.subject == f"escort:{booking.id}")).all()
     assert sent_to == ["phone-of-근무 중"]
 
+    # Expanded but not yet sent (waiting, or for a retry): withdrawn when that scout, too, leaves the shift.
+    assert client.put("/api/v1/me/duty", headers=auth_header(staying), json={"on_duty": False}).status_code == 200
+    assert db.session.scalars(select(Delivery.status).where(Delivery.subject == f"escort:{booking.id}")).all() == [
+        "withdrawn"]
+
 
 def test_the_deployment_suspends_and_reinstates_an_admin_from_the_command_line(app, client, db):
     """The only admin's account is compromised: the people who run the service suspend it from the command line
@@ -425,8 +430,11 @@ def test_the_deployment_suspends_and_reinstates_an_admin_from_the_command_line(a
     trail = db.session.scalars(select(AccountEvent).where(AccountEvent.user_id == admin.id)
                                .order_by(AccountEvent.id)).all()
     assert [(e.kind, e.actor_id) for e in trail] == [("created", None), ("suspended", None)]
-    for phone in ("010-0000-0001", "not-a-phone"):
-        refused = runner.invoke(args=["staff", "suspend", "--phone", phone, "--reason", "x"])
+    again = runner.invoke(args=["staff", "suspend", "--phone", "01077778888", "--reason", "다시"])
+    assert again.exit_code == 0 and "already" in again.output
+    for arguments in (["--phone", "010-0000-0001", "--reason", "x"], ["--phone", "not-a-phone", "--reason", "x"],
+                      ["--phone", "01077778888", "--reason", " "]):
+        refused = runner.invoke(args=["staff", "reinstate", *arguments])
         assert refused.exit_code != 0 and "Error" in refused.output
     assert runner.invoke(args=["staff", "reinstate", "--phone", "01077778888", "--reason", "복구"]).exit_code == 0
     assert client.post("/api/v1/auth/login", json={"phone": "01077778888", "password": PASSWORD}).status_code == 200
