@@ -1,5 +1,6 @@
-"""Every open socket, recorded under its person and sign-in, so that deleting an account or signing out closes
-them on whichever api process holds them.
+"""Every open socket, recorded under its person and sign-in, so that deleting an account, signing out or a
+suspension closes them on whichever api process holds them; and each process's sweep of its own sockets against
+the database (`Sweep`), the backstop for a close that never arrived.
 
 In Redis, per person: {"<namespace> <socket id> <sign-in or ->": connected at}. python-socketio's disconnect of
 a socket id reaches the process that holds it through the Redis queue. A crashed process never says its sockets
@@ -100,8 +101,8 @@ class LocalSocket:
 
 class Sweep:
     """Every SOCKET_SWEEP_S, one process checks the sockets it holds against the database and closes those whose
-    person can no longer hold them: signed out, suspended, deleted, or moved to another district (the reconnect
-    joins the new district's room).
+    person can no longer hold them: signed out of that sign-in or past its expiry, suspended, deleted, or moved to
+    another district (the reconnect joins the new district's room).
 
     The closes that signing out, a suspension or a deletion send through Redis right after their commit are the
     fast path; this is the backstop that needs neither Redis nor the process that did it to have lived past
