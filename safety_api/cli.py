@@ -18,17 +18,9 @@ def _data(name: str) -> str:
 @click.option("--name", default="관리자")
 def create_admin(phone, password, name):
     """Create the first admin account."""
-    from marshmallow import ValidationError
-
-    from safety_api.api.schemas import Phone
-    from safety_api.errors import DomainError
     from safety_api.services import accounts
-    try:
-        normalised = Phone().deserialize(phone)
-        user = accounts.create_staff(db.session, phone=normalised, password=password, name=name,
-                                     role="admin", district=None)
-    except (ValidationError, DomainError) as exc:
-        raise click.ClickException(str(getattr(exc, "messages", exc))) from None
+    user = _in_service(accounts.create_staff, phone=_phone(phone), password=password, name=name, role="admin",
+                       district=None)
     click.echo(f"admin {user.phone} created (id {user.id})")
 
 
@@ -84,16 +76,21 @@ def _in_service(action, **kwargs):
         raise click.ClickException(exc.detail) from None
 
 
-def _staff_by_phone(phone):
+def _phone(phone: str) -> str:
+    """The phone number as the API reads it (normalised), or a clean error."""
     from marshmallow import ValidationError
 
     from safety_api.api.schemas import Phone
-    from safety_api.models.accounts import STAFF_ROLES
-    from safety_api.services import accounts
     try:
-        person = accounts.get_user_by_phone(db.session, Phone().deserialize(phone))
+        return Phone().deserialize(phone)
     except ValidationError as exc:
         raise click.ClickException(str(exc.messages)) from None
+
+
+def _staff_by_phone(phone):
+    from safety_api.models.accounts import STAFF_ROLES
+    from safety_api.services import accounts
+    person = accounts.get_user_by_phone(db.session, _phone(phone))
     if person is None or person.role not in STAFF_ROLES:
         raise click.ClickException(f"no staff account with the phone {phone}")
     return person

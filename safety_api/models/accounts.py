@@ -1,7 +1,7 @@
 """People and what belongs to them: credentials, refresh tokens, push devices, guardian links."""
 import uuid
 
-from sqlalchemy import and_
+from sqlalchemy import and_, func, or_
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from safety_api.extensions import db
@@ -75,6 +75,11 @@ class RefreshToken(db.Model):
                         nullable=False, index=True)
     expires_at = db.Column(db.DateTime(timezone=True), nullable=False)
     revoked_at = db.Column(db.DateTime(timezone=True))
+
+
+def sign_in_ended():
+    """As a SQL condition on refresh_tokens: the sign-in is over (signed out, or past its expiry)."""
+    return or_(RefreshToken.revoked_at.is_not(None), RefreshToken.expires_at <= func.now())
 
 
 class PushDevice(db.Model):

@@ -4,14 +4,14 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import String, any_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import String, any_, bindparam, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.exc import IntegrityError
 
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from safety_api.models import AccountEvent, District, PushDevice, RefreshToken, User
-from safety_api.models.accounts import DISTRICT_BOUND_ROLES, not_suspended
+from safety_api.models.accounts import DISTRICT_BOUND_ROLES, not_suspended, sign_in_ended
 from safety_api.ratelimit import AttemptLimiter
 from safety_api.realtime.open_sockets import close_sockets_of
 
@@ -91,9 +91,7 @@ def authenticate(session, limiter: AttemptLimiter, *, per_phone: str, per_addres
     if not verify_secret(user.password_hash if user else None, password):
         raise Unauthorized("Wrong phone number or password.")
     limiter.clear(per_phone, "login-phone", phone)
-    if user.suspended_at is not None:  # told only to whoever knows the password
-        raise Forbidden("This account is suspended; ask an administrator of the service.")
-    return user
+    return user  # a suspended person is refused when the sign-in is written (remember_refresh_token)
 
 
 def record_account_event(session, person: User, kind: str, *, actor: User | None, **data):
@@ -104,7 +102,8 @@ def record_account_event(session, person: User, kind: str, *, actor: User | None
 def remember_refresh_token(session, *, user: User, jti: str, expires_at: datetime):
     """Store an issued refresh token so it can be revoked. The person's row is held FOR SHARE meanwhile: a
     suspension (which locks it for update) either waits and then ends this sign-in too, or came first and the
-    login is refused here, so no sign-in begun before a suspension comes back to life at reinstatement."""
+    login is refused here (after the password was checked: a stranger does not learn of the suspension), so no
+    sign-in begun before a suspension comes back to life at reinstatement."""
     if not hold_unsuspended(session, user.id):
         session.rollback()
         raise Forbidden("This account is suspended; ask an administrator of the service.")
@@ -134,8 +133,7 @@ def signed_in_user(session, user_id: str, sign_in: str | None) -> User | None:
 # Built once: every request runs it. A NULL sign-in matches no refresh token, so it never counts as ended.
 _SIGNED_IN = select(User).where(
     User.id == bindparam("id"), not_suspended(),
-    ~exists().where(RefreshToken.jti == bindparam("sign_in", type_=String),
-                    or_(RefreshToken.revoked_at.is_not(None), RefreshToken.expires_at <= func.now())))
+    ~exists().where(RefreshToken.jti == bindparam("sign_in", type_=String), sign_in_ended()))
 
 
 def standing(session, *, user_ids, sign_ins) -> tuple[dict, set]:
@@ -152,8 +150,7 @@ def standing(session, *, user_ids, sign_ins) -> tuple[dict, set]:
 _STANDING_PEOPLE = select(User.id, User.district_code).where(
     User.id == any_(bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))), not_suspended())
 _ENDED_SIGN_INS = select(RefreshToken.jti).where(
-    RefreshToken.jti == any_(bindparam("jtis", type_=ARRAY(String))),
-    or_(RefreshToken.revoked_at.is_not(None), RefreshToken.expires_at <= func.now()))
+    RefreshToken.jti == any_(bindparam("jtis", type_=ARRAY(String))), sign_in_ended())
 
 
 def sign_out(session, *, user: User, sign_in: str):
@@ -207,9 +204,8 @@ def set_duty(session, *, user: User, on_duty: bool) -> bool:
     switched = session.execute(update(User).where(User.id == user.id, not_suspended())
                                .values(on_duty=on_duty)).rowcount
     if switched and not on_duty:  # off shift: what they were to get as staff on shift is not theirs any more
-        from safety_api.services import deliveries
-        for staff_only in deliveries.STAFF_PUSHES:
-            deliveries.withdraw_pending(session, recipient_id=user.id, reason_prefix=staff_only)
+        from safety_api.services import deliveries  # deliveries -> devices -> accounts: imported when used
+        deliveries.withdraw_staff_pushes(session, recipient_id=user.id)
     session.commit()
     if not switched:
         raise Unauthorized("This account is suspended or gone.")

@@ -2,7 +2,7 @@
 import dataclasses
 import threading
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, or_, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import DateTime
 
@@ -96,17 +96,17 @@ def sender_for(config: dict) -> PushSender:
         return _senders[key]
 
 
-# What a person receives only as staff on shift: incident alerts, escort offers. Leaving the shift or the district
-# withdraws these while they wait to be sent (parties' notices of an escort they still walk stay).
+# What a person receives only as staff on shift: incident alerts, escort offers (by the deliveries' reasons).
 STAFF_PUSHES = ("staff.", "escort.offered")
 
 
-def withdraw_pending(session, *, recipient_id, reason_prefix: str) -> int:
-    """Withdraw the pushes planned for a person that have not been sent (an operator moved to another district
-    must not receive the old district's alarms); in the caller's transaction. The worker then finds each
-    settled and sends nothing."""
+def withdraw_staff_pushes(session, *, recipient_id) -> int:
+    """Withdraw what was planned for a person as staff on shift and is not sent yet, because they left the shift
+    or the district (an operator moved away must not receive the old district's alarms; parties' notices of
+    an escort they still walk stay); in the caller's transaction. The worker then finds each settled."""
+    staff_only = or_(*(Delivery.reason.startswith(prefix, autoescape=True) for prefix in STAFF_PUSHES))
     return session.execute(update(Delivery).where(Delivery.recipient_id == recipient_id, Delivery.status == "pending",
-                                                  Delivery.reason.startswith(reason_prefix, autoescape=True))
+                                                  staff_only)
                            .values(status="withdrawn", updated_at=utcnow())).rowcount
 
 

@@ -167,10 +167,7 @@ def _commit_and_tell(session, incident: Incident, *, tell_caller: bool) -> Incid
     view is open or as it closes: after a duress PIN the operators go on working, and the phone must not
     learn it."""
     session.commit()
-    view = operator_view(incident)
-    broadcast.to_district(incident.district_code, events.INCIDENT_UPDATED, view)
-    if incident.escalated_at and incident.district_code:
-        broadcast.to_central(events.INCIDENT_UPDATED, view)
+    _tell_operators(incident)
     if incident.caller_id and tell_caller:
         broadcast.to_user(incident.caller_id, events.INCIDENT_UPDATED, caller_view(incident))
     return incident
@@ -199,12 +196,17 @@ def release_taken_by(session, operator: User, *, escalate_after_s: float, now=No
 
     def tell():
         for incident in taken:
-            view = operator_view(incident)
-            broadcast.to_district(incident.district_code, events.INCIDENT_UPDATED, view)
-            if incident.escalated_at and incident.district_code:
-                broadcast.to_central(events.INCIDENT_UPDATED, view)
+            _tell_operators(incident)
 
     return tell
+
+
+def _tell_operators(incident: Incident):
+    """`incident.updated` to its district's room, and to the central centre's once it was escalated there."""
+    view = operator_view(incident)
+    broadcast.to_district(incident.district_code, events.INCIDENT_UPDATED, view)
+    if incident.escalated_at and incident.district_code:
+        broadcast.to_central(events.INCIDENT_UPDATED, view)
 
 
 def escalate(session, *, incident_id) -> bool:

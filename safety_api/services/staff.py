@@ -89,8 +89,7 @@ def move(session, *, admin: User, user_id, district: str, reason: str, escalate_
     old = person.district_code
     record_account_event(session, person, "moved", actor=admin, reason=reason, **{"from": old, "to": district})
     person.district_code, person.on_duty = district, False
-    for staff_only in deliveries.STAFF_PUSHES:  # the old district's alarms and escort offers, not yet sent
-        deliveries.withdraw_pending(session, recipient_id=person.id, reason_prefix=staff_only)
+    deliveries.withdraw_staff_pushes(session, recipient_id=person.id)  # the old district's alarms and offers
     return _let_go(session, person, district=old, escalate_after_s=escalate_after_s)
 
 
