@@ -63,9 +63,14 @@ def staff_reinstate(phone, reason):
 
 
 def _reason(reason: str) -> str:
-    if not 1 <= len(reason.strip()) <= 500:
-        raise click.BadParameter("give a reason of 1 to 500 characters", param_hint="--reason")
-    return reason
+    """The reason as the API reads it (trimmed, 1 to 500 characters), or a clean error."""
+    from marshmallow import ValidationError
+
+    from safety_api.api.schemas import Reason
+    try:
+        return Reason().deserialize(reason)
+    except ValidationError:
+        raise click.BadParameter("give a reason of 1 to 500 characters", param_hint="--reason") from None
 
 
 def _in_service(action, **kwargs):

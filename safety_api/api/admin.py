@@ -8,6 +8,7 @@ from safety_api.api.schemas import (
     Name,
     Password,
     Phone,
+    Reason,
     StrictSchema,
     UserEnvelope,
     UserSchema,
@@ -19,7 +20,6 @@ from safety_api.security import me, require
 from safety_api.services import accounts, staff
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Administration (admins only)")
-Reason = lambda **kw: fields.String(validate=validate.Length(1, 500), **kw)  # noqa: E731
 
 
 class NewUserSchema(StrictSchema):

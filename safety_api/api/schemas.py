@@ -69,7 +69,18 @@ class LatLonQuery(StrictSchema):
 
 
 Password = lambda **kw: fields.String(validate=validate.Length(8, 128), **kw)  # noqa: E731
-Name = lambda **kw: fields.String(validate=validate.Length(1, 80), **kw)  # noqa: E731
+class Text(fields.String):
+    """Free text that a person reads later (a name, the reason for a suspension): trimmed, never blank."""
+
+    def __init__(self, max_length: int, **kwargs):
+        super().__init__(validate=validate.Length(1, max_length), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+Name = lambda **kw: Text(80, **kw)  # noqa: E731
+Reason = lambda **kw: Text(500, **kw)  # noqa: E731
 District = lambda **kw: fields.String(validate=validate.Regexp(r"^\d{5}$"), **kw)  # noqa: E731
 
 

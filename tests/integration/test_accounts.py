@@ -35,6 +35,13 @@ def test_register_login_refresh_me(client):
     assert renewed.status_code == 200 and renewed.json["access_token"]
 
 
+def test_a_name_is_trimmed_and_never_blank(client):
+    blank = register(client, name="   ")
+    assert blank.status_code == 422 and blank.content_type == PROBLEM
+    assert [e["field"] for e in blank.json["errors"]] == ["name"]
+    assert register(client, name="  김안심 ").json["user"]["name"] == "김안심"
+
+
 def test_register_twice_is_409(client):
     assert register(client).status_code == 201
     again = register(client)

@@ -200,6 +200,7 @@ def test_moving_an_operator_changes_whose_alarms_they_get_and_keeps_their_sign_i
     ("operator", {"district": "99999", "reason": "x"}, 422, "district"),
     ("operator", {"district": "gwanak", "reason": "x"}, 422, "district"),
     ("operator", {"district": "11680"}, 422, "reason"),
+    ("operator", {"district": "11680", "reason": "   "}, 422, "reason"),
     ("operator", {"district": "11680", "reason": "x", "role": "admin"}, 422, "role"),
 ])
 def test_a_move_names_what_is_wrong(client, db, role, body, status, field):
