@@ -40,11 +40,24 @@ ESCORT_EVENTS = {
 }
 
 
-def incident_alert(incident, tokens, *, critical):
-    """Build the SOS alert for operators' devices; ``critical`` breaks through silent mode."""
+# why operators are pushed an incident -> (title, body); {label} names the trigger
+INCIDENT_ALERTS = {
+    "created": ("긴급신고", "새 긴급신고가 접수되었습니다 ({label})."),
+    "escalated": ("긴급신고 미접수", "제때 접수되지 않은 긴급신고입니다 ({label}). 확인해 주세요."),
+    "released": ("긴급신고 재배정", "담당자가 없어진 긴급신고입니다 ({label}). 접수해 주세요."),
+    "duress": ("긴급신고 강요 의심", "신고자가 강요 PIN으로 신고를 취소했습니다. 위급 상황으로 대응해 주세요."),
+}
+
+
+def incident_alert(incident, tokens, *, critical, event="created"):
+    """Build the SOS alert for operators' devices; ``critical`` breaks through silent mode. ``event`` says why
+    they are pushed (a new SOS, not taken in time, released, turned duress), so a re-alert never reads as a
+    second new SOS."""
+    title, body = INCIDENT_ALERTS[event]
     label = TRIGGER_LABELS.get(incident.get("trigger"), "긴급신고")
-    data = _incident_data(incident, event="created")
-    return _fan_out(tokens, data, title="긴급신고", body=f"새 긴급신고가 접수되었습니다 ({label}).",
+    data = {**_incident_data(incident, event=event),
+            **_strings(priority=incident.get("priority"), duress=_flag(incident.get("duress")))}
+    return _fan_out(tokens, data, title=title, body=body.format(label=label),
                     urgency="critical" if critical else "high",
                     collapse_key=f"incident-{incident['id']}", ttl_s=ALERT_TTL_S)
 
@@ -107,6 +120,10 @@ def _incident_data(incident, *, event):
                     status=incident.get("status"), trigger=incident.get("trigger"),
                     district=incident.get("district"), lat=lat, lon=lon,
                     created_at=incident.get("created_at"))
+
+
+def _flag(value):
+    return None if value is None else ("true" if value else "false")
 
 
 def _strings(**fields):

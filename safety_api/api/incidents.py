@@ -144,7 +144,8 @@ def sos_fixes(body, incident_id):
 def cancel(body, incident_id):
     """Cancel with the cancel PIN (the duress PIN answers the same)."""
     limiter().hit(current_app.config["PIN_LIMIT"], "pin", str(me().id))
-    return incidents.cancel_with_pin(db.session, user=me(), incident_id=incident_id, pin=body["pin"])
+    return incidents.cancel_with_pin(db.session, user=me(), incident_id=incident_id, pin=body["pin"],
+                                     escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])
 
 
 @blp.get("/sos/<uuid:incident_id>")

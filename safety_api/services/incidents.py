@@ -45,16 +45,17 @@ def on_duty_staff(district_code):
                                      and_(User.role == "operator", User.district_code == district, on_shift())))
 
 
-def staff_alerts(incident: Incident, view: dict, staff_devices: dict) -> dict:
+def staff_alerts(incident: Incident, view: dict, staff_devices: dict, *, event: str = "created") -> dict:
     critical = incident.priority != "normal" or incident.duress
-    return {user: messages.incident_alert(view, tokens, critical=critical) for user, tokens in staff_devices.items()}
+    return {user: messages.incident_alert(view, tokens, critical=critical, event=event)
+            for user, tokens in staff_devices.items()}
 
 
 def _plan_staff_alert(session, incident: Incident, *, reason: str, district=...):
     """Push the incident, as it is now, to the on-duty staff of its district (or of `district`)."""
     staff = deliveries.tokens_by_user(session, on_duty_staff(incident.district_code if district is ... else district))
     deliveries.plan(session, subject=f"incident:{incident.id}", reason=f"staff.{reason}",
-                    messages_by_user=staff_alerts(incident, operator_view(incident), staff))
+                    messages_by_user=staff_alerts(incident, operator_view(incident), staff, event=reason))
 
 
 def get_for_operator(session, *, user, incident_id) -> Incident:
@@ -186,19 +187,28 @@ def release_taken_by(session, operator: User, *, escalate_after_s: float, now=No
     for incident in taken:
         incident.status, incident.acknowledged_by = "open", None
         add_event(session, incident, "released", operator=str(operator.id))
-        _plan_staff_alert(session, incident, reason="released")
-        if incident.escalated_at is None:
-            jobs.enqueue(session, kind="incident.escalate", payload={"incident_id": str(incident.id)},
-                         run_at=now + timedelta(seconds=escalate_after_s),
-                         dedupe_key=f"escalate:{incident.id}:released:{now.isoformat()}")
-        elif incident.district_code is not None:  # escalated: the central centre hears again too
-            _plan_staff_alert(session, incident, reason="released", district=None)
+        _alert_again(session, incident, reason="released", escalate_after_s=escalate_after_s, now=now)
 
     def tell():
         for incident in taken:
             _tell_operators(incident)
 
     return tell
+
+
+def _alert_again(session, incident: Incident, *, reason: str, escalate_after_s: float, now):
+    """Push an incident that needs taking again (released, turned duress) to the operators on shift in its
+    district. One that is open and was never escalated gets a new escalation timer from now: its first timer
+    may have fired already, finding it taken or closed, and then nothing would escalate it. One escalated
+    before is pushed to the central centre again too, since its district may have nobody on shift."""
+    _plan_staff_alert(session, incident, reason=reason)
+    if incident.escalated_at is None:
+        if incident.status == "open":
+            jobs.enqueue(session, kind="incident.escalate", payload={"incident_id": str(incident.id)},
+                         run_at=now + timedelta(seconds=escalate_after_s),
+                         dedupe_key=f"escalate:{incident.id}:{reason}:{now.isoformat()}")
+    elif incident.district_code is not None:
+        _plan_staff_alert(session, incident, reason=reason, district=None)
 
 
 def _tell_operators(incident: Incident):
@@ -227,7 +237,7 @@ def escalate(session, *, incident_id) -> bool:
     return True
 
 
-def cancel_with_pin(session, *, user, incident_id, pin: str) -> dict:
+def cancel_with_pin(session, *, user, incident_id, pin: str, escalate_after_s: float) -> dict:
     """Cancel PIN cancels; duress PIN looks exactly the same to the phone but alerts operators."""
     incident = session.scalar(select(Incident).where(Incident.id == incident_id).with_for_update())
     check_caller(user, incident)
@@ -249,7 +259,7 @@ def cancel_with_pin(session, *, user, incident_id, pin: str) -> dict:
             incident.status, incident.outcome, incident.closed_at, incident.acknowledged_by = "open", None, None, None
             add_event(session, incident, "reopened", actor=user, reason="duress")
         add_event(session, incident, "duress", actor=user)
-        _plan_staff_alert(session, incident, reason="duress")
+        _alert_again(session, incident, reason="duress", escalate_after_s=escalate_after_s, now=now)
         _commit_and_tell(session, incident, tell_caller=closes_now)
     elif is_cancel and incident.caller_closed_at is None and incident.status not in CLOSED:
         incident.status, incident.caller_status, incident.closed_at = "cancelled", "cancelled", now

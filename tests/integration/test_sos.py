@@ -447,6 +447,49 @@ def test_a_duress_pin_on_a_resolved_incident_reopens_it_and_the_phone_sees_no_ch
                        headers=auth_header(on_duty_operator)).status_code == 200
 
 
+def test_a_duress_reopening_escalates_again_if_nobody_takes_it(app, client, db, on_duty_operator):
+    """Its first timer ran while the incident was closed and did nothing: the reopening brings a new one."""
+    with_device(db, create_user(db.session, role="admin"), "central-token")
+    citizen = create_user(db.session)
+    set_pins(client, citizen)
+    incident_id = sos(client, citizen).json["incident"]["id"]
+    client.post(f"/api/v1/incidents/{incident_id}/resolve", json={"outcome": "false_alarm"},
+                headers=auth_header(on_duty_operator))
+    make_due(db, "incident.escalate")
+    Worker(app, name="w").run_once()
+    assert db.session.get(Incident, incident_id).escalated_at is None
+    client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": "2222"}, headers=auth_header(citizen))
+    pending = db.session.scalars(select(Job.dedupe_key).where(Job.kind == "incident.escalate",
+                                                              Job.status == "pending")).all()
+    assert [key.split(":")[2] for key in pending] == ["duress"]
+    make_due(db, "incident.escalate")
+    Worker(app, name="w").run_once()
+    db.session.expire_all()
+    incident = db.session.get(Incident, incident_id)
+    assert (incident.status, incident.priority) == ("open", "critical") and incident.escalated_at is not None
+    central = db.session.scalars(select(Delivery.reason).where(Delivery.token == "central-token")).all()
+    assert central == ["staff.escalated"]
+
+
+def test_a_duress_on_an_incident_escalated_before_reaches_the_central_centre_again(app, client, db):
+    """Escalated because its district had nobody on shift, closed by an admin: the duress is pushed to the
+    central centre as well, since pushing the district alone would reach no one."""
+    admin = create_user(db.session, role="admin")
+    with_device(db, admin, "central-token")
+    citizen = create_user(db.session)
+    set_pins(client, citizen)
+    incident_id = sos(client, citizen).json["incident"]["id"]
+    make_due(db, "incident.escalate")
+    Worker(app, name="w").run_once()
+    client.post(f"/api/v1/incidents/{incident_id}/resolve", json={"outcome": "false_alarm"},
+                headers=auth_header(admin))
+    client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": "2222"}, headers=auth_header(citizen))
+    pushed = db.session.scalars(select(Delivery).where(Delivery.token == "central-token",
+                                                       Delivery.reason == "staff.duress")).all()
+    assert len(pushed) == 1
+    assert (pushed[0].message["data"]["event"], pushed[0].message["data"]["duress"]) == ("duress", "true")
+
+
 def test_a_bells_key_is_its_own_and_ends_with_its_incident(client, db):
     """Two bells of one owner, the owner's phone and a bell whose press counter restarted: each press that is
     not a retry of an open alarm raises its own."""

@@ -30,7 +30,15 @@ def test_incident_alert_goes_to_every_token_with_string_data():
     assert "버튼 신고" in push.body
     assert push.data == {"type": "incident", "id": "42", "event": "created", "status": "open",
                          "trigger": "button", "district": "11620", "lat": "37.4784",
-                         "lon": "126.9515", "created_at": "2025-03-01T13:05:00+00:00"}
+                         "lon": "126.9515", "created_at": "2025-03-01T13:05:00+00:00", "priority": "high"}
+
+
+@pytest.mark.parametrize("event", ["escalated", "released", "duress"])
+def test_an_incident_pushed_again_says_why_and_never_reads_as_a_new_sos(event):
+    [push] = incident_alert({**INCIDENT, "duress": event == "duress"}, TOKENS[:1], critical=True, event=event)
+    [new] = incident_alert(INCIDENT, TOKENS[:1], critical=True)
+    assert push.data["event"] == event and push.title != new.title and "새 긴급신고" not in push.body
+    assert push.data["duress"] == ("true" if event == "duress" else "false")
 
 
 def test_incident_alert_that_is_not_critical_is_high():
