@@ -227,7 +227,16 @@ def classify(exc):
         return "dead"
     if isinstance(exc, _RETRYABLE):  # 5xx, quota (429), timeouts, refused connections
         return "retry"
+    if isinstance(exc, exceptions.UnknownError) and _transient(exc):
+        return "retry"
     return "failed"
+
+
+def _transient(exc):
+    """firebase-admin raises an HTTP status it does not map (a gateway's 502 or 504, with an HTML page) or a
+    transport error without an answer as UnknownError; neither says anything about the message."""
+    response = getattr(exc, "http_response", None)
+    return response is None or response.status_code >= 500
 
 
 def _about_token(exc):

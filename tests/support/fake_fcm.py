@@ -24,7 +24,9 @@ FCM_ERRORS = {
     "INTERNAL": (500, "INTERNAL", "Internal error encountered."),
     "THIRD_PARTY_AUTH_ERROR": (401, "UNAUTHENTICATED", "Auth error from APNS or Web Push Service"),
 }
-OUTAGES = {"500": "INTERNAL", "503": "UNAVAILABLE", "hang": "UNAVAILABLE"}
+OUTAGES = {"500": "INTERNAL", "503": "UNAVAILABLE", "hang": "UNAVAILABLE", "502": None, "504": None}
+# Google's front end answers a bad gateway or a gateway time-out with an HTML page, not FCM's JSON.
+GATEWAY_PAGE = "<!DOCTYPE html><html><title>Error {status} (Server Error)!!1</title></html>"
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 
@@ -105,7 +107,8 @@ class FakeFCM:
                                      "retry_after": retry_after}
 
     def set_outage(self, mode, *, retry_after=None):
-        """Answer every send with 500 or 503, or hang ("hang") until cleared; None clears."""
+        """Answer every send with 500 or 503 (FCM's JSON), 502 or 504 (a gateway's HTML page), or hang ("hang")
+        until cleared; None clears."""
         if mode is not None and mode not in OUTAGES:
             raise ValueError(f"unknown outage mode {mode!r}")
         with self._lock:
@@ -141,6 +144,8 @@ class FakeFCM:
             number = self._sent
         if outage == "hang":
             self._released.wait(self.hang_limit_s)
+        if outage in ("502", "504"):
+            return int(outage), GATEWAY_PAGE.format(status=outage), _retry_header(retry_after)
         if outage:
             return (*error_body(OUTAGES[outage]), _retry_header(retry_after))
         if failure:
@@ -194,9 +199,10 @@ def _handler_for(fake):
             """Keep test output quiet."""
 
         def _reply(self, status, obj, headers=None):
-            data = json.dumps(obj).encode()
+            page = isinstance(obj, str)
+            data = obj.encode() if page else json.dumps(obj).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Type", "text/html; charset=UTF-8" if page else "application/json; charset=UTF-8")
             self.send_header("Content-Length", str(len(data)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import firebase_admin
 import pytest
+import requests
 from firebase_admin import exceptions, messaging
 
 from notifications.push import PushMessage, PushSender, backoff_seconds, build_fcm_message, classify, init_firebase_app
@@ -134,8 +135,9 @@ def test_quota_exceeded_is_retried_after_the_server_says(fake, sender):
     assert (outcome.status, outcome.retry_after_s) == ("retry", 30.0)
 
 
-@pytest.mark.parametrize("mode", ["500", "503"])
+@pytest.mark.parametrize("mode", ["500", "503", "502", "504"])
 def test_server_errors_are_retry_and_not_retried_inside_the_sdk(fake, sender, mode):
+    """502 and 504 come from Google's front end as HTML, which firebase-admin raises as UnknownError."""
     fake.set_outage(mode)
     started = time.monotonic()
     outcomes = sender.send([make_push("a"), make_push("b")])
@@ -252,13 +254,20 @@ def test_push_message_rejects_bad_fields(fields):
         make_push(**fields)
 
 
+def _answer(status):
+    response = requests.Response()
+    response.status_code = status
+    return response
+
+
 @pytest.mark.parametrize("exc, status", [
     (messaging.UnregisteredError("gone"), "dead"),
     (exceptions.InvalidArgumentError("Invalid registration token"), "dead"),
     (exceptions.InvalidArgumentError("message too big"), "failed"),
     (exceptions.UnavailableError("down"), "retry"),
     (exceptions.DeadlineExceededError("slow"), "retry"),
-    (exceptions.UnknownError("odd"), "failed"),
+    (exceptions.UnknownError("no answer at all"), "retry"),
+    (exceptions.UnknownError("an answer FCM never gives", http_response=_answer(405)), "failed"),
 ])
 def test_classify_maps_firebase_errors(exc, status):
     assert classify(exc) == status
