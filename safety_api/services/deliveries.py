@@ -15,7 +15,7 @@ from notifications.push import (
 from safety_api.clock import utcnow
 from safety_api.models import Delivery, User
 from safety_api.models.accounts import on_shift
-from safety_api.services import devices, jobs
+from safety_api.services import audiences, devices, jobs
 
 # A delivery's own retry budget, counted in sends begun (`deliveries.attempts`): this is what decides when a push
 # is given up. Its job's limit is only a backstop, set well above, for a job that keeps failing before it sends
@@ -120,13 +120,16 @@ def deliver(session, *, delivery_id: int, sender: PushSender):
     delivery = session.scalar(select(Delivery).where(Delivery.id == delivery_id).with_for_update())
     if delivery is None or delivery.status in SETTLED:
         return  # already settled by an earlier run
-    if not devices.belongs_to(session, token=delivery.token, user_id=delivery.recipient_id):
-        # Signed out, handed on to someone else or reported dead since the push was planned: the phone is no
-        # longer the recipient's, and what the push says (an alert, a ward's position) is not for its holder.
+    if not (devices.belongs_to(session, token=delivery.token, user_id=delivery.recipient_id)
+            and audiences.still_entitled(session, delivery)):
+        # Signed out, handed on to someone else or reported dead since the push was planned, or the recipient
+        # no longer stands where the push was planned for (off shift, moved, suspended, no longer a guardian):
+        # what the push says (an alert, a ward's position) is not for the phone's holder any more.
         if delivery.status == "pending":
             delivery.status, delivery.updated_at = "withdrawn", utcnow()  # nothing was sent
         else:  # 'sending': a worker died mid-send, so it may have gone; the receipt must not say it did not
-            _give_up(delivery, "its phone left its recipient after a send that never reported back")
+            _give_up(delivery, "its phone left its recipient (or the recipient lost the right to it) after a send "
+                                "that never reported back")
         return
     if delivery.attempts >= MAX_ATTEMPTS:
         # Every try is spent and the last never reported back: its worker died mid-send (the push may have gone).

@@ -131,7 +131,7 @@ def _scene_statement():
         select(func.coalesce(func.json_agg(aggregate_order_by(camera, cameras.c.distance_m)),
                              literal_column("'[]'::json"))).scalar_subquery().label("cameras"),
         devices.tokens_json(on_duty_staff(district_code)).label("staff"),
-        devices.tokens_json(_watchers(caller_id)).label("watchers"))
+        devices.tokens_json(watchers(caller_id)).label("watchers"))
 
 
 def _create_statement():
@@ -174,7 +174,7 @@ def _camera(facility_id, distance_m, name, camera_count, lon, lat) -> dict:
             "location": {"type": "Point", "coordinates": [lon, lat]}}
 
 
-def _watchers(caller_id):
+def watchers(caller_id):
     """Who is told of a person's SOS besides the operators: accepted guardians and, for a protected person,
     the protecting agency's officers (by the phones recorded with the protection)."""
     phones = select(func.jsonb_array_elements_text(ProtectedPerson.contact_phones)).where(

@@ -216,16 +216,19 @@ def allowed_guardians(session, walk_ids) -> dict:
     found: dict = {}
     if not walk_ids:
         return found
-    rows = session.execute(
-        select(WalkGuardian.walk_id, WalkGuardian.guardian_id)
-        .join(Walk, Walk.id == WalkGuardian.walk_id)
-        .join(GuardianLink, (GuardianLink.guardian_id == WalkGuardian.guardian_id)
-              & (GuardianLink.protected_id == Walk.walker_id))
-        .where(WalkGuardian.walk_id.in_(list(walk_ids)), GuardianLink.status == "active")
-        .order_by(WalkGuardian.walk_id, WalkGuardian.guardian_id))
+    rows = session.execute(allowed_guardians_of(walk_ids).order_by(WalkGuardian.walk_id, WalkGuardian.guardian_id))
     for walk_id, guardian_id in rows:
         found.setdefault(walk_id, []).append(guardian_id)
     return found
+
+
+def allowed_guardians_of(walk_ids):
+    """The SELECT of (walk_id, guardian_id): the guardians chosen for these walks whose link is still accepted."""
+    return (select(WalkGuardian.walk_id, WalkGuardian.guardian_id)
+            .join(Walk, Walk.id == WalkGuardian.walk_id)
+            .join(GuardianLink, (GuardianLink.guardian_id == WalkGuardian.guardian_id)
+                  & (GuardianLink.protected_id == Walk.walker_id))
+            .where(WalkGuardian.walk_id.in_(list(walk_ids)), GuardianLink.status == "active"))
 
 
 def watch_rooms_of(session, *, protected_id, guardian_id) -> list:

@@ -439,3 +439,28 @@ def test_the_deployment_suspends_and_reinstates_an_admin_from_the_command_line(a
         assert refused.exit_code != 0 and "Error" in refused.output
     assert runner.invoke(args=["staff", "reinstate", "--phone", "01077778888", "--reason", "복구"]).exit_code == 0
     assert client.post("/api/v1/auth/login", json={"phone": "01077778888", "password": PASSWORD}).status_code == 200
+
+
+def test_an_offer_expanded_just_before_its_scout_was_suspended_is_not_sent(app, db):
+    """The suspension did not see the offer (expanded in a transaction not yet committed, or put back to
+    `pending` by a retry after it): the worker asks again as it sends."""
+    from safety_api.services import deliveries
+    from safety_api.worker_jobs import HANDLERS
+    suspended = scout(db, name="정지")
+    db.session.add(PushDevice(user_id=suspended.id, token="phone-of-정지", platform="android"))
+    db.session.commit()
+    make_booking(app, db)
+    offer = db.session.scalars(select(Job).where(Job.kind == "push.user")).one()
+    HANDLERS["push.user"](db.session, offer.payload, None)
+    db.session.commit()
+    db.session.execute(text("UPDATE users SET suspended_at = now() WHERE id = :id"), {"id": suspended.id})
+    db.session.commit()
+    planned = db.session.scalars(select(Delivery).where(Delivery.token == "phone-of-정지")).one()
+
+    class Refuse:
+        def send(self, _messages):
+            raise AssertionError("sent to a suspended scout")
+
+    deliveries.deliver(db.session, delivery_id=planned.id, sender=Refuse())
+    db.session.commit()
+    assert db.session.get(Delivery, planned.id).status == "withdrawn"

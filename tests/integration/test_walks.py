@@ -8,6 +8,7 @@ import pytest
 from flask import current_app
 from sqlalchemy import func, select, text
 
+from notifications.push import PushOutcome
 from safety_api.api.geodata import route_settings
 from safety_api.api.walks import walk_settings
 from safety_api.clock import utcnow
@@ -465,6 +466,25 @@ def test_a_guardian_whose_link_ended_is_no_longer_addressed_and_its_watch_rooms_
     got = {event for event, to in mobile if kept_room in to}
     assert got == {events.WALK_POSITION, events.WALK_ALERT, events.WALK_ESCALATED, events.WALK_ENDED}
     assert [event for event, to in mobile if removed_room in to] == []
+    # Its pushes planned before the link ended (the start's notice) are not sent either; the others go.
+    from safety_api.services import deliveries
+
+    class Sender:
+        def __init__(self):
+            self.to = []
+
+        def send(self, messages):
+            self.to += [m.token for m in messages]
+            return [PushOutcome(m.token, "delivered") for m in messages]
+
+    sender = Sender()
+    walk_pushes = db.session.scalars(select(Delivery).where(Delivery.subject == f"walk:{walk['id']}")).all()
+    for planned in walk_pushes:
+        deliveries.deliver(db.session, delivery_id=planned.id, sender=sender)
+        db.session.commit()
+    removed_tokens = set(db.session.scalars(select(PushDevice.token).where(PushDevice.user_id == removed.id)))
+    assert sender.to and not removed_tokens & set(sender.to)
+    assert {d.status for d in walk_pushes if d.recipient_id == removed.id} == {"withdrawn"}
 
 
 def test_late_fixes_of_a_walk_finished_after_its_sos_are_kept_as_evidence(app, client, db):

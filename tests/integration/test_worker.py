@@ -512,3 +512,39 @@ def test_retry_later_with_an_unbounded_delay_is_capped(db, worker, delay_s):
     waiting = job(db, kind="wait")
     assert (waiting.status, waiting.locked_by) == ("pending", None)
     assert waiting.run_at <= utcnow() + timedelta(seconds=jobs.MAX_DELAY_S + 5)
+
+
+def by_token(db) -> dict:
+    db.session.expire_all()
+    return {d.token: d.status for d in db.session.scalars(select(Delivery))}
+
+
+@pytest.mark.parametrize("lost", ["guardian link ended", "operator suspended", "operator moved", "operator off duty"])
+def test_a_push_waiting_for_its_send_goes_only_to_who_still_may_receive_it(app, db, worker, lost):
+    """An SOS alert is planned for the district's operators and the caller's guardians, then waits (a retry in
+    backoff, a busy worker). Whoever lost the right to it in between (the rows are changed behind the services'
+    backs, as a race with the send would leave them) is not sent the caller's position; the others are."""
+    from safety_api.services import guardians, sos_raise
+    sender = Sender("delivered")
+    worker.handlers["push.deliver"] = push_with(sender)
+    caller, guardian = create_user(db.session), create_user(db.session)
+    operator = create_user(db.session, role="operator")
+    accounts.set_duty(db.session, user=operator, on_duty=True)
+    link = guardians.invite(db.session, protected=caller, guardian_phone=guardian.phone)
+    guardians.accept(db.session, guardian=guardian, link_id=link.id)
+    for person, token in ((guardian, "guardian-phone"), (operator, "operator-phone")):
+        devices.register_device(db.session, user=person, token=token, platform="android")
+    sos_raise.raise_sos(db.session, caller=caller, lat=37.4705, lon=126.9190, accuracy_m=10, trigger="button",
+                        idempotency_key=None, escalate_after_s=3600)
+    change = {"guardian link ended": "UPDATE guardian_links SET status = 'pending' WHERE id = :link",
+              "operator suspended": "UPDATE users SET suspended_at = now() WHERE id = :operator",
+              "operator moved": "UPDATE users SET district_code = '11680' WHERE id = :operator",
+              "operator off duty": "UPDATE users SET on_duty = false WHERE id = :operator"}[lost]
+    db.session.execute(text(change), {"link": link.id, "operator": operator.id})
+    db.session.commit()
+    while worker.run_once():
+        pass
+    lost_token = "guardian-phone" if lost.startswith("guardian") else "operator-phone"
+    kept_token = ({"guardian-phone", "operator-phone"} - {lost_token}).pop()
+    assert by_token(db) == {lost_token: "withdrawn", kept_token: "delivered"}
+    assert sender.sent == 1
