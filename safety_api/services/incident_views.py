@@ -1,6 +1,6 @@
 """How an incident looks to operators and to its caller."""
 from geoalchemy2.shape import to_shape
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from safety_api.models import (
     Incident,
@@ -52,9 +52,11 @@ def detail_view(session, incident: Incident) -> dict:
                              .order_by(IncidentEvent.id))
     view["events"] = [{"kind": e.kind, "actor_id": str(e.actor_id) if e.actor_id else None, "data": e.data,
                        "at": e.created_at.isoformat()} for e in events]
-    fixes = session.scalars(select(LocationFix).where(LocationFix.subject_kind == "sos",
-                                                      LocationFix.subject_id == incident.id)
-                            .order_by(LocationFix.t))
+    own = and_(LocationFix.subject_kind == "sos", LocationFix.subject_id == incident.id)
+    if incident.walk_id is not None:  # raised by a walk: the walk's fixes filed under it are its trail too
+        own = or_(own, and_(LocationFix.subject_kind == "walk", LocationFix.subject_id == incident.walk_id,
+                            LocationFix.incident_id == incident.id))
+    fixes = session.scalars(select(LocationFix).where(own).order_by(LocationFix.t))
     view["trail"] = [{"lat": f.lat, "lon": f.lon, "accuracy_m": f.accuracy_m, "t": f.t.isoformat()} for f in fixes]
     view["caller"] = _caller(session, incident)
     view["earlier_incidents"] = _earlier(session, incident)

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # Forward only, by the phone's clock; the raising point (stamped by the server's clock, `source: raise`) gives
 # way to the phone's first fix even from a phone whose clock is behind, unless that fix predates the alarm by
 # more than any clock could be off.
-_ADVANCE = text("""
+ADVANCE_LAST_FIX = text("""
     UPDATE incidents SET last_fix = :fix
     WHERE id = :id AND (last_fix IS NULL OR last_fix->>'t' < :t
                         OR (last_fix->>'source' = 'raise' AND CAST(:t AS timestamptz) > created_at - interval '1 hour'))
@@ -108,7 +108,7 @@ def write_group(session, group: list) -> list:
         if id(submission) in hidden:
             submission.result = None  # the error stands, as for a cancelled incident
     if newest:
-        session.execute(_ADVANCE, [{"id": incident.id, "fix": fix.as_dict(), "t": fix.t.isoformat()}
+        session.execute(ADVANCE_LAST_FIX, [{"id": incident.id, "fix": fix.as_dict(), "t": fix.t.isoformat()}
                                    for incident, fix in newest.values()])
     session.commit()
     return list(newest.values())

@@ -151,7 +151,7 @@ def _create_statement():
 
 def _raised_at(lat: float, lon: float, accuracy_m: float | None) -> dict:
     """The incident's first `last_fix`: the raising point, stamped by the server's clock. `source` lets the
-    phone's first fix replace it even when the phone's clock is behind the server's (sos_ingest._ADVANCE)."""
+    phone's first fix replace it even when the phone's clock is behind the server's (sos_ingest.ADVANCE_LAST_FIX)."""
     return {"lat": lat, "lon": lon, "accuracy_m": accuracy_m, "t": utcnow().isoformat(), "source": "raise"}
 
 

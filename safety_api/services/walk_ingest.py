@@ -22,6 +22,7 @@ from safety_api.services.group_commit import (
     Submission,
     writer_for,
 )
+from safety_api.services.sos_ingest import ADVANCE_LAST_FIX
 from safety_api.services.walk_monitor import ENDED, allowed_guardians, fold, lock_options, position_rooms, tell
 
 
@@ -80,7 +81,7 @@ def write_group(session, group: list) -> tuple[list, list]:
         rows += [_row(walk, submission.person, f, incidents.get(walk.id)) for f in valid]
         plans.append((submission, walk, valid, after_end))
     stored = insert_fixes(session, rows)
-    notices, newest = [], {}
+    notices, newest, advances = [], {}, []
     for submission, walk, valid, after_end in plans:
         # dict by t: a fix repeated in the batch (fixes.validate keeps it) is new once, the other a duplicate
         fresh = list({f.t: f for f in valid if (walk.id, f.t) in stored}.values())
@@ -89,7 +90,13 @@ def write_group(session, group: list) -> tuple[list, list]:
             notices += fold(session, walk, fresh, now=submission.now, walker=submission.person)
         if _advance_last_fix(walk, fresh):
             newest[walk.id] = walk
+        if fresh and incidents.get(walk.id):
+            # The walk's SOS follows the walker too: its last_fix is what operators see on opening it.
+            latest = max(fresh, key=lambda f: f.t)
+            advances.append({"id": incidents[walk.id].id, "fix": latest.as_dict(), "t": latest.t.isoformat()})
         submission.result = _counts(submission, valid, fresh, after_end)
+    if advances:
+        session.execute(ADVANCE_LAST_FIX, advances)
     # Who may see them is read here, with the walks locked, for every batch: a guardian whose link ended
     # since the last one is simply not addressed any more.
     allowed = allowed_guardians(session, list(newest))

@@ -226,10 +226,17 @@ def test_an_unanswered_prompt_escalates_once_to_an_sos_that_operators_can_follow
     seen = client.get(f"/api/v1/walks/{walk['id']}", headers=auth_header(operator))
     assert seen.status_code == 200 and seen.json["walk"]["incident_id"] == str(incident.id)
     assert len(seen.json["walk"]["trail"]) == 7
-    assert client.get(f"/api/v1/incidents/{incident.id}", headers=auth_header(operator)).json["incident"][
-        "walk_id"] == walk["id"]
+    opened = client.get(f"/api/v1/incidents/{incident.id}", headers=auth_header(operator)).json["incident"]
+    assert opened["walk_id"] == walk["id"] and len(opened["trail"]) == 7
     assert client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": True},
                        headers=auth_header(walker)).status_code == 409
+    # The walker goes on (driven away): the SOS follows, so an operator opening it later sees where they are
+    # now, not where the walk escalated.
+    onward = fix(37.4600, 126.9350, utcnow())
+    assert post_fixes(client, walker, walk["id"], [onward]).json["accepted"] == 1
+    opened = client.get(f"/api/v1/incidents/{incident.id}", headers=auth_header(operator)).json["incident"]
+    assert (opened["last_fix"]["lat"], opened["last_fix"]["lon"]) == (37.4600, 126.9350)
+    assert len(opened["trail"]) == 8
 
 
 def test_a_second_open_prompt_expiring_after_the_escalation_tells_no_one_again(app, client, db, emitted):
