@@ -28,7 +28,7 @@ def handle_location(data) -> dict:
 
 
 def _location(data) -> dict:
-    if not isinstance(data, dict) or data.get("kind") not in LOCATION_HANDLERS:
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str) or data["kind"] not in LOCATION_HANDLERS:
         raise Invalid(f"kind must be one of {sorted(LOCATION_HANDLERS)}.",
                       errors=[{"field": "kind", "message": "Unknown kind."}])
     raw = data.get("fixes")

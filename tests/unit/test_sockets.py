@@ -175,6 +175,8 @@ def citizen(app, db):
     ("location", ()), ("location", ({"kind": "sos", "id": str(uuid.uuid4()), "fixes": []}, 1)),
     ("watch", ()), ("unwatch", ()), ("watch", ({"walk_id": str(uuid.uuid4())}, {"extra": True})),
     ("location", (None,)), ("location", ("text",)), ("unwatch", ([1, 2],)),
+    ("location", ({"kind": [], "id": str(uuid.uuid4()), "fixes": [{}]},)),
+    ("location", ({"kind": {"walk": 1}, "id": str(uuid.uuid4()), "fixes": [{}]},)),
 ])
 def test_an_event_of_the_wrong_shape_is_acked_with_a_422(app, app_sockets, citizen, caplog, event, args):
     client = open_socket(app, app_sockets, citizen)
