@@ -56,6 +56,7 @@ class MonitorConfig:
     arrival_min_fixes: int = 2
     arrival_accuracy_cap_m: float = 10.0
     overdue_grace_s: float = 600.0
+    deviation_snooze_s: float = 600.0
     signal_lost_s: float = 120.0
     stale_s: float = 60.0
     max_future_s: float = 30.0
@@ -92,6 +93,9 @@ class MonitorState:
     raised: tuple = ()
     overdue_after: float | None = None
     signal_after: float | None = None
+    # Set by a check-in that answered "deviated": the walker said they are fine off the route, so they are not
+    # asked again until they are back on it, or until this walk time has passed.
+    deviation_after: float | None = None
     # Server times of the first and the latest upload, and the smallest delay seen between a fix's phone time
     # and the server's receipt of its upload (see receive).
     first_heard_t: float | None = None
@@ -235,7 +239,8 @@ def acknowledge(state, *, now, config, kinds=None):
     raised = tuple(k for k in state.raised if k not in kinds)
     changes = {"raised": raised}
     if DEVIATED in kinds:
-        changes.update(off_count=0, off_since=None, far_count=0, back_count=0)
+        changes.update(off_count=0, off_since=None, far_count=0, back_count=0,
+                       deviation_after=float(now) + config.deviation_snooze_s)
     if STALLED in kinds:
         changes.update(best_t=float(now))
     if OVERDUE in kinds:
@@ -296,7 +301,8 @@ def _check_deviation(state, fix, here, corridor, config):
     count = state.off_count + 1
     far = state.far_count + 1 if here.offset_m > here.limit_m + config.far_margin_m else 0
     changes = {"off_count": count, "off_since": since, "far_count": far, "back_count": 0}
-    if DEVIATED in state.raised or not _sustained(count, far, fix.t - since, config):
+    excused = state.deviation_after is not None and fix.t < state.deviation_after
+    if DEVIATED in state.raised or excused or not _sustained(count, far, fix.t - since, config):
         return changes, None
     detail = {"offset_m": round(here.offset_m, 1), "limit_m": round(here.limit_m, 1),
               "since_t": since, "fixes": count, "lat": fix.lat, "lon": fix.lon}
@@ -304,9 +310,12 @@ def _check_deviation(state, fix, here, corridor, config):
 
 
 def _back_inside(state, config):
-    """Count a fix inside the corridor; one alone may be an outlier, so it ends no streak."""
+    """Count a fix inside the corridor; one alone may be an outlier, so it ends no streak, nor the excuse a
+    check-in gave (being back on the route ends it: a new departure is asked about again)."""
     back = state.back_count + 1
-    if back >= config.deviation_reset_fixes or not state.off_count:
+    if back >= config.deviation_reset_fixes:
+        return {"off_count": 0, "off_since": None, "far_count": 0, "back_count": 0, "deviation_after": None}
+    if not state.off_count and state.deviation_after is None:
         return {"off_count": 0, "off_since": None, "far_count": 0, "back_count": 0}
     return {"back_count": back, "far_count": 0}
 

@@ -156,6 +156,33 @@ def test_sustained_off_corridor_fixes_deviate_once():
     assert alerts[0].t == T0 + 45  # five fixes spanning 20 s
 
 
+def test_a_walker_who_answered_fine_off_the_route_is_asked_again_only_back_on_it_or_after_the_snooze():
+    """A detour the walker confirmed is not a new deviation every 15 s; a new departure after coming back is."""
+    corridor = RouteCorridor.from_coords(straight_route())
+    on = [fix_at(10 * k, 0.0, 5 * k) for k in range(5)]
+    state, alerts = feed(on + [fix_at(50, 80.0, 25 + 5 * k) for k in range(5)], corridor)
+    assert [a.kind for a in alerts] == ["deviated"]
+    state = acknowledge(state, now=T0 + 50, config=CONFIG, kinds=["deviated"])
+    detour = [fix_at(50 + 5 * k, 80.0, 55 + 5 * k) for k in range(60)]  # five more minutes off the route
+    state, alerts = feed(detour, corridor, state)
+    assert alerts == []
+    state, alerts = feed([fix_at(360 + 10 * k, 0.0, 360 + 5 * k) for k in range(3)], corridor, state)
+    assert alerts == [] and state.deviation_after is None  # back on the route
+    state, alerts = feed([fix_at(400, 80.0, 380 + 5 * k) for k in range(6)], corridor, state)
+    assert [a.kind for a in alerts] == ["deviated"]
+
+
+def test_an_excused_detour_is_asked_about_again_once_the_snooze_is_over():
+    corridor = RouteCorridor.from_coords(straight_route())
+    state, _ = feed([fix_at(10 * k, 0.0, 5 * k) for k in range(5)] +
+                    [fix_at(50, 80.0, 25 + 5 * k) for k in range(5)], corridor)
+    state = acknowledge(state, now=T0 + 50, config=CONFIG, kinds=["deviated"])
+    far_off = [fix_at(50, 80.0, 55 + 10 * k) for k in range(70)]  # still off the route 11 minutes later
+    _, alerts = feed(far_off, corridor, state)
+    deviated = [a for a in alerts if a.kind == "deviated"]  # standing still that long is also 'stalled'
+    assert len(deviated) == 1 and deviated[0].t >= T0 + 50 + CONFIG.deviation_snooze_s
+
+
 def test_inaccurate_fixes_widen_the_corridor_and_useless_ones_never_count():
     corridor = RouteCorridor.from_coords(straight_route())
     widened = [fix_at(50, 80.0, 5 * k, accuracy_m=45.0) for k in range(10)]
