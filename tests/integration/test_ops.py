@@ -64,6 +64,15 @@ def test_metrics_are_prometheus_text_counting_requests(reader):
     assert "http_request_duration_seconds_bucket" in text
 
 
+def test_invented_http_methods_share_one_metrics_label(reader):
+    for i in range(20):
+        reader.open("/healthz", method=f"BREW{i}")
+    text = reader.get("/metrics").get_data(as_text=True)
+    assert "BREW" not in text
+    counted = re.search(r'http_requests_total\{endpoint="/healthz",method="other",status="405"\} ([\d.]+)', text)
+    assert counted and float(counted.group(1)) >= 20
+
+
 @pytest.mark.parametrize("path", ["/healthz", "/api/v1/nothing-here", "/api/v1/me"])
 def test_a_request_id_is_echoed(reader, path):
     assert reader.get(path, headers={"X-Request-ID": "req-42.abc"}).headers["X-Request-ID"] == "req-42.abc"
