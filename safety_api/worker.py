@@ -71,13 +71,29 @@ class Worker:
         """Claim and run one batch; return how many jobs were claimed."""
         with self.app.app_context():
             rows = jobs.claim(db.session, worker=self.name, limit=self.app.config["WORKER_BATCH"],
-                              lease_s=self.lease_s)
-            for row in rows:
-                if self.stop_event.is_set():
-                    break  # unrun claims come back when their lease expires; they used no attempt
-                self._run_job(row)
-            db.session.remove()
+                              lease_s=self.lease_s, kinds=self.handlers)
+            begun = 0
+            try:
+                for row in rows:
+                    if self.stop_event.is_set():
+                        break
+                    begun += 1
+                    self._run_job(row)
+            finally:
+                # Claims never begun (stopping, or the loop broke on an error) are given back at once: waiting
+                # out their lease would hold a fresh SOS's pushes back for a minute on every restart.
+                self._release([row.id for row in rows[begun:]])
+                db.session.remove()
             return len(rows)
+
+    def _release(self, job_ids):
+        if not job_ids:
+            return
+        try:
+            db.session.rollback()
+            jobs.release(db.session, job_ids=job_ids, worker=self.name)
+        except Exception:  # the database is away: the leases still run out, as before
+            log.exception("could not give back %d claimed jobs", len(job_ids))
 
     def _run_job(self, row):
         session = db.session
@@ -92,11 +108,8 @@ class Worker:
             self._retry_or_fail(row, started, "its last attempt never ended (its worker died or outlasted its "
                                               "lease)", delay_s=0)
             return
-        handler = self.handlers.get(row.kind)
         try:
-            if handler is None:
-                raise LookupError(f"no handler for job kind {row.kind!r}")
-            handler(session, row.payload, self)
+            self.handlers[row.kind](session, row.payload, self)
         except RetryLater as later:
             self._retry_or_fail(row, started, str(later), delay_s=later.delay_s)
         except Exception as exc:  # isolate one job's failure from the rest of the batch

@@ -15,8 +15,9 @@ _CLAIM = text("""
                     locked_until = now() + make_interval(secs => :lease)
     WHERE id IN (
         SELECT id FROM jobs
-        WHERE (status = 'pending' AND run_at <= now())
-           OR (status = 'running' AND locked_until < now())   -- a worker died holding it
+        WHERE ((status = 'pending' AND run_at <= now())
+               OR (status = 'running' AND locked_until < now()))   -- a worker died holding it
+          AND kind = ANY(:kinds)   -- a kind this worker cannot run waits for one that can (a rolling deploy)
         ORDER BY run_at, id
         FOR UPDATE SKIP LOCKED
         LIMIT :limit)
@@ -75,11 +76,25 @@ def enqueue(session, *, kind: str, payload: dict, run_at: datetime | None = None
     session.execute(stmt)
 
 
-def claim(session, *, worker: str, limit: int, lease_s: float) -> list:
-    """Claim due jobs (and jobs whose lease expired) and commit the claim."""
-    rows = session.execute(_CLAIM, {"worker": worker, "limit": limit, "lease": lease_s}).all()
+_RELEASE = text("""
+    UPDATE jobs SET status = 'pending', locked_by = NULL, locked_until = NULL
+    WHERE id = ANY(:ids) AND status = 'running' AND locked_by = :worker
+""")
+
+
+def claim(session, *, worker: str, limit: int, lease_s: float, kinds) -> list:
+    """Claim due jobs of these kinds (and such jobs whose lease expired) and commit the claim."""
+    rows = session.execute(_CLAIM, {"worker": worker, "limit": limit, "lease": lease_s, "kinds": list(kinds)}).all()
     session.commit()
     return rows
+
+
+def release(session, *, job_ids, worker: str) -> int:
+    """Give back claims this worker will not run (it is stopping): due again at once for any worker, instead of
+    after their lease. A claim counted no attempt, so nothing else changes; and commit."""
+    released = session.execute(_RELEASE, {"ids": list(job_ids), "worker": worker}).rowcount
+    session.commit()
+    return released
 
 
 def start(session, *, job_id: int, worker: str, lease_s: float):

@@ -106,11 +106,16 @@ def test_a_failing_job_retries_with_backoff_then_ends_failed(db, worker):
     assert worker.run_once() == 0
 
 
-def test_a_job_of_an_unknown_kind_fails_with_the_reason(db, worker):
-    enqueue(db, kind="mystery", max_attempts=1)
-    worker.run_once()
-    failed = job(db, kind="mystery")
-    assert failed.status == "failed" and "no handler for job kind 'mystery'" in failed.last_error
+def test_a_job_of_a_kind_this_worker_does_not_know_waits_for_one_that_does(app, db, worker, runs):
+    """A rolling deploy: the new api enqueues a new kind while an old worker runs. The old one must not burn
+    the job's attempts and fail it; the new one runs it."""
+    enqueue(db, kind="new-kind", max_attempts=1)
+    assert worker.run_once() == 0
+    assert (job(db, kind="new-kind").status, job(db, kind="new-kind").attempts) == ("pending", 0)
+    newer = Worker(app, name="newer")
+    newer.handlers["new-kind"] = runs
+    assert newer.run_once() == 1
+    assert job(db, kind="new-kind").status == "done" and runs.by_job[1] == 1
 
 
 def test_a_failure_undoes_the_jobs_own_effects_and_spares_the_batch(db, worker):
@@ -156,7 +161,7 @@ def test_backoff_grows_and_is_capped():
 
 def test_a_job_whose_lease_expired_is_reclaimed(db, worker, runs):
     enqueue(db)
-    assert len(jobs.claim(db.session, worker="claimed-then-died", limit=10, lease_s=60)) == 1
+    assert len(jobs.claim(db.session, worker="claimed-then-died", limit=10, lease_s=60, kinds=["count"])) == 1
     assert worker.run_once() == 0  # the lease still holds
     expire_leases(db)
     assert worker.run_once() == 1
@@ -365,8 +370,13 @@ def test_claims_a_stopping_worker_never_ran_use_no_attempt(db, worker, runs):
         enqueue(db, n=n)
     assert worker.run_once() == 3
     assert sum(runs.by_job.values()) == 1
-    assert sorted((j.status, j.attempts) for j in (job(db, payload={"n": n}) for n in (1, 2, 3))) == [
-        ("done", 1), ("running", 0), ("running", 0)]
+    # ...and the two it never began are given back at once, due for any worker, not after their lease.
+    left = [job(db, payload={"n": n}) for n in (1, 2, 3)]
+    assert sorted((j.status, j.attempts, j.locked_by) for j in left) == [
+        ("done", 1, None), ("pending", 0, None), ("pending", 0, None)]
+    other = Worker(worker.app, name="other")
+    other.handlers["count"] = runs
+    assert other.run_once() == 2 and sum(runs.by_job.values()) == 3
 
 
 def test_a_push_taken_over_after_its_lease_expired_is_tried_on_the_deliverys_budget(db, worker):
@@ -379,7 +389,8 @@ def test_a_push_taken_over_after_its_lease_expired_is_tried_on_the_deliverys_bud
     for _ in range(2 * deliveries.MAX_ATTEMPTS):
         if job(db, kind="push.deliver").status != "pending":
             break
-        assert len(jobs.claim(db.session, worker="outlasted-its-lease", limit=10, lease_s=60)) == 1
+        assert len(jobs.claim(db.session, worker="outlasted-its-lease", limit=10, lease_s=60,
+                               kinds=["push.deliver"])) == 1
         expire_leases(db)
         assert worker.run_once() == 1
         make_due(db)
