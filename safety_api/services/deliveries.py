@@ -135,9 +135,16 @@ def deliver(session, *, delivery_id: int, sender: PushSender):
         # Every try is spent and the last never reported back: its worker died mid-send (the push may have gone).
         _give_up(delivery, f"no outcome from the last of {MAX_ATTEMPTS} attempts (its worker stopped mid-send)")
         return
+    message = PushMessage(**delivery.message)
+    # A push lives for its time to live from when it was planned, not from each retry: an alert that waited
+    # out an FCM outage must not pop up as "new" long after, and FCM (and APNs) drop it when the rest runs out.
+    left_s = int(message.ttl_s - (utcnow() - delivery.created_at).total_seconds())
+    if left_s < 1:
+        _give_up(delivery, f"not sent within its time to live ({message.ttl_s} s); the app shows what it said")
+        return
     delivery.status, delivery.attempts, delivery.updated_at = "sending", delivery.attempts + 1, utcnow()
     session.commit()  # a crash after this line is visible as 'sending' with its attempt count
-    outcome = sender.send([PushMessage(**delivery.message)])[0]
+    outcome = sender.send([dataclasses.replace(message, ttl_s=left_s)])[0]
     delivery.provider_id, delivery.last_error, delivery.updated_at = outcome.message_id, outcome.error, utcnow()
     if outcome.status == "retry" and delivery.attempts >= MAX_ATTEMPTS:
         outcome = dataclasses.replace(outcome, status="failed")

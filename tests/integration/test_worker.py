@@ -559,3 +559,32 @@ def test_a_push_waiting_for_its_send_goes_only_to_who_still_may_receive_it(app, 
     kept_token = ({"guardian-phone", "operator-phone"} - {lost_token}).pop()
     assert by_token(db) == {lost_token: "withdrawn", kept_token: "delivered"}
     assert sender.sent == 1
+
+
+def test_a_push_lives_for_its_time_to_live_from_when_it_was_planned_not_from_each_retry(db, worker):
+    """An SOS alert (15 minutes to live) that waited out an FCM outage goes with what is left of its life, and
+    once that is spent it is given up, visibly, instead of popping up as a new alarm long after."""
+    class Recording(Sender):
+        def send(self, messages):
+            self.ttls = [m.ttl_s for m in messages]
+            return super().send(messages)
+
+    sender = Recording("delivered")
+    worker.handlers["push.deliver"] = push_with(sender)
+    recipient = plan_push(db)
+    db.session.execute(text("UPDATE deliveries SET message = jsonb_set(message, '{ttl_s}', '900'), "
+                            "created_at = now() - interval '10 minutes'"))
+    db.session.commit()
+    assert worker.run_once() == 1
+    assert 295 <= sender.ttls[0] <= 300 and delivery(db).status == "delivered"
+
+    deliveries.plan(db.session, subject="incident:test", reason="sos.raised", messages_by_user={
+        recipient.id: [PushMessage(token="tok-1", platform="android", ttl_s=900)]})
+    db.session.execute(text("UPDATE deliveries SET created_at = now() - interval '16 minutes' "
+                            "WHERE status = 'pending'"))
+    db.session.commit()
+    sender.sent = 0
+    assert worker.run_once() == 1
+    db.session.expire_all()
+    late = db.session.scalars(select(Delivery).order_by(Delivery.id.desc())).first()
+    assert sender.sent == 0 and late.status == "failed" and "time to live" in late.last_error
