@@ -8,6 +8,14 @@ def district(code: str) -> str:
     return f"district:{code}"
 
 
+def incident_operators(district_code: str | None, *, escalated: bool) -> tuple:
+    """Who follows an incident on /control: its district's operators, and the central centre's once it was
+    escalated there (an incident outside every district is the central centre's from the start)."""
+    if district_code is None:
+        return (CENTRAL,)
+    return (district(district_code), CENTRAL) if escalated else (district(district_code),)
+
+
 def user(user_id) -> str:
     """Every socket of one person."""
     return f"user:{user_id}"

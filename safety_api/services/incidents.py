@@ -20,7 +20,7 @@ from safety_api.models import Incident, IncidentEvent, User
 from safety_api.models.accounts import not_suspended, on_shift
 from safety_api.models.incidents import PRIORITY_RANK
 from safety_api.policy import check_caller, check_operate_incident
-from safety_api.realtime import broadcast, events
+from safety_api.realtime import broadcast, events, rooms
 from safety_api.services import access_log, deliveries, jobs
 from safety_api.services.accounts import verify_secret
 from safety_api.services.incident_views import caller_view, operator_view
@@ -213,10 +213,9 @@ def _alert_again(session, incident: Incident, *, reason: str, escalate_after_s: 
 
 def _tell_operators(incident: Incident):
     """`incident.updated` to its district's room, and to the central centre's once it was escalated there."""
-    view = operator_view(incident)
-    broadcast.to_district(incident.district_code, events.INCIDENT_UPDATED, view)
-    if incident.escalated_at and incident.district_code:
-        broadcast.to_central(events.INCIDENT_UPDATED, view)
+    broadcast.to_room(events.CONTROL, rooms.incident_operators(incident.district_code,
+                                                               escalated=incident.escalated_at is not None),
+                      events.INCIDENT_UPDATED, operator_view(incident))
 
 
 def escalate(session, *, incident_id) -> bool:
@@ -232,8 +231,8 @@ def escalate(session, *, incident_id) -> bool:
     session.flush()
     view = operator_view(incident)
     # Emitted before the job's commit: a repeat after a crash re-emits, which viewers treat as an update.
-    broadcast.to_district(incident.district_code, events.INCIDENT_UPDATED, view)
-    broadcast.to_central(events.INCIDENT_UPDATED, view)
+    broadcast.to_room(events.CONTROL, rooms.incident_operators(incident.district_code, escalated=True),
+                      events.INCIDENT_UPDATED, view)
     return True
 
 

@@ -72,7 +72,7 @@ def write_group(session, group: list) -> list:
     """Check, insert, advance and commit one group; returns the newest new fix per incident to publish."""
     incidents = {row.id: row for row in session.execute(
         select(Incident.id, Incident.caller_id, Incident.status, Incident.caller_status, Incident.duress,
-               Incident.district_code)
+               Incident.district_code, Incident.escalated_at)
         .where(Incident.id.in_({s.subject_id for s in group})))}
     accepted, rows, hidden = [], [], []
     for submission in group:
@@ -122,7 +122,7 @@ def publish_positions(redis_client, newest: list):
         set_live_positions(redis_client, "sos", [(incident.id, fix) for incident, fix in newest])
     finally:  # Redis down: PostgreSQL has the fixes and the batches still go out
         for incident, fix in newest:
-            room = rooms.district(incident.district_code) if incident.district_code else rooms.CENTRAL
+            room = rooms.incident_operators(incident.district_code, escalated=incident.escalated_at is not None)
             batcher.add(namespace=events.CONTROL, room=room, event=events.POSITIONS,
                         item={"kind": "sos", "id": str(incident.id), **fix.as_dict()})
 

@@ -143,7 +143,8 @@ def _split_after_end(walk: Walk, valid: list) -> tuple[list, list]:
 
 
 def _incident_of(session, walk_id):
-    return session.execute(select(Incident.id, Incident.district_code).where(Incident.walk_id == walk_id)
+    return session.execute(select(Incident.id, Incident.district_code, Incident.escalated_at)
+                           .where(Incident.walk_id == walk_id)
                            .limit(1)).first()
 
 
@@ -167,7 +168,7 @@ def _targets(walk: Walk, guardian_ids, incident) -> list:
     item = {"kind": "walk", "id": str(walk.id), **walk.last_fix}
     targets = [(events.MOBILE, position_rooms(walk, guardian_ids), events.WALK_POSITION, item)]
     if incident is not None:  # as an "sos" item, so the console moves the incident's pin
-        room = rooms.district(incident.district_code) if incident.district_code else rooms.CENTRAL
+        room = rooms.incident_operators(incident.district_code, escalated=incident.escalated_at is not None)
         targets.append((events.CONTROL, room, events.POSITIONS,
                         {**item, "kind": "sos", "id": str(incident.id), "walk_id": str(walk.id)}))
     return targets

@@ -490,6 +490,33 @@ def test_a_duress_on_an_incident_escalated_before_reaches_the_central_centre_aga
     assert (pushed[0].message["data"]["event"], pushed[0].message["data"]["duress"]) == ("duress", "true")
 
 
+def test_an_escalated_incidents_positions_and_updates_reach_the_central_centre_too(app, client, db, emitted):
+    """The central centre took it over because nobody in the district did: its map must follow the caller."""
+    from safety_api.clock import utcnow
+    from safety_api.realtime.positions import batcher
+    citizen = create_user(db.session)
+    incident_id = sos(client, citizen).json["incident"]["id"]
+    fix = {"lat": 37.4710, "lon": 126.9195, "accuracy_m": 9}
+
+    def rooms_of(event):
+        return [room for ns, room, name, _ in emitted if name == event and ns == "/control"]
+
+    client.post(f"/api/v1/sos/{incident_id}/fixes", json={"fixes": [{**fix, "t": utcnow().isoformat()}]},
+                headers=auth_header(citizen))
+    batcher.flush()
+    assert rooms_of("positions") == [("district:11620",)]
+    make_due(db, "incident.escalate")
+    Worker(app, name="w").run_once()
+    assert rooms_of("incident.updated")[-1] == ("district:11620", "central")
+    emitted.clear()
+    client.post(f"/api/v1/sos/{incident_id}/fixes", json={"fixes": [{**fix, "t": utcnow().isoformat()}]},
+                headers=auth_header(citizen))
+    batcher.flush()
+    assert rooms_of("positions") == [("district:11620", "central")]
+    client.post(f"/api/v1/incidents/{incident_id}/ack", headers=auth_header(create_user(db.session, role="admin")))
+    assert rooms_of("incident.updated") == [("district:11620", "central")]
+
+
 def test_a_bells_key_is_its_own_and_ends_with_its_incident(client, db):
     """Two bells of one owner, the owner's phone and a bell whose press counter restarted: each press that is
     not a retry of an open alarm raises its own."""
