@@ -90,9 +90,10 @@ def write_group(session, group: list) -> tuple[list, list]:
             notices += fold(session, walk, fresh, now=submission.now, walker=submission.person)
         if _advance_last_fix(walk, fresh):
             newest[walk.id] = walk
-        if fresh and incidents.get(walk.id):
+        evidence = [f for f in fresh if _files_under(incidents.get(walk.id), f)]
+        if evidence:
             # The walk's SOS follows the walker too: its last_fix is what operators see on opening it.
-            latest = max(fresh, key=lambda f: f.t)
+            latest = max(evidence, key=lambda f: f.t)
             advances.append({"id": incidents[walk.id].id, "fix": latest.as_dict(), "t": latest.t.isoformat()})
         submission.result = _counts(submission, valid, fresh, after_end)
     if advances:
@@ -102,8 +103,7 @@ def write_group(session, group: list) -> tuple[list, list]:
     allowed = allowed_guardians(session, list(newest))
     # Operators follow the walker while the SOS is the walk's present; late fixes of a finished walk are
     # evidence (stored with the incident above), not news for the console.
-    published = [(str(w.id), _last(w), _targets(w, allowed.get(w.id, ()),
-                                                incidents.get(w.id) if w.status == "escalated" else None))
+    published = [(str(w.id), _last(w), _targets(w, allowed.get(w.id, ()), _followed(w, incidents.get(w.id))))
                  for w in newest.values()]
     session.commit()
     return published, notices
@@ -111,7 +111,22 @@ def write_group(session, group: list) -> tuple[list, list]:
 
 def _row(walk: Walk, person: Person, fix: fixes.Fix, incident) -> dict:
     return {"subject_kind": "walk", "subject_id": walk.id, "user_id": person.id, "lat": fix.lat, "lon": fix.lon,
-            "accuracy_m": fix.accuracy_m, "t": fix.t, "incident_id": incident.id if incident else None}
+            "accuracy_m": fix.accuracy_m, "t": fix.t,
+            "incident_id": incident.id if _files_under(incident, fix) else None}
+
+
+def _files_under(incident, fix: fixes.Fix) -> bool:
+    """A walk's fix is its SOS's evidence if taken while the SOS was open (a late one included). Once the
+    caller cancelled it or an operator resolved it, what the walker does next is an ordinary walk again:
+    not the operators' to follow, and purged by retention like any other fix."""
+    return incident is not None and (incident.closed_at is None or fix.t <= incident.closed_at)
+
+
+def _followed(walk: Walk, incident):
+    """The incident whose operators follow the walker now: the walk's SOS while it is the present."""
+    if walk.status != "escalated" or incident is None or incident.closed_at is not None:
+        return None
+    return incident
 
 
 def _counts(submission: Submission, valid: list, fresh: list, after_end: list) -> dict:
@@ -143,7 +158,7 @@ def _split_after_end(walk: Walk, valid: list) -> tuple[list, list]:
 
 
 def _incident_of(session, walk_id):
-    return session.execute(select(Incident.id, Incident.district_code, Incident.escalated_at)
+    return session.execute(select(Incident.id, Incident.district_code, Incident.escalated_at, Incident.closed_at)
                            .where(Incident.walk_id == walk_id)
                            .limit(1)).first()
 

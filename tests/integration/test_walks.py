@@ -560,3 +560,30 @@ def test_a_phone_clock_90_s_slow_neither_loses_the_signal_nor_misses_the_arrival
     assert abs((arrived_t - (start_at + timedelta(seconds=135))).total_seconds()) < 1  # on the server's clock
     trail = db.session.scalars(select(LocationFix.t).order_by(LocationFix.t)).all()
     assert trail[-1] == start_at + timedelta(seconds=135 - 90.5)  # the trail keeps the phone's own times
+
+
+def test_once_a_walks_sos_is_closed_the_walker_is_no_longer_the_operators_to_follow(client, db, emitted):
+    """The caller said they are safe (or an operator resolved it): fixes taken after that are an ordinary
+    walk's, not shown to the control room and not kept as evidence beyond retention. Earlier ones stay."""
+    walker = create_user(db.session)
+    operator = create_user(db.session, role="operator")
+    walk = start(client, walker).json
+    points, now = route_points(walk), utcnow()
+    post_fixes(client, walker, walk["id"], [fix(*points[0], now - timedelta(seconds=20))])
+    incident_id = client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": False},
+                              headers=auth_header(walker)).json["incident_id"]
+    during = fix(*points[1], utcnow())
+    post_fixes(client, walker, walk["id"], [during])
+    batcher.flush()
+    assert [name for ns, _, name, _ in emitted if ns == events.CONTROL].count(events.POSITIONS) == 1
+    assert client.post(f"/api/v1/incidents/{incident_id}/resolve", json={"outcome": "false_alarm"},
+                       headers=auth_header(operator)).status_code == 200
+    emitted.clear()
+    after = fix(*points[2], utcnow() + timedelta(seconds=1))
+    assert post_fixes(client, walker, walk["id"], [after]).json["accepted"] == 1
+    batcher.flush()
+    assert [name for ns, _, name, _ in emitted if ns == events.CONTROL] == []
+    assert [name for ns, _, name, _ in emitted if ns == events.MOBILE] == [events.WALK_POSITION]
+    filed = dict(db.session.execute(select(LocationFix.t, LocationFix.incident_id)
+                                    .where(LocationFix.subject_id == uuid.UUID(walk["id"]))).all())
+    assert sorted(filed.values(), key=str) == sorted([uuid.UUID(incident_id)] * 2 + [None], key=str)
