@@ -4,12 +4,45 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from pythonjsonlogger.json import JsonFormatter
 
 REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
 LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["method", "endpoint"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+
+class JobBacklog:
+    """The durable job table as gauges, read at each scrape (in the /metrics request): jobs due and not yet
+    claimed, how long the oldest has waited, and jobs running, by kind. The worker has no port of its own;
+    any api process reports the table that all workers share."""
+
+    def describe(self):
+        return []  # so that registering never reads the database
+
+    def collect(self):
+        from safety_api.extensions import db
+        from safety_api.services import jobs
+        try:
+            rows = jobs.backlog(db.session)
+        except Exception:  # the database is away: /readyz says so; the other metrics still answer
+            db.session.rollback()
+            logging.getLogger(__name__).warning("job backlog not read for the metrics", exc_info=True)
+            return
+        due = GaugeMetricFamily("jobs_due", "Jobs due and not yet claimed", labels=["kind"])
+        oldest = GaugeMetricFamily("jobs_oldest_due_seconds", "How long the oldest due job has waited",
+                                   labels=["kind"])
+        running = GaugeMetricFamily("jobs_running", "Jobs claimed by a worker", labels=["kind"])
+        for kind, n_due, oldest_s, n_running in rows:
+            due.add_metric([kind], n_due)
+            oldest.add_metric([kind], float(oldest_s))
+            running.add_metric([kind], n_running)
+        yield from (due, oldest, running)
+
+
+_job_backlog = JobBacklog()
+REGISTRY.register(_job_backlog)
 
 
 class RequestIdFilter(logging.Filter):

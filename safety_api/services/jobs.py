@@ -60,6 +60,17 @@ _RETRY = text("""
 """)
 
 
+_BACKLOG = text("""
+    SELECT kind,
+           count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS due,
+           coalesce(extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now())),
+                    0) AS oldest_due_s,
+           count(*) FILTER (WHERE status = 'running') AS running
+    FROM jobs WHERE status IN ('pending', 'running')
+    GROUP BY kind ORDER BY kind
+""")
+
+
 DEFAULT_MAX_ATTEMPTS = 8
 # The longest a retry waits. Delays come from outside at times (an FCM Retry-After): an infinite or absurd one
 # would overflow the datetime arithmetic and leave the job running, its batch abandoned.
@@ -130,6 +141,12 @@ def retry_or_fail(session, *, job_id: int, worker: str, attempts: int, max_attem
     run_at = utcnow() + timedelta(seconds=bounded_delay(delay_s))
     held = session.execute(_RETRY, {"id": job_id, "worker": worker, "e": error, "at": run_at}).first()
     return "pending" if held else None
+
+
+def backlog(session) -> list:
+    """(kind, due, oldest_due_s, running) per kind of job still to run: what the metrics show, so that workers
+    all down or falling behind (an SOS's escalation waiting) is seen before anyone misses it."""
+    return session.execute(_BACKLOG).all()
 
 
 def bounded_delay(delay_s: float) -> float:

@@ -3,12 +3,14 @@ import random
 import re
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 import schemathesis
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from safety_api.clock import utcnow
 from safety_api.errors import to_problem
 from tests.conftest import another_app
 from tests.support.live import free_port
@@ -191,3 +193,17 @@ def test_a_transaction_the_database_undoes_in_a_deadlock_is_a_503_to_retry_not_a
     problem, status, headers = to_problem(undone[0])
     assert status == 503 and headers == {"Retry-After": "1"}
     assert problem["type"].endswith("/concurrent-request") and "retry" in problem["detail"]
+
+
+def test_metrics_show_the_job_backlog_by_kind(app, db):
+    """Workers all down: an SOS's escalation is due and nobody runs it. The scrape shows it waiting."""
+    from safety_api.services import jobs
+    jobs.enqueue(db.session, kind="incident.escalate", payload={"incident_id": "x"},
+                 run_at=utcnow() - timedelta(seconds=90))
+    jobs.enqueue(db.session, kind="escort.reminder", payload={}, run_at=utcnow() + timedelta(hours=1))
+    db.session.commit()
+    scraped = app.test_client().get("/metrics").get_data(as_text=True)
+    assert re.search(r'^jobs_due\{kind="incident.escalate"\} 1\.0$', scraped, re.M)
+    waited = re.search(r'^jobs_oldest_due_seconds\{kind="incident.escalate"\} ([\d.]+)$', scraped, re.M)
+    assert waited and 89 <= float(waited.group(1)) < 200
+    assert re.search(r'^jobs_due\{kind="escort.reminder"\} 0\.0$', scraped, re.M)
