@@ -115,5 +115,6 @@ class Config:
         self.WALK_OVERDUE_GRACE_S = _float("WALK_OVERDUE_GRACE_S", 600)
         self.FIX_RETENTION_DAYS = _float("FIX_RETENTION_DAYS", 30)
         self.FIX_PURGE_INTERVAL_S = _float("FIX_PURGE_INTERVAL_S", 3600)
+        self.JOB_RETENTION_DAYS = _float("JOB_RETENTION_DAYS", 30)
         self.DATA_DIR = _env("DATA_DIR", os.path.join(os.path.dirname(__file__), "..", "data"))
         self.CONSOLE_TILE_URL = _env("CONSOLE_TILE_URL", "")

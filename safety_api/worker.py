@@ -86,6 +86,21 @@ class Worker:
                 db.session.remove()
             return len(rows)
 
+    def keep_retention_scheduled(self):
+        """Queue the retention purge (it then queues its own next run); with the dedupe key, every worker that
+        starts asks for the same one."""
+        from safety_api.clock import utcnow
+        from safety_api.services import walks
+        with self.app.app_context():
+            try:
+                walks.schedule_purge(db.session, now=utcnow(), every_s=self.app.config["FIX_PURGE_INTERVAL_S"])
+                db.session.commit()
+            except Exception:  # the database is away at start: the loop waits for it; walks' timers queue it too
+                db.session.rollback()
+                log.warning("retention purge not scheduled at start", exc_info=True)
+            finally:
+                db.session.remove()
+
     def _release(self, job_ids):
         if not job_ids:
             return
@@ -143,6 +158,7 @@ def main(app=None):
     """Run one worker in the foreground until SIGTERM or SIGINT."""
     from safety_api import create_app
     worker = Worker(app or create_app())
+    worker.keep_retention_scheduled()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop_event.set())
     worker.run()

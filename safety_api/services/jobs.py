@@ -2,7 +2,7 @@
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from safety_api.clock import utcnow
@@ -147,6 +147,21 @@ def backlog(session) -> list:
     """(kind, due, oldest_due_s, running) per kind of job still to run: what the metrics show, so that workers
     all down or falling behind (an SOS's escalation waiting) is seen before anyone misses it."""
     return session.execute(_BACKLOG).all()
+
+
+def purge_finished(session, *, now: datetime, retention_days: float, batch: int = 5000) -> int:
+    """Delete jobs done or failed longer ago than the retention period, a batch at a time (short transactions).
+    Their effects live elsewhere (deliveries keep the receipts); the job rows only grow the table the claim
+    reads."""
+    cutoff, total = now - timedelta(days=retention_days), 0
+    while True:
+        doomed = (select(Job.id).where(Job.status.in_(("done", "failed")), Job.finished_at < cutoff)
+                  .order_by(Job.id).limit(batch).scalar_subquery())
+        removed = session.execute(delete(Job).where(Job.id.in_(doomed))).rowcount
+        session.commit()
+        total += removed
+        if removed < batch:
+            return total
 
 
 def bounded_delay(delay_s: float) -> float:

@@ -321,7 +321,8 @@ def checkin_job(session, payload, _worker):
 
 
 def purge_job(session, payload, worker):
-    """Worker entry for `fixes.purge`: purge, then queue the next slot."""
+    """Worker entry for `fixes.purge` (the retention purge): fixes, then finished jobs, then queue the next slot."""
     purge_fixes(session, now=utcnow(), retention_days=worker.app.config["FIX_RETENTION_DAYS"])
+    jobs.purge_finished(session, now=utcnow(), retention_days=worker.app.config["JOB_RETENTION_DAYS"])
     schedule_purge(session, now=utcnow(), every_s=worker.app.config["FIX_PURGE_INTERVAL_S"],
                    after_slot=payload.get("slot", 0))

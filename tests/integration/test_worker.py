@@ -588,3 +588,18 @@ def test_a_push_lives_for_its_time_to_live_from_when_it_was_planned_not_from_eac
     db.session.expire_all()
     late = db.session.scalars(select(Delivery).order_by(Delivery.id.desc())).first()
     assert sender.sent == 0 and late.status == "failed" and "time to live" in late.last_error
+
+
+def test_the_retention_purge_deletes_finished_jobs_past_their_time_and_is_queued_when_a_worker_starts(app, db,
+                                                                                                         worker):
+    for n, (status, days) in enumerate([("done", 40), ("failed", 40), ("done", 5), ("pending", 40)]):
+        enqueue(db, n=n)
+        db.session.execute(text("UPDATE jobs SET status = :s, finished_at = now() - make_interval(days => :d) "
+                                "WHERE payload->>'n' = :n"), {"s": status, "d": days, "n": str(n)})
+    db.session.commit()
+    assert jobs.purge_finished(db.session, now=utcnow(), retention_days=30, batch=1) == 2
+    left = sorted(db.session.execute(select(Job.status, Job.payload["n"].as_integer())).all())
+    assert left == [("done", 2), ("pending", 3)]
+    worker.keep_retention_scheduled()
+    worker.keep_retention_scheduled()  # a second worker starting asks for the same one
+    assert db.session.scalar(select(func.count()).select_from(Job).where(Job.kind == "fixes.purge")) == 1
