@@ -20,7 +20,14 @@ from safety_api.clock import utcnow
 from safety_api.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
 from safety_api.models import User
 from safety_api.models.accounts import on_shift
-from safety_api.models.escort import PAIR, EscortAssignment, EscortBooking, EscortEvent, MeetingPoint
+from safety_api.models.escort import (
+    OPEN_STATES,
+    PAIR,
+    EscortAssignment,
+    EscortBooking,
+    EscortEvent,
+    MeetingPoint,
+)
 from safety_api.policy import check_change_booking, check_on_duty_for_offers, check_read_booking
 from safety_api.realtime import broadcast, events
 from safety_api.services import jobs
@@ -197,7 +204,16 @@ def _move(session, *, user, booking_id, action, now) -> EscortBooking:
             raise Conflict(f"This booking is {booking.status}; it cannot {action.replace('_', '-')}.")
         if action == "no_show" and now < booking.meet_at:
             raise Conflict("A no-show can be recorded from the meeting time on.")
-    recipients = [uid for uid in parties(booking) if uid != user.id]
+    recipients = _change(session, booking, action=action, actor=user, now=now)
+    _commit_and_tell(session, booking, event, extra=recipients)
+    return booking
+
+
+def _change(session, booking, *, action, actor, now) -> list:
+    """Make a checked move on a locked booking: its state and time, the scouts freed by a cancellation, the
+    event, and the push to every party but the actor (returned: the freed scouts are no longer parties)."""
+    _allowed, target, event = MOVES[action]
+    recipients = [uid for uid in parties(booking) if uid != actor.id]
     booking.status = target
     if action == "start":
         booking.started_at = now
@@ -208,10 +224,37 @@ def _move(session, *, user, booking_id, action, now) -> EscortBooking:
                                                        EscortAssignment.released_at.is_(None))
                         .values(released_at=now))
         session.expire(booking, ["assignments"])
-    record_event(session, booking, event, actor=user)
+    record_event(session, booking, event, actor=actor)
     push(session, booking, event, recipients)
-    _commit_and_tell(session, booking, event, extra=recipients)
-    return booking
+    return recipients
+
+
+def cancel_for_account_deletion(session, *, citizen: User, now: datetime | None = None):
+    """Before a citizen's account is deleted, cancel their bookings still to come as their own cancel would, commit
+    and tell; refuse (409) while an escort of theirs is under way.
+
+    The deletion takes the bookings with it (a cascade) and would tell no one: the scouts would go to the meeting
+    point at night for a booking that no longer exists, and the district's console would lose it without a word.
+    Their pushes name only the scouts (a push.user job, no foreign key), so they go out after the citizen is gone.
+    This commits on its own, before the deletion's transaction: should the deletion then fail, the bookings stay
+    cancelled, as the citizen asked to leave (and a booking the citizen makes in between, racing their own
+    deletion, goes with the account untold)."""
+    now = now or utcnow()
+    take_turns(session, citizen)  # a booking of theirs being made now commits first, and is found below
+    bookings = session.scalars(
+        select(EscortBooking).where(EscortBooking.citizen_id == citizen.id, EscortBooking.status.in_(OPEN_STATES))
+        .order_by(EscortBooking.id).with_for_update(of=EscortBooking).execution_options(populate_existing=True)).all()
+    if any(booking.status == "in_progress" for booking in bookings):
+        session.rollback()
+        raise Conflict("Your escort is under way; delete the account once it has ended.")
+    tellings = []
+    for booking in bookings:
+        recipients = _change(session, booking, action="cancel", actor=citizen, now=now)
+        tellings.append((booking.district_code, event_payload(booking, "cancelled", TEXTS["cancelled"][0]),
+                         [*parties(booking), *recipients]))
+    session.commit()
+    for district, payload, user_ids in tellings:
+        tell(district, payload, user_ids)
 
 
 def withdraw_scout(session, scout_id, *, district: str, now: datetime | None = None):

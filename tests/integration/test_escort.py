@@ -6,12 +6,12 @@ import pytest
 from sqlalchemy import delete, select
 
 from safety_api.clock import SEOUL, utcnow
-from safety_api.models import EscortBooking, EscortEvent, Job, MeetingPoint
+from safety_api.models import Delivery, EscortBooking, EscortEvent, Job, MeetingPoint, PushDevice, User
 from safety_api.realtime.positions import batcher
 from safety_api.services import escort
 from safety_api.services.escort_rules import policy_from_config
 from safety_api.worker_jobs import HANDLERS
-from tests.factories import auth_header, create_user
+from tests.factories import PASSWORD, auth_header, create_user
 
 PROBLEM = "application/problem+json"
 SEOWON = "osm:node/357900646"  # the 서원역 bus stop in the OSM extract
@@ -406,6 +406,59 @@ def test_timers_of_a_cancelled_or_confirmed_booking_do_nothing(client, app, db):
                           ("escort.unconfirmed", booking)):
         run_job(db, kind, subject)
     assert len(push_jobs(db)) == before
+
+
+# --- a citizen deleting the account ---------------------------------------------------------------------------
+
+def delete_account(client, citizen):
+    return client.delete("/api/v1/me", headers=auth_header(citizen), json={"password": PASSWORD})
+
+
+def test_deleting_the_account_cancels_the_escorts_to_come_and_the_scouts_are_still_pushed(client, app, db, emitted):
+    citizen = create_user(db.session)
+    booking, pair = confirmed(client, app, db, citizen=citizen)
+    waiting = make_booking(app, db, citizen=citizen, meet_at=utcnow() + timedelta(hours=3))
+    alone = scout(db, name="셋째")
+    assert post(client, alone, waiting.id, "accept").status_code == 200
+    for person in (*pair, alone):
+        db.session.add(PushDevice(user_id=person.id, token=f"phone-of-{person.id}", platform="android"))
+    db.session.commit()
+    citizen_id, confirmed_id, waiting_id = citizen.id, str(booking.id), str(waiting.id)
+    pair_ids, alone_id = {str(s.id) for s in pair}, str(alone.id)
+    jobs_before = db.session.scalar(select(Job.id).order_by(Job.id.desc()).limit(1))
+
+    assert delete_account(client, citizen).status_code == 204
+
+    db.session.expire_all()
+    assert db.session.get(User, citizen_id) is None and db.session.get(EscortBooking, confirmed_id) is None
+    told = db.session.scalars(select(Job).where(Job.kind == "push.user", Job.id > jobs_before)).all()
+    assert {(j.payload["data"]["id"], j.payload["data"]["event"], frozenset(j.payload["user_ids"])) for j in told} == {
+        (confirmed_id, "cancelled", frozenset(pair_ids)), (waiting_id, "cancelled", frozenset({alone_id}))}
+    cancelled = {(room, p["booking_id"]) for _ns, room, event, p in emitted
+                 if event == "escort.updated" and p["status"] == "cancelled"}
+    assert cancelled >= {("district:11620", confirmed_id), ("district:11620", waiting_id),
+                         *((f"user:{uid}", confirmed_id) for uid in pair_ids), (f"user:{alone_id}", waiting_id)}
+    for job in told:  # the worker expands them after the citizen, and the bookings, are gone
+        HANDLERS["push.user"](db.session, job.payload, None)
+    db.session.commit()
+    sent = db.session.scalars(select(Delivery.token).where(Delivery.reason == "escort.cancelled")).all()
+    assert sorted(sent) == sorted(f"phone-of-{uid}" for uid in (*pair_ids, alone_id))
+
+
+def test_deleting_the_account_during_an_escort_is_409_and_changes_nothing(client, app, db):
+    citizen = create_user(db.session)
+    walking, (first, _) = confirmed(client, app, db, citizen=citizen)
+    later = make_booking(app, db, citizen=citizen, meet_at=utcnow() + timedelta(hours=3))
+    assert post(client, first, walking.id, "start").status_code == 200
+
+    refused = delete_account(client, citizen)
+
+    assert refused.status_code == 409 and refused.content_type == PROBLEM and "under way" in refused.json["detail"]
+    db.session.expire_all()
+    assert db.session.get(User, citizen.id) is not None
+    assert [db.session.get(EscortBooking, b.id).status for b in (walking, later)] == ["in_progress", "requested"]
+    assert post(client, first, walking.id, "complete").status_code == 200
+    assert delete_account(client, citizen).status_code == 204
 
 
 # --- who may do what -------------------------------------------------------------------------------------
