@@ -142,8 +142,10 @@ def create_booking(session, *, citizen: User, policy: Policy, meeting_point_id, 
     return booking
 
 
-def accept(session, *, scout: User, booking_id) -> EscortBooking:
-    """Take a slot of the pair; the database refuses a third scout or a scout busy then (409)."""
+def accept(session, *, scout: User, booking_id, now: datetime | None = None) -> EscortBooking:
+    """Take a slot of the pair until the meeting time; the database refuses a third scout or a scout busy then
+    (409)."""
+    now = now or utcnow()
     booking = locked_booking(session, booking_id)
     with _refusal_releases_lock(session):
         if holds(booking, scout.id):
@@ -156,6 +158,8 @@ def accept(session, *, scout: User, booking_id) -> EscortBooking:
             raise Conflict("Go on duty before accepting escorts.")
         if booking.status not in ("requested", "confirmed"):  # a confirmed one is refused below, by the database
             raise Conflict(f"This booking is {booking.status}.")
+        if now >= booking.meet_at:  # the citizen would be told of a pair after the time they waited for it
+            raise Conflict("The meeting time has passed; this booking can no longer be accepted.")
         try:
             slot = session.scalar(_TAKE_SLOT, {"scout": scout.id, "booking": booking.id})
         except IntegrityError as exc:
@@ -301,12 +305,13 @@ def withdraw_scout(session, scout_id, *, district: str, now: datetime | None = N
     return tell_all
 
 
-def get_booking(session, *, user: User, booking_id) -> EscortBooking:
-    """A booking for its citizen, its scouts, the district's operators and on-duty scouts (while open), admins.
+def get_booking(session, *, user: User, booking_id, now: datetime | None = None) -> EscortBooking:
+    """A booking for its citizen, its scouts, the district's operators and on-duty scouts (while open and its
+    meeting still ahead), admins.
 
     How much of it each reader sees is policy.sees_escort_destination's; the views apply it."""
     booking = session.get(EscortBooking, booking_id)
-    check_read_booking(user, booking)
+    check_read_booking(user, booking, now=now or utcnow())
     return booking
 
 

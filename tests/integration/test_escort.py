@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import delete, select
 
 from safety_api.clock import SEOUL, utcnow
+from safety_api.errors import Conflict, Forbidden
 from safety_api.models import Delivery, EscortBooking, EscortEvent, Job, MeetingPoint, PushDevice, User
 from safety_api.realtime.positions import batcher
 from safety_api.services import escort
@@ -263,6 +264,29 @@ def test_offers_are_open_bookings_of_my_district_not_yet_mine(client, app, db):
     offers = client.get("/api/v1/escort/offers", headers=auth_header(me_scout)).json["items"]
     assert [o["id"] for o in offers] == [str(open_one.id)]
     assert client.get("/api/v1/escort/offers", headers=auth_header(gangnam)).json["items"] == []
+
+
+def test_once_the_meeting_time_has_come_a_booking_is_no_longer_accepted_or_read_as_an_offer(client, app, db):
+    citizen = create_user(db.session, name="홍길순")
+    stale = make_booking(app, db, citizen=citizen, meet_at=utcnow() - timedelta(minutes=30))  # never got its pair
+    latecomer = scout(db)
+    refused = post(client, latecomer, stale.id, "accept")
+    assert refused.status_code == 409 and refused.content_type == PROBLEM
+    assert "time has passed" in refused.json["detail"]
+    read = client.get(f"/api/v1/escort/bookings/{stale.id}", headers=auth_header(latecomer))
+    assert read.status_code == 403 and "홍길순" not in read.get_data(as_text=True)
+    assert client.get("/api/v1/escort/offers", headers=auth_header(latecomer)).json["items"] == []
+    assert event_kinds(db, stale.id) == ["requested"] and db.session.get(EscortBooking, stale.id).assignments == []
+
+    booking = make_booking(app, db)  # the bound is the meeting time itself
+    with pytest.raises(Conflict):
+        escort.accept(db.session, scout=latecomer, booking_id=booking.id, now=booking.meet_at)
+    with pytest.raises(Forbidden):
+        escort.get_booking(db.session, user=latecomer, booking_id=booking.id, now=booking.meet_at)
+    just_before = booking.meet_at - timedelta(seconds=1)
+    assert escort.get_booking(db.session, user=latecomer, booking_id=booking.id, now=just_before).id == booking.id
+    taken = escort.accept(db.session, scout=latecomer, booking_id=booking.id, now=just_before)
+    assert [a.scout_id for a in taken.assignments] == [latecomer.id]
 
 
 HIDDEN_FROM_OFFERS = ("to", "route", "citizen", "events")  # where the citizen goes, and who they are

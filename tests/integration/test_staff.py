@@ -323,9 +323,10 @@ def test_a_scout_moved_mid_escort_still_walks_it_and_the_meeting_that_has_come_k
     moving, partner = scout(db, name="전보"), scout(db, name="남는")
     walking = make_booking(app, db, meet_at=utcnow() + timedelta(hours=3))
     meeting_now = make_booking(app, db, meet_at=utcnow() - timedelta(minutes=1))  # the pair is there now
-    for booking in (walking, meeting_now):
-        for person in (moving, partner):
-            assert post(client, person, booking.id, "accept").status_code == 200
+    for person in (moving, partner):
+        assert post(client, person, walking.id, "accept").status_code == 200
+        escort.accept(db.session, scout=person, booking_id=meeting_now.id,  # accepted before the meeting time
+                      now=meeting_now.meet_at - timedelta(minutes=20))
     operator = create_user(db.session, role="operator")
     assert post(client, operator, walking.id, "start").status_code == 200
     stale = db.session.get(User, moving.id)
