@@ -37,6 +37,10 @@ from safety_api.services.escort_views import event_payload, point_of
 DETOUR = 1.3  # walking routes wind about this much longer than the straight line
 WALKING_MPS = 1.2  # an unhurried pace at night, in company
 MIN_ESCORT_S = 300  # meeting and setting off take time even for the shortest walk
+# How long the district's scouts, offered a booking, have to answer before the booking is flagged unconfirmed to
+# its citizen and the operators: one made (or reopened) inside the flag's window is not flagged the moment the
+# offer goes out, and one whose meeting is closer than this is not flagged at all (the flag would come after it).
+OFFER_GRACE = timedelta(minutes=5)
 TEXTS = {**ESCORT_EVENTS,  # events the notifications package has no text for yet
          "requested": ("귀가동행 예약", "{time} 귀가동행 예약이 접수되었습니다."),
          "accepted": ("귀가동행 수락", "{time} 귀가동행을 안심귀가스카우트 1명이 수락했습니다."),
@@ -131,9 +135,8 @@ def create_booking(session, *, citizen: User, policy: Policy, meeting_point_id, 
     record_event(session, booking, "requested", actor=citizen)
     scouts = staff_on_duty(session, "scout", booking.district_code)
     push(session, booking, "offered", scouts, staff=True)
-    for kind, before in (("escort.reminder", policy.reminder), ("escort.unconfirmed", policy.unconfirmed)):
-        jobs.enqueue(session, kind=kind, payload={"booking_id": str(booking.id)}, run_at=meet_at - before,
-                     dedupe_key=f"{kind}:{booking.id}")
+    set_timer(session, booking, "escort.reminder", due=meet_at - policy.reminder)
+    set_timer(session, booking, "escort.unconfirmed", due=max(meet_at - policy.unconfirmed, now + OFFER_GRACE))
     offered = event_payload(booking, "offered", TEXTS["offered"][0])
     session.commit()
     for scout_id in scouts:
@@ -171,6 +174,8 @@ def accept(session, *, scout: User, booking_id, now: datetime | None = None) -> 
         booking.status, event = "confirmed", "confirmed"
         record_event(session, booking, "confirmed")
         push(session, booking, "confirmed", parties(booking))
+        if booking.reminded_at is None:  # its timer may have come while the pair was incomplete, and done nothing
+            rearm_timer(session, booking, "escort.reminder", now=now)
     _commit_and_tell(session, booking, event)
     return booking
 
@@ -339,6 +344,25 @@ def offers(session, *, scout: User, now: datetime | None = None) -> list[EscortB
                                     EscortBooking.status == "requested", EscortBooking.meet_at > (now or utcnow()),
                                     EscortBooking.id.not_in(mine))
         .order_by(EscortBooking.meet_at)))
+
+
+def set_timer(session, booking, kind, *, due: datetime, key: str | None = None):
+    """Enqueue one of the booking's timers (`escort.reminder`, `escort.unconfirmed`) in the caller's transaction,
+    unless it would come at or after the meeting time, when it has nothing left to say."""
+    if due < booking.meet_at:
+        jobs.enqueue(session, kind=kind, payload={"booking_id": str(booking.id)}, run_at=due,
+                     dedupe_key=key or f"{kind}:{booking.id}")
+
+
+def rearm_timer(session, booking, kind, *, now: datetime, delay: timedelta = timedelta(0)) -> bool:
+    """Set a booking's timer again, due after `delay`, when its first one's time has passed: that one ran (or is
+    about to) and found the booking in another state than the one it is for, which the booking has just come to.
+    One still to come finds the booking as it is then, and needs no other; nor does a timer never set."""
+    first = jobs.due_at(session, dedupe_key=f"{kind}:{booking.id}")
+    if first is None or first > now or now + delay >= booking.meet_at:
+        return False
+    set_timer(session, booking, kind, due=now + delay, key=f"{kind}:{booking.id}:{now.isoformat()}")
+    return True
 
 
 def take_turns(session, person: User):

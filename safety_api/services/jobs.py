@@ -2,7 +2,7 @@
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from safety_api.clock import utcnow
@@ -73,6 +73,11 @@ def enqueue(session, *, kind: str, payload: dict, run_at: datetime | None = None
     if dedupe_key is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
     session.execute(stmt)
+
+
+def due_at(session, *, dedupe_key: str) -> datetime | None:
+    """When the job with this key is, or was, due; None when there is none."""
+    return session.scalar(select(Job.run_at).where(Job.dedupe_key == dedupe_key))
 
 
 def claim(session, *, worker: str, limit: int, lease_s: float) -> list:

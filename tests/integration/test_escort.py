@@ -9,7 +9,7 @@ from safety_api.clock import SEOUL, utcnow
 from safety_api.errors import Conflict, Forbidden
 from safety_api.models import Delivery, EscortBooking, EscortEvent, Job, MeetingPoint, PushDevice, User
 from safety_api.realtime.positions import batcher
-from safety_api.services import escort
+from safety_api.services import escort, escort_live
 from safety_api.services.escort_rules import policy_from_config
 from safety_api.worker_jobs import HANDLERS
 from tests.factories import PASSWORD, auth_header, create_user
@@ -51,12 +51,13 @@ def book(client, citizen, point, *, minutes=60, to=NEAR_SEOWON):
                        json={"meeting_point_id": str(point.id), "meet_at": at(minutes), "to": to})
 
 
-def make_booking(app, db, *, citizen=None, meet_at=None, point=None) -> EscortBooking:
-    """A booking through the service, at any time, bypassing the hours (for timers and races)."""
+def make_booking(app, db, *, citizen=None, meet_at=None, point=None, ahead=timedelta(minutes=5)) -> EscortBooking:
+    """A booking through the service, at any time, bypassing the hours (for timers and races); made `ahead` of
+    its meeting."""
     meet_at = meet_at or utcnow() + timedelta(hours=1)
     return escort.create_booking(db.session, citizen=citizen or create_user(db.session), policy=open_policy(app),
                                  meeting_point_id=(point or meeting_point(db)).id, meet_at=meet_at, to=NEAR_SEOWON,
-                                 now=meet_at - timedelta(minutes=5))
+                                 now=meet_at - ahead)
 
 
 def post(client, user, booking_id, action):
@@ -430,6 +431,53 @@ def test_timers_of_a_cancelled_or_confirmed_booking_do_nothing(client, app, db):
                           ("escort.unconfirmed", booking)):
         run_job(db, kind, subject)
     assert len(push_jobs(db)) == before
+
+
+def timer_jobs(db, kind, booking) -> list:
+    return db.session.scalars(select(Job).where(Job.kind == kind, Job.payload["booking_id"].astext == str(booking.id))
+                              .order_by(Job.id)).all()
+
+
+def test_timers_that_come_from_the_meeting_time_on_record_and_push_nothing(client, app, db):
+    """A worker's backlog must not tell the citizen that a meeting under way, or over, starts soon."""
+    waiting = make_booking(app, db)  # never gets its pair
+    booking, _ = confirmed(client, app, db, meet_at=utcnow() + timedelta(hours=3))
+    before = len(push_jobs(db))
+    assert not escort_live.remind(db.session, booking_id=booking.id, now=booking.meet_at)
+    assert not escort_live.flag_unconfirmed(db.session, booking_id=waiting.id, now=waiting.meet_at + timedelta(hours=2))
+    db.session.commit()
+    assert len(push_jobs(db)) == before
+    assert "reminded" not in event_kinds(db, booking.id) and "unconfirmed" not in event_kinds(db, waiting.id)
+    assert (booking.reminded_at, waiting.flagged_at) == (None, None)
+    assert escort_live.remind(db.session, booking_id=booking.id, now=booking.meet_at - timedelta(seconds=1))
+
+
+def test_a_booking_made_inside_the_unconfirmed_window_gives_the_scouts_time_before_it_is_flagged(app, db):
+    meet_at, later = utcnow() + timedelta(hours=2), utcnow() + timedelta(hours=5)
+    soon = make_booking(app, db, meet_at=meet_at, ahead=timedelta(minutes=12))
+    assert [j.run_at for j in timer_jobs(db, "escort.unconfirmed", soon)] == [
+        meet_at - timedelta(minutes=12) + escort.OFFER_GRACE]  # not at once: the offer has only just gone out
+    closer = make_booking(app, db, meet_at=later, ahead=timedelta(minutes=3))
+    assert timer_jobs(db, "escort.unconfirmed", closer) == []  # the flag would come after the meeting
+    assert [j.run_at for j in timer_jobs(db, "escort.reminder", closer)] == [later - timedelta(minutes=10)]
+
+
+def test_a_booking_confirmed_after_its_reminder_time_is_reminded_then(client, app, db):
+    citizen = create_user(db.session)
+    booking = make_booking(app, db, citizen=citizen, meet_at=utcnow() + timedelta(minutes=8),
+                           ahead=timedelta(minutes=8))  # booked now, inside the reminder's 10 minutes
+    run_job(db, "escort.reminder", booking)  # due already: the booking is still requested, so nothing
+    assert "reminded" not in event_kinds(db, booking.id)
+    pair = [scout(db, name="첫째"), scout(db, name="둘째")]
+    for person in pair:
+        assert post(client, person, booking.id, "accept").status_code == 200
+    again = timer_jobs(db, "escort.reminder", booking)
+    assert len(again) == 2 and again[-1].run_at <= utcnow()
+    before = len(push_jobs(db))
+    run_job(db, "escort.reminder", booking)
+    assert [p["data"]["event"] for p in push_jobs(db)[before:]] == ["reminder"]
+    assert push_jobs(db)[-1]["user_ids"] == sorted(str(u.id) for u in (citizen, *pair))
+    assert event_kinds(db, booking.id)[-1] == "reminded"
 
 
 # --- a citizen deleting the account ---------------------------------------------------------------------------
