@@ -292,6 +292,10 @@ def withdraw_scout(session, scout_id, *, district: str, now: datetime | None = N
                                                        EscortAssignment.scout_id == scout_id))
         session.expire(booking, ["assignments"])
         booking.status = "requested"
+        # Its unconfirmed flag may have fired (or come while it was confirmed, and done nothing): set a fresh one,
+        # giving the scouts offered it again the grace, so that the operators hear if nobody takes it.
+        if rearm_timer(session, booking, "escort.unconfirmed", now=now, delay=OFFER_GRACE):
+            booking.flagged_at = None  # the stamp that makes the flag fire once: this is another time
         record_event(session, booking, "scout_withdrawn", scout=str(scout_id))
         operators = staff_on_duty(session, "operator", booking.district_code)
         push(session, booking, "reopened", parties(booking))
