@@ -12,6 +12,7 @@ from safety_api.realtime.positions import batcher
 from safety_api.services import escort, escort_live
 from safety_api.services.escort_rules import policy_from_config
 from safety_api.worker_jobs import HANDLERS
+from tests import conftest
 from tests.factories import PASSWORD, auth_header, create_user
 
 PROBLEM = "application/problem+json"
@@ -23,12 +24,12 @@ OPEN = {"ESCORT_SERVICE_HOURS": "Mon-Sun 00:00-24:00", "ESCORT_MIN_LEAD_MINUTES"
 @pytest.fixture
 def open_service(app, monkeypatch):
     """Service open at every hour, no lead time: a test may run at any time of day."""
-    for key, value in OPEN.items():
-        monkeypatch.setitem(app.config, key, value)
+    monkeypatch.setitem(app.config, "ESCORT_POLICY", open_policy(app))
 
 
-def open_policy(app):
-    return policy_from_config({**app.config, **OPEN})
+def open_policy(app, **config):
+    """The policy the app would parse at start from these ESCORT_* settings, over the open service."""
+    return policy_from_config({**app.config, **OPEN, **config})
 
 
 def meeting_point(db, source_id=SEOWON) -> MeetingPoint:
@@ -180,11 +181,32 @@ def test_the_real_rules_refuse_a_saturday_night(client, db):
 ])
 def test_a_booking_outside_the_rules_is_422_naming_the_rule(client, db, app, open_service, monkeypatch,
                                                              config, minutes, rule):
-    for key, value in config.items():
-        monkeypatch.setitem(app.config, key, value)
+    monkeypatch.setitem(app.config, "ESCORT_POLICY", open_policy(app, **config))
     answer = book(client, create_user(db.session), meeting_point(db), minutes=minutes)
     assert answer.status_code == 422 and answer.json["type"].endswith(f"/escort-{rule}")
     assert answer.json["errors"] == [{"field": "meet_at", "message": answer.json["detail"]}]
+
+
+@pytest.mark.parametrize("variable, value, told", [
+    ("ESCORT_SERVICE_HOURS", "Mon 22:00", "ESCORT_SERVICE_HOURS: Cannot read service hours 'Mon 22:00'"),
+    ("ESCORT_SERVICE_HOURS_11620", "Mon-Fri 25:00-26:00", "ESCORT_SERVICE_HOURS_11620: '25:00' in 'Mon-Fri 25:00"),
+    ("ESCORT_SERVICE_HOURS_GWANAK", "Mon 22:00-24:00", "ESCORT_SERVICE_HOURS_GWANAK: 'GWANAK' is not a district"),
+])
+def test_unreadable_service_hours_stop_the_app_at_start_naming_the_variable(monkeypatch, variable, value, told):
+    """Parsed once, at start: a malformed district override made every booking a 500 instead."""
+    from safety_api import create_app
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError) as refused:
+        create_app(conftest.test_config())
+    assert str(refused.value).startswith(told)
+
+
+def test_a_districts_own_hours_are_parsed_at_start(monkeypatch):
+    monkeypatch.setenv("ESCORT_SERVICE_HOURS_11620", "Mon-Sun 21:00-01:00")
+    with conftest.another_app() as other:
+        policy = other.config["ESCORT_POLICY"]
+    assert policy.hours_in("11620").spec == "Mon-Sun 21:00-01:00" and len(policy.hours_in("11620").windows) == 7
+    assert policy.hours_in("11680") is policy.hours
 
 
 @pytest.mark.parametrize("body, field", [
