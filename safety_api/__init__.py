@@ -17,11 +17,15 @@ def create_app(config: dict | None = None) -> Flask:
     from safety_api.config import Config
     from safety_api.extensions import api as openapi
     from safety_api.extensions import db, jwt, migrate, redis_store
+    from safety_api.services.escort_rules import policy_from_config
 
     app = Flask(__name__)
     app.json.ensure_ascii = False  # Korean names stay readable in every answer
     app.config.from_object(Config())
     app.config.update(config or {})
+    # Parsed once, before anything is bound: an unreadable value stops the start, naming itself, instead of
+    # making every booking a 500.
+    app.config["ESCORT_POLICY"] = policy_from_config(app.config)
 
     observability.init_app(app)
     db.init_app(app)

@@ -67,9 +67,11 @@ def check_walker(user, walk):
         raise NotFound("No such walk.")
 
 
-def check_read_booking(user, booking):
+def check_read_booking(user, booking, *, now):
     """Raise unless the user may read this escort booking: its citizen, admins, the district's operators, the
-    scouts who hold or held a slot, and, while it still needs scouts, the district's scouts on duty (as an offer).
+    scouts who hold or held a slot, and, while it still needs scouts and its meeting time has not come, the
+    district's scouts on duty (as an offer: the same bound as accept's, so no one learns of a booking they can no
+    longer take).
 
     A citizen gets 404 for another's booking, like a missing one, so that ids cannot be probed; staff of another
     district get 403, as they do everywhere (staff know bookings exist; the 403 tells them it is not theirs)."""
@@ -87,7 +89,7 @@ def check_read_booking(user, booking):
         raise Forbidden("This booking belongs to another district.")
     if user.role == "operator":
         return
-    if user.role == "scout" and booking.status == "requested":
+    if user.role == "scout" and booking.status == "requested" and now < booking.meet_at:
         check_on_duty_for_offers(user)
         return
     raise Forbidden("You may not read this booking.")

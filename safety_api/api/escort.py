@@ -11,7 +11,6 @@ from safety_api.extensions import db, redis_store
 from safety_api.models.escort import KINDS, STATES
 from safety_api.security import me, require
 from safety_api.services import accounts, escort, escort_live, meeting_points
-from safety_api.services.escort_rules import policy_from_config
 from safety_api.services.escort_views import booking_view, detail_view, meeting_point_view
 
 blp = Blueprint("escort", __name__, url_prefix="/api/v1/escort", description="Escort booking (안심귀가스카우트)")
@@ -154,7 +153,7 @@ def update_meeting_point(body, point_id):
 def book(body):
     """Book an escort: 422 outside service hours, too late or too far; the problem type names the rule."""
     cfg = current_app.config
-    booking = escort.create_booking(db.session, citizen=me(), policy=policy_from_config(cfg),
+    booking = escort.create_booking(db.session, citizen=me(), policy=cfg["ESCORT_POLICY"],
                                     route_settings=route_settings(cfg), **body)
     return booking_view(booking, viewer=me())
 

@@ -20,7 +20,14 @@ from safety_api.clock import utcnow
 from safety_api.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
 from safety_api.models import User
 from safety_api.models.accounts import on_shift
-from safety_api.models.escort import PAIR, EscortAssignment, EscortBooking, EscortEvent, MeetingPoint
+from safety_api.models.escort import (
+    OPEN_STATES,
+    PAIR,
+    EscortAssignment,
+    EscortBooking,
+    EscortEvent,
+    MeetingPoint,
+)
 from safety_api.policy import check_change_booking, check_on_duty_for_offers, check_read_booking
 from safety_api.realtime import broadcast, events
 from safety_api.services import jobs
@@ -30,6 +37,10 @@ from safety_api.services.escort_views import event_payload, point_of
 DETOUR = 1.3  # walking routes wind about this much longer than the straight line
 WALKING_MPS = 1.2  # an unhurried pace at night, in company
 MIN_ESCORT_S = 300  # meeting and setting off take time even for the shortest walk
+# How long the district's scouts, offered a booking, have to answer before the booking is flagged unconfirmed to
+# its citizen and the operators: one made (or reopened) inside the flag's window is not flagged the moment the
+# offer goes out, and one whose meeting is closer than this is not flagged at all (the flag would come after it).
+OFFER_GRACE = timedelta(minutes=5)
 TEXTS = {**ESCORT_EVENTS,  # events the notifications package has no text for yet
          "requested": ("귀가동행 예약", "{time} 귀가동행 예약이 접수되었습니다."),
          "accepted": ("귀가동행 수락", "{time} 귀가동행을 안심귀가스카우트 1명이 수락했습니다."),
@@ -124,9 +135,8 @@ def create_booking(session, *, citizen: User, policy: Policy, meeting_point_id, 
     record_event(session, booking, "requested", actor=citizen)
     scouts = staff_on_duty(session, "scout", booking.district_code)
     push(session, booking, "offered", scouts, staff=True)
-    for kind, before in (("escort.reminder", policy.reminder), ("escort.unconfirmed", policy.unconfirmed)):
-        jobs.enqueue(session, kind=kind, payload={"booking_id": str(booking.id)}, run_at=meet_at - before,
-                     dedupe_key=f"{kind}:{booking.id}")
+    set_timer(session, booking, "escort.reminder", due=meet_at - policy.reminder)
+    set_timer(session, booking, "escort.unconfirmed", due=max(meet_at - policy.unconfirmed, now + OFFER_GRACE))
     offered = event_payload(booking, "offered", TEXTS["offered"][0])
     session.commit()
     for scout_id in scouts:
@@ -135,8 +145,10 @@ def create_booking(session, *, citizen: User, policy: Policy, meeting_point_id, 
     return booking
 
 
-def accept(session, *, scout: User, booking_id) -> EscortBooking:
-    """Take a slot of the pair; the database refuses a third scout or a scout busy then (409)."""
+def accept(session, *, scout: User, booking_id, now: datetime | None = None) -> EscortBooking:
+    """Take a slot of the pair until the meeting time; the database refuses a third scout or a scout busy then
+    (409)."""
+    now = now or utcnow()
     booking = locked_booking(session, booking_id)
     with _refusal_releases_lock(session):
         if holds(booking, scout.id):
@@ -149,6 +161,8 @@ def accept(session, *, scout: User, booking_id) -> EscortBooking:
             raise Conflict("Go on duty before accepting escorts.")
         if booking.status not in ("requested", "confirmed"):  # a confirmed one is refused below, by the database
             raise Conflict(f"This booking is {booking.status}.")
+        if now >= booking.meet_at:  # the citizen would be told of a pair after the time they waited for it
+            raise Conflict("The meeting time has passed; this booking can no longer be accepted.")
         try:
             slot = session.scalar(_TAKE_SLOT, {"scout": scout.id, "booking": booking.id})
         except IntegrityError as exc:
@@ -160,6 +174,8 @@ def accept(session, *, scout: User, booking_id) -> EscortBooking:
         booking.status, event = "confirmed", "confirmed"
         record_event(session, booking, "confirmed")
         push(session, booking, "confirmed", parties(booking))
+        if booking.reminded_at is None:  # its timer may have come while the pair was incomplete, and done nothing
+            rearm_timer(session, booking, "escort.reminder", now=now)
     _commit_and_tell(session, booking, event)
     return booking
 
@@ -197,7 +213,16 @@ def _move(session, *, user, booking_id, action, now) -> EscortBooking:
             raise Conflict(f"This booking is {booking.status}; it cannot {action.replace('_', '-')}.")
         if action == "no_show" and now < booking.meet_at:
             raise Conflict("A no-show can be recorded from the meeting time on.")
-    recipients = [uid for uid in parties(booking) if uid != user.id]
+    recipients = _change(session, booking, action=action, actor=user, now=now)
+    _commit_and_tell(session, booking, event, extra=recipients)
+    return booking
+
+
+def _change(session, booking, *, action, actor, now) -> list:
+    """Make a checked move on a locked booking: its state and time, the scouts freed by a cancellation, the
+    event, and the push to every party but the actor (returned: the freed scouts are no longer parties)."""
+    _allowed, target, event = MOVES[action]
+    recipients = [uid for uid in parties(booking) if uid != actor.id]
     booking.status = target
     if action == "start":
         booking.started_at = now
@@ -208,10 +233,37 @@ def _move(session, *, user, booking_id, action, now) -> EscortBooking:
                                                        EscortAssignment.released_at.is_(None))
                         .values(released_at=now))
         session.expire(booking, ["assignments"])
-    record_event(session, booking, event, actor=user)
+    record_event(session, booking, event, actor=actor)
     push(session, booking, event, recipients)
-    _commit_and_tell(session, booking, event, extra=recipients)
-    return booking
+    return recipients
+
+
+def cancel_for_account_deletion(session, *, citizen: User, now: datetime | None = None):
+    """Before a citizen's account is deleted, cancel their bookings still to come as their own cancel would, commit
+    and tell; refuse (409) while an escort of theirs is under way.
+
+    The deletion takes the bookings with it (a cascade) and would tell no one: the scouts would go to the meeting
+    point at night for a booking that no longer exists, and the district's console would lose it without a word.
+    Their pushes name only the scouts (a push.user job, no foreign key), so they go out after the citizen is gone.
+    This commits on its own, before the deletion's transaction: should the deletion then fail, the bookings stay
+    cancelled, as the citizen asked to leave (and a booking the citizen makes in between, racing their own
+    deletion, goes with the account untold)."""
+    now = now or utcnow()
+    take_turns(session, citizen)  # a booking of theirs being made now commits first, and is found below
+    bookings = session.scalars(
+        select(EscortBooking).where(EscortBooking.citizen_id == citizen.id, EscortBooking.status.in_(OPEN_STATES))
+        .order_by(EscortBooking.id).with_for_update(of=EscortBooking).execution_options(populate_existing=True)).all()
+    if any(booking.status == "in_progress" for booking in bookings):
+        session.rollback()
+        raise Conflict("Your escort is under way; delete the account once it has ended.")
+    tellings = []
+    for booking in bookings:
+        recipients = _change(session, booking, action="cancel", actor=citizen, now=now)
+        tellings.append((booking.district_code, event_payload(booking, "cancelled", TEXTS["cancelled"][0]),
+                         [*parties(booking), *recipients]))
+    session.commit()
+    for district, payload, user_ids in tellings:
+        tell(district, payload, user_ids)
 
 
 def withdraw_scout(session, scout_id, *, district: str, now: datetime | None = None):
@@ -240,6 +292,10 @@ def withdraw_scout(session, scout_id, *, district: str, now: datetime | None = N
                                                        EscortAssignment.scout_id == scout_id))
         session.expire(booking, ["assignments"])
         booking.status = "requested"
+        # Its unconfirmed flag may have fired (or come while it was confirmed, and done nothing): set a fresh one,
+        # giving the scouts offered it again the grace, so that the operators hear if nobody takes it.
+        if rearm_timer(session, booking, "escort.unconfirmed", now=now, delay=OFFER_GRACE):
+            booking.flagged_at = None  # the stamp that makes the flag fire once: this is another time
         record_event(session, booking, "scout_withdrawn", scout=str(scout_id))
         operators = staff_on_duty(session, "operator", booking.district_code)
         push(session, booking, "reopened", parties(booking))
@@ -258,12 +314,13 @@ def withdraw_scout(session, scout_id, *, district: str, now: datetime | None = N
     return tell_all
 
 
-def get_booking(session, *, user: User, booking_id) -> EscortBooking:
-    """A booking for its citizen, its scouts, the district's operators and on-duty scouts (while open), admins.
+def get_booking(session, *, user: User, booking_id, now: datetime | None = None) -> EscortBooking:
+    """A booking for its citizen, its scouts, the district's operators and on-duty scouts (while open and its
+    meeting still ahead), admins.
 
     How much of it each reader sees is policy.sees_escort_destination's; the views apply it."""
     booking = session.get(EscortBooking, booking_id)
-    check_read_booking(user, booking)
+    check_read_booking(user, booking, now=now or utcnow())
     return booking
 
 
@@ -291,6 +348,25 @@ def offers(session, *, scout: User, now: datetime | None = None) -> list[EscortB
                                     EscortBooking.status == "requested", EscortBooking.meet_at > (now or utcnow()),
                                     EscortBooking.id.not_in(mine))
         .order_by(EscortBooking.meet_at)))
+
+
+def set_timer(session, booking, kind, *, due: datetime, key: str | None = None):
+    """Enqueue one of the booking's timers (`escort.reminder`, `escort.unconfirmed`) in the caller's transaction,
+    unless it would come at or after the meeting time, when it has nothing left to say."""
+    if due < booking.meet_at:
+        jobs.enqueue(session, kind=kind, payload={"booking_id": str(booking.id)}, run_at=due,
+                     dedupe_key=key or f"{kind}:{booking.id}")
+
+
+def rearm_timer(session, booking, kind, *, now: datetime, delay: timedelta = timedelta(0)) -> bool:
+    """Set a booking's timer again, due after `delay`, when its first one's time has passed: that one ran (or is
+    about to) and found the booking in another state than the one it is for, which the booking has just come to.
+    One still to come finds the booking as it is then, and needs no other; nor does a timer never set."""
+    first = jobs.due_at(session, dedupe_key=f"{kind}:{booking.id}")
+    if first is None or first > now or now + delay >= booking.meet_at:
+        return False
+    set_timer(session, booking, kind, due=now + delay, key=f"{kind}:{booking.id}:{now.isoformat()}")
+    return True
 
 
 def take_turns(session, person: User):

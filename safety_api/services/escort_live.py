@@ -1,4 +1,6 @@
 """Escort timers (reminder, still unconfirmed) and the scouts' positions during the walk."""
+from datetime import datetime
+
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Forbidden, NotFound
 from safety_api.models import User
@@ -20,12 +22,13 @@ from safety_api.services.escort import (
 from safety_api.services.escort_views import event_payload
 
 
-def remind(session, *, booking_id) -> bool:
-    """Timer: remind the citizen and the pair before a confirmed meeting. Fires once."""
+def remind(session, *, booking_id, now: datetime) -> bool:
+    """Timer: remind the citizen and the pair before a confirmed meeting. Fires once, and never from the meeting
+    time on (a worker's backlog must not announce a meeting that has begun)."""
     booking = locked_booking(session, booking_id, missing_ok=True)
-    if booking is None or booking.status != "confirmed" or booking.reminded_at is not None:
+    if booking is None or booking.status != "confirmed" or booking.reminded_at is not None or now >= booking.meet_at:
         return False
-    booking.reminded_at = utcnow()
+    booking.reminded_at = now
     record_event(session, booking, "reminded")
     push(session, booking, "reminder", parties(booking))
     session.flush()
@@ -34,12 +37,13 @@ def remind(session, *, booking_id) -> bool:
     return True
 
 
-def flag_unconfirmed(session, *, booking_id) -> bool:
-    """Timer: a booking still without its pair shortly before the meeting goes to citizen and operators."""
+def flag_unconfirmed(session, *, booking_id, now: datetime) -> bool:
+    """Timer: a booking still without its pair shortly before the meeting goes to citizen and operators. Fires
+    once, and never from the meeting time on."""
     booking = locked_booking(session, booking_id, missing_ok=True)
-    if booking is None or booking.status != "requested" or booking.flagged_at is not None:
+    if booking is None or booking.status != "requested" or booking.flagged_at is not None or now >= booking.meet_at:
         return False
-    booking.flagged_at = utcnow()
+    booking.flagged_at = now
     record_event(session, booking, "unconfirmed", scouts=len(held(booking)))
     push(session, booking, "unconfirmed", [booking.citizen_id])
     push(session, booking, "unconfirmed", staff_on_duty(session, "operator", booking.district_code), staff=True)
@@ -51,12 +55,12 @@ def flag_unconfirmed(session, *, booking_id) -> bool:
 
 def reminder_job(session, payload, _worker):
     """Worker entry for `escort.reminder`."""
-    remind(session, booking_id=payload["booking_id"])
+    remind(session, booking_id=payload["booking_id"], now=utcnow())
 
 
 def unconfirmed_job(session, payload, _worker):
     """Worker entry for `escort.unconfirmed`."""
-    flag_unconfirmed(session, booking_id=payload["booking_id"])
+    flag_unconfirmed(session, booking_id=payload["booking_id"], now=utcnow())
 
 
 def record_escort_fixes(session, redis_client, *, scout: User, booking_id, fixes, now=None) -> dict:

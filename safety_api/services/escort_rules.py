@@ -8,7 +8,6 @@ part of Tuesday's service day.
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from functools import lru_cache
 
 from safety_api.clock import SEOUL, to_seoul
 
@@ -16,6 +15,7 @@ DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _RULE = re.compile(r"^(?P<days>[A-Za-z]{3}(?:\s*[-,]\s*[A-Za-z]{3})*)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*"
                    r"(?P<end>\d{1,2}:\d{2})$")
 _DAY_INDEX = {name.lower(): i for i, name in enumerate(DAYS)}
+_DISTRICT_CODE = re.compile(r"[0-9]{5}")  # a 시군구 code, as districts.code holds it
 MAX_AHEAD = timedelta(days=31)  # beyond any sensible booking, and far from the calendar's ends
 
 
@@ -72,7 +72,6 @@ class Violation:
     message: str
 
 
-@lru_cache(maxsize=64)
 def parse_hours(spec: str) -> ServiceHours:
     """Parse an hours spec; an empty spec means no service at all. ValueError names the bad part."""
     windows = []
@@ -89,16 +88,28 @@ def parse_hours(spec: str) -> ServiceHours:
 
 
 def policy_from_config(cfg) -> Policy:
-    """A Policy from the app's ESCORT_* configuration values (any mapping)."""
+    """A Policy from the app's ESCORT_* configuration values (any mapping). The app builds it once, at start:
+    ValueError names the environment variable that cannot be read."""
     return Policy(
-        hours=parse_hours(cfg["ESCORT_SERVICE_HOURS"]),
+        hours=_hours_setting("ESCORT_SERVICE_HOURS", cfg["ESCORT_SERVICE_HOURS"]),
         min_lead=timedelta(minutes=cfg["ESCORT_MIN_LEAD_MINUTES"]),
         same_day_only=cfg["ESCORT_SAME_DAY_ONLY"],
-        district_hours={code: parse_hours(spec) for code, spec in cfg["ESCORT_DISTRICT_HOURS"].items()},
+        district_hours={code: _hours_setting(f"ESCORT_SERVICE_HOURS_{code}", spec, district=code)
+                        for code, spec in cfg["ESCORT_DISTRICT_HOURS"].items()},
         turnaround=timedelta(minutes=cfg["ESCORT_TURNAROUND_MINUTES"]),
         reminder=timedelta(minutes=cfg["ESCORT_REMINDER_MINUTES"]),
         unconfirmed=timedelta(minutes=cfg["ESCORT_UNCONFIRMED_MINUTES"]),
         max_walk_m=cfg["ESCORT_MAX_WALK_M"])
+
+
+def _hours_setting(name: str, spec: str, *, district: str | None = None) -> ServiceHours:
+    if district is not None and not _DISTRICT_CODE.fullmatch(district):
+        raise ValueError(f"{name}: {district!r} is not a district code; name one by its five digits, "
+                         f"e.g. ESCORT_SERVICE_HOURS_11620.")
+    try:
+        return parse_hours(spec)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def check_booking_time(policy: Policy, *, district: str | None, meet_at: datetime,

@@ -93,6 +93,11 @@ _RELEASE = text("""
 """)
 
 
+def due_at(session, *, dedupe_key: str) -> datetime | None:
+    """When the job with this key is, or was, due; None when there is none."""
+    return session.scalar(select(Job.run_at).where(Job.dedupe_key == dedupe_key))
+
+
 def claim(session, *, worker: str, limit: int, lease_s: float, kinds) -> list:
     """Claim due jobs of these kinds (and such jobs whose lease expired) and commit the claim."""
     rows = session.execute(_CLAIM, {"worker": worker, "limit": limit, "lease": lease_s, "kinds": list(kinds)}).all()

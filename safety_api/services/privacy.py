@@ -3,7 +3,7 @@ from sqlalchemy import text
 
 from safety_api.errors import Unauthorized
 from safety_api.realtime.open_sockets import close_sockets_of
-from safety_api.services import staff
+from safety_api.services import escort, staff
 from safety_api.services.accounts import verify_secret
 
 _AFTER_OPEN_DURESS = ("SELECT 1 FROM incidents d WHERE d.caller_id = :uid AND d.duress "
@@ -48,6 +48,7 @@ def delete_account(session, *, user, password: str, escalate_after_s: float):
     someone who is gone."""
     if not verify_secret(user.password_hash, password):
         raise Unauthorized("Confirm with your password to delete the account.")
+    escort.cancel_for_account_deletion(session, citizen=user)  # the bookings' cascade would tell no one
     uid = {"uid": user.id}
     user.on_duty = False
     tell = staff.hand_back(session, user, district=user.district_code, escalate_after_s=escalate_after_s)

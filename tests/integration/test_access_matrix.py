@@ -27,6 +27,7 @@ from sqlalchemy import delete, select
 from safety_api.clock import SEOUL, utcnow
 from safety_api.models import MeetingPoint, ProtectedPerson
 from safety_api.realtime import register_namespaces
+from safety_api.services.escort_rules import policy_from_config
 from tests.factories import create_user
 from tests.support.access import (
     GANGNAM,
@@ -232,8 +233,7 @@ def _fix(point) -> dict:
 
 @pytest.fixture
 def open_service(app, monkeypatch):
-    for key, value in OPEN_SERVICE.items():
-        monkeypatch.setitem(app.config, key, value)
+    monkeypatch.setitem(app.config, "ESCORT_POLICY", policy_from_config({**app.config, **OPEN_SERVICE}))
 
 
 @pytest.fixture

@@ -6,12 +6,14 @@ import pytest
 from sqlalchemy import delete, select
 
 from safety_api.clock import SEOUL, utcnow
-from safety_api.models import EscortBooking, EscortEvent, Job, MeetingPoint
+from safety_api.errors import Conflict, Forbidden
+from safety_api.models import Delivery, EscortBooking, EscortEvent, Job, MeetingPoint, PushDevice, User
 from safety_api.realtime.positions import batcher
-from safety_api.services import escort
+from safety_api.services import escort, escort_live
 from safety_api.services.escort_rules import policy_from_config
 from safety_api.worker_jobs import HANDLERS
-from tests.factories import auth_header, create_user
+from tests import conftest
+from tests.factories import PASSWORD, auth_header, create_user
 
 PROBLEM = "application/problem+json"
 SEOWON = "osm:node/357900646"  # the 서원역 bus stop in the OSM extract
@@ -22,12 +24,12 @@ OPEN = {"ESCORT_SERVICE_HOURS": "Mon-Sun 00:00-24:00", "ESCORT_MIN_LEAD_MINUTES"
 @pytest.fixture
 def open_service(app, monkeypatch):
     """Service open at every hour, no lead time: a test may run at any time of day."""
-    for key, value in OPEN.items():
-        monkeypatch.setitem(app.config, key, value)
+    monkeypatch.setitem(app.config, "ESCORT_POLICY", open_policy(app))
 
 
-def open_policy(app):
-    return policy_from_config({**app.config, **OPEN})
+def open_policy(app, **config):
+    """The policy the app would parse at start from these ESCORT_* settings, over the open service."""
+    return policy_from_config({**app.config, **OPEN, **config})
 
 
 def meeting_point(db, source_id=SEOWON) -> MeetingPoint:
@@ -50,12 +52,13 @@ def book(client, citizen, point, *, minutes=60, to=NEAR_SEOWON):
                        json={"meeting_point_id": str(point.id), "meet_at": at(minutes), "to": to})
 
 
-def make_booking(app, db, *, citizen=None, meet_at=None, point=None) -> EscortBooking:
-    """A booking through the service, at any time, bypassing the hours (for timers and races)."""
+def make_booking(app, db, *, citizen=None, meet_at=None, point=None, ahead=timedelta(minutes=5)) -> EscortBooking:
+    """A booking through the service, at any time, bypassing the hours (for timers and races); made `ahead` of
+    its meeting."""
     meet_at = meet_at or utcnow() + timedelta(hours=1)
     return escort.create_booking(db.session, citizen=citizen or create_user(db.session), policy=open_policy(app),
                                  meeting_point_id=(point or meeting_point(db)).id, meet_at=meet_at, to=NEAR_SEOWON,
-                                 now=meet_at - timedelta(minutes=5))
+                                 now=meet_at - ahead)
 
 
 def post(client, user, booking_id, action):
@@ -178,11 +181,32 @@ def test_the_real_rules_refuse_a_saturday_night(client, db):
 ])
 def test_a_booking_outside_the_rules_is_422_naming_the_rule(client, db, app, open_service, monkeypatch,
                                                              config, minutes, rule):
-    for key, value in config.items():
-        monkeypatch.setitem(app.config, key, value)
+    monkeypatch.setitem(app.config, "ESCORT_POLICY", open_policy(app, **config))
     answer = book(client, create_user(db.session), meeting_point(db), minutes=minutes)
     assert answer.status_code == 422 and answer.json["type"].endswith(f"/escort-{rule}")
     assert answer.json["errors"] == [{"field": "meet_at", "message": answer.json["detail"]}]
+
+
+@pytest.mark.parametrize("variable, value, told", [
+    ("ESCORT_SERVICE_HOURS", "Mon 22:00", "ESCORT_SERVICE_HOURS: Cannot read service hours 'Mon 22:00'"),
+    ("ESCORT_SERVICE_HOURS_11620", "Mon-Fri 25:00-26:00", "ESCORT_SERVICE_HOURS_11620: '25:00' in 'Mon-Fri 25:00"),
+    ("ESCORT_SERVICE_HOURS_GWANAK", "Mon 22:00-24:00", "ESCORT_SERVICE_HOURS_GWANAK: 'GWANAK' is not a district"),
+])
+def test_unreadable_service_hours_stop_the_app_at_start_naming_the_variable(monkeypatch, variable, value, told):
+    """Parsed once, at start: a malformed district override made every booking a 500 instead."""
+    from safety_api import create_app
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError) as refused:
+        create_app(conftest.test_config())
+    assert str(refused.value).startswith(told)
+
+
+def test_a_districts_own_hours_are_parsed_at_start(monkeypatch):
+    monkeypatch.setenv("ESCORT_SERVICE_HOURS_11620", "Mon-Sun 21:00-01:00")
+    with conftest.another_app() as other:
+        policy = other.config["ESCORT_POLICY"]
+    assert policy.hours_in("11620").spec == "Mon-Sun 21:00-01:00" and len(policy.hours_in("11620").windows) == 7
+    assert policy.hours_in("11680") is policy.hours
 
 
 @pytest.mark.parametrize("body, field", [
@@ -263,6 +287,29 @@ def test_offers_are_open_bookings_of_my_district_not_yet_mine(client, app, db):
     offers = client.get("/api/v1/escort/offers", headers=auth_header(me_scout)).json["items"]
     assert [o["id"] for o in offers] == [str(open_one.id)]
     assert client.get("/api/v1/escort/offers", headers=auth_header(gangnam)).json["items"] == []
+
+
+def test_once_the_meeting_time_has_come_a_booking_is_no_longer_accepted_or_read_as_an_offer(client, app, db):
+    citizen = create_user(db.session, name="홍길순")
+    stale = make_booking(app, db, citizen=citizen, meet_at=utcnow() - timedelta(minutes=30))  # never got its pair
+    latecomer = scout(db)
+    refused = post(client, latecomer, stale.id, "accept")
+    assert refused.status_code == 409 and refused.content_type == PROBLEM
+    assert "time has passed" in refused.json["detail"]
+    read = client.get(f"/api/v1/escort/bookings/{stale.id}", headers=auth_header(latecomer))
+    assert read.status_code == 403 and "홍길순" not in read.get_data(as_text=True)
+    assert client.get("/api/v1/escort/offers", headers=auth_header(latecomer)).json["items"] == []
+    assert event_kinds(db, stale.id) == ["requested"] and db.session.get(EscortBooking, stale.id).assignments == []
+
+    booking = make_booking(app, db)  # the bound is the meeting time itself
+    with pytest.raises(Conflict):
+        escort.accept(db.session, scout=latecomer, booking_id=booking.id, now=booking.meet_at)
+    with pytest.raises(Forbidden):
+        escort.get_booking(db.session, user=latecomer, booking_id=booking.id, now=booking.meet_at)
+    just_before = booking.meet_at - timedelta(seconds=1)
+    assert escort.get_booking(db.session, user=latecomer, booking_id=booking.id, now=just_before).id == booking.id
+    taken = escort.accept(db.session, scout=latecomer, booking_id=booking.id, now=just_before)
+    assert [a.scout_id for a in taken.assignments] == [latecomer.id]
 
 
 HIDDEN_FROM_OFFERS = ("to", "route", "citizen", "events")  # where the citizen goes, and who they are
@@ -406,6 +453,106 @@ def test_timers_of_a_cancelled_or_confirmed_booking_do_nothing(client, app, db):
                           ("escort.unconfirmed", booking)):
         run_job(db, kind, subject)
     assert len(push_jobs(db)) == before
+
+
+def timer_jobs(db, kind, booking) -> list:
+    return db.session.scalars(select(Job).where(Job.kind == kind, Job.payload["booking_id"].astext == str(booking.id))
+                              .order_by(Job.id)).all()
+
+
+def test_timers_that_come_from_the_meeting_time_on_record_and_push_nothing(client, app, db):
+    """A worker's backlog must not tell the citizen that a meeting under way, or over, starts soon."""
+    waiting = make_booking(app, db)  # never gets its pair
+    booking, _ = confirmed(client, app, db, meet_at=utcnow() + timedelta(hours=3))
+    before = len(push_jobs(db))
+    assert not escort_live.remind(db.session, booking_id=booking.id, now=booking.meet_at)
+    assert not escort_live.flag_unconfirmed(db.session, booking_id=waiting.id, now=waiting.meet_at + timedelta(hours=2))
+    db.session.commit()
+    assert len(push_jobs(db)) == before
+    assert "reminded" not in event_kinds(db, booking.id) and "unconfirmed" not in event_kinds(db, waiting.id)
+    assert (booking.reminded_at, waiting.flagged_at) == (None, None)
+    assert escort_live.remind(db.session, booking_id=booking.id, now=booking.meet_at - timedelta(seconds=1))
+
+
+def test_a_booking_made_inside_the_unconfirmed_window_gives_the_scouts_time_before_it_is_flagged(app, db):
+    meet_at, later = utcnow() + timedelta(hours=2), utcnow() + timedelta(hours=5)
+    soon = make_booking(app, db, meet_at=meet_at, ahead=timedelta(minutes=12))
+    assert [j.run_at for j in timer_jobs(db, "escort.unconfirmed", soon)] == [
+        meet_at - timedelta(minutes=12) + escort.OFFER_GRACE]  # not at once: the offer has only just gone out
+    closer = make_booking(app, db, meet_at=later, ahead=timedelta(minutes=3))
+    assert timer_jobs(db, "escort.unconfirmed", closer) == []  # the flag would come after the meeting
+    assert [j.run_at for j in timer_jobs(db, "escort.reminder", closer)] == [later - timedelta(minutes=10)]
+
+
+def test_a_booking_confirmed_after_its_reminder_time_is_reminded_then(client, app, db):
+    citizen = create_user(db.session)
+    booking = make_booking(app, db, citizen=citizen, meet_at=utcnow() + timedelta(minutes=8),
+                           ahead=timedelta(minutes=8))  # booked now, inside the reminder's 10 minutes
+    run_job(db, "escort.reminder", booking)  # due already: the booking is still requested, so nothing
+    assert "reminded" not in event_kinds(db, booking.id)
+    pair = [scout(db, name="첫째"), scout(db, name="둘째")]
+    for person in pair:
+        assert post(client, person, booking.id, "accept").status_code == 200
+    again = timer_jobs(db, "escort.reminder", booking)
+    assert len(again) == 2 and again[-1].run_at <= utcnow()
+    before = len(push_jobs(db))
+    run_job(db, "escort.reminder", booking)
+    assert [p["data"]["event"] for p in push_jobs(db)[before:]] == ["reminder"]
+    assert push_jobs(db)[-1]["user_ids"] == sorted(str(u.id) for u in (citizen, *pair))
+    assert event_kinds(db, booking.id)[-1] == "reminded"
+
+
+# --- a citizen deleting the account ---------------------------------------------------------------------------
+
+def delete_account(client, citizen):
+    return client.delete("/api/v1/me", headers=auth_header(citizen), json={"password": PASSWORD})
+
+
+def test_deleting_the_account_cancels_the_escorts_to_come_and_the_scouts_are_still_pushed(client, app, db, emitted):
+    citizen = create_user(db.session)
+    booking, pair = confirmed(client, app, db, citizen=citizen)
+    waiting = make_booking(app, db, citizen=citizen, meet_at=utcnow() + timedelta(hours=3))
+    alone = scout(db, name="셋째")
+    assert post(client, alone, waiting.id, "accept").status_code == 200
+    for person in (*pair, alone):
+        db.session.add(PushDevice(user_id=person.id, token=f"phone-of-{person.id}", platform="android"))
+    db.session.commit()
+    citizen_id, confirmed_id, waiting_id = citizen.id, str(booking.id), str(waiting.id)
+    pair_ids, alone_id = {str(s.id) for s in pair}, str(alone.id)
+    jobs_before = db.session.scalar(select(Job.id).order_by(Job.id.desc()).limit(1))
+
+    assert delete_account(client, citizen).status_code == 204
+
+    db.session.expire_all()
+    assert db.session.get(User, citizen_id) is None and db.session.get(EscortBooking, confirmed_id) is None
+    told = db.session.scalars(select(Job).where(Job.kind == "push.user", Job.id > jobs_before)).all()
+    assert {(j.payload["data"]["id"], j.payload["data"]["event"], frozenset(j.payload["user_ids"])) for j in told} == {
+        (confirmed_id, "cancelled", frozenset(pair_ids)), (waiting_id, "cancelled", frozenset({alone_id}))}
+    cancelled = {(room, p["booking_id"]) for _ns, room, event, p in emitted
+                 if event == "escort.updated" and p["status"] == "cancelled"}
+    assert cancelled >= {("district:11620", confirmed_id), ("district:11620", waiting_id),
+                         *((f"user:{uid}", confirmed_id) for uid in pair_ids), (f"user:{alone_id}", waiting_id)}
+    for job in told:  # the worker expands them after the citizen, and the bookings, are gone
+        HANDLERS["push.user"](db.session, job.payload, None)
+    db.session.commit()
+    sent = db.session.scalars(select(Delivery.token).where(Delivery.reason == "escort.cancelled")).all()
+    assert sorted(sent) == sorted(f"phone-of-{uid}" for uid in (*pair_ids, alone_id))
+
+
+def test_deleting_the_account_during_an_escort_is_409_and_changes_nothing(client, app, db):
+    citizen = create_user(db.session)
+    walking, (first, _) = confirmed(client, app, db, citizen=citizen)
+    later = make_booking(app, db, citizen=citizen, meet_at=utcnow() + timedelta(hours=3))
+    assert post(client, first, walking.id, "start").status_code == 200
+
+    refused = delete_account(client, citizen)
+
+    assert refused.status_code == 409 and refused.content_type == PROBLEM and "under way" in refused.json["detail"]
+    db.session.expire_all()
+    assert db.session.get(User, citizen.id) is not None
+    assert [db.session.get(EscortBooking, b.id).status for b in (walking, later)] == ["in_progress", "requested"]
+    assert post(client, first, walking.id, "complete").status_code == 200
+    assert delete_account(client, citizen).status_code == 204
 
 
 # --- who may do what -------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from safety_api.clock import utcnow
 from tests.conftest import TEST_DATABASE_URL
 from tests.factories import auth_header, create_user
-from tests.integration.test_escort import NEAR_SEOWON, OPEN, at, make_booking, meeting_point, scout
+from tests.integration.test_escort import NEAR_SEOWON, at, make_booking, meeting_point, open_policy, scout
 
 # Each returns offending rows; an empty answer means the invariant holds.
 MORE_THAN_A_PAIR = text("SELECT booking_id FROM escort_assignments WHERE released_at IS NULL "
@@ -159,8 +159,7 @@ def test_one_scout_accepting_two_overlapping_bookings_at_once_gets_one_and_a_409
 def test_one_citizen_booking_twice_at_overlapping_times_at_once_gets_one_and_a_409(app, db, monkeypatch):
     """The citizen's side of the same race: two overlapping bookings sent together (two taps, a retry without
     its key) leave one booking and a clear 409."""
-    for key, value in OPEN.items():
-        monkeypatch.setitem(app.config, key, value)
+    monkeypatch.setitem(app.config, "ESCORT_POLICY", open_policy(app))
     point_id = str(meeting_point(db).id)
 
     def race(citizen) -> list[int]:

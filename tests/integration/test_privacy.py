@@ -4,6 +4,7 @@ from datetime import timedelta
 from sqlalchemy import text
 
 from safety_api.clock import utcnow
+from safety_api.services.escort_rules import policy_from_config
 from tests.factories import PASSWORD, auth_header, create_user
 
 IN_GWANAK = {"lat": 37.4705, "lon": 126.9190}
@@ -58,9 +59,9 @@ def test_inviting_a_phone_number_reveals_no_name_or_id_until_the_person_accepts(
 
 
 def test_a_scout_offered_a_booking_learns_neither_the_citizens_name_nor_where_they_go(client, db, app, monkeypatch):
-    for key, value in {"ESCORT_SERVICE_HOURS": "Mon-Sun 00:00-24:00", "ESCORT_MIN_LEAD_MINUTES": 0,
-                       "ESCORT_SAME_DAY_ONLY": False}.items():
-        monkeypatch.setitem(app.config, key, value)
+    monkeypatch.setitem(app.config, "ESCORT_POLICY", policy_from_config({
+        **app.config, "ESCORT_SERVICE_HOURS": "Mon-Sun 00:00-24:00", "ESCORT_MIN_LEAD_MINUTES": 0,
+        "ESCORT_SAME_DAY_ONLY": False}))
     citizen, home = create_user(db.session, name="귀가하는이"), {"lat": 37.4752, "lon": 126.9301}
     scout = create_user(db.session, role="scout")
     scout.on_duty = True

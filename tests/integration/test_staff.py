@@ -17,9 +17,9 @@ from safety_api.models import (
     PushDevice,
     User,
 )
-from safety_api.services import accounts, escort
+from safety_api.services import accounts, escort, escort_live
 from tests.factories import PASSWORD, auth_header, create_user
-from tests.integration.test_escort import event_kinds, make_booking, post, scout
+from tests.integration.test_escort import event_kinds, make_booking, post, run_job, scout, timer_jobs
 
 PROBLEM = "application/problem+json"
 IN_GWANAK = {"lat": 37.4705, "lon": 126.9190}
@@ -169,6 +169,41 @@ def test_a_suspended_scout_leaves_the_escorts_not_yet_under_way_and_another_take
     assert sorted(slot for _scout, slot in slots) == [1, 2] and {s for s, _ in slots} == {partner.id, newcomer.id}
     third = post(client, scout(db, name="셋째"), later.id, "accept")
     assert third.status_code == 409  # the pair is whole again
+
+
+def test_a_booking_reopened_after_its_unconfirmed_flag_came_is_flagged_again_if_nobody_takes_it(app, client, db):
+    admin = create_user(db.session, role="admin")
+    operator = on_duty(db, create_user(db.session, role="operator"))
+    soon = utcnow() + timedelta(minutes=10)  # the flag's time (15 minutes before) has passed
+    flagged = make_booking(app, db, meet_at=soon, ahead=timedelta(minutes=30))
+    quiet = make_booking(app, db, meet_at=soon, ahead=timedelta(minutes=30))
+    leaving, partner = [scout(db, name="떠나는"), scout(db, name="떠나는 둘")], [scout(db), scout(db)]
+    assert post(client, leaving[0], flagged.id, "accept").status_code == 200
+    for person in (leaving[1], partner[1]):
+        assert post(client, person, quiet.id, "accept").status_code == 200
+    for booking in (flagged, quiet):  # one scout short: flagged; confirmed: the flag does nothing
+        run_job(db, "escort.unconfirmed", booking)
+    assert post(client, partner[0], flagged.id, "accept").json["status"] == "confirmed"
+    assert db.session.get(EscortBooking, flagged.id).flagged_at is not None
+
+    before = utcnow()
+    for person in leaving:
+        assert admin_post(client, admin, f"{person.id}/suspend", {"reason": "조사"}).status_code == 200
+
+    db.session.expire_all()
+    jobs_before = db.session.scalar(select(Job.id).order_by(Job.id.desc()).limit(1))
+    for booking in (flagged, quiet):
+        reopened = db.session.get(EscortBooking, booking.id)
+        assert reopened.status == "requested" and reopened.flagged_at is None
+        first, fresh = timer_jobs(db, "escort.unconfirmed", booking)
+        assert fresh.dedupe_key != first.dedupe_key and fresh.status == "pending"
+        assert before + escort.OFFER_GRACE <= fresh.run_at <= utcnow() + escort.OFFER_GRACE < reopened.meet_at
+        assert escort_live.flag_unconfirmed(db.session, booking_id=booking.id, now=fresh.run_at)
+        db.session.commit()
+    flagged_again = [(j.payload["data"]["id"], j.payload["user_ids"]) for j in db.session.scalars(
+        select(Job).where(Job.kind == "push.user", Job.id > jobs_before).order_by(Job.id))]
+    assert flagged_again == [(str(b.id), who) for b in (flagged, quiet)
+                             for who in ([str(b.citizen_id)], [str(operator.id)])]
 
 
 def test_moving_an_operator_changes_whose_alarms_they_get_and_keeps_their_sign_in(client, db):
@@ -323,9 +358,10 @@ def test_a_scout_moved_mid_escort_still_walks_it_and_the_meeting_that_has_come_k
     moving, partner = scout(db, name="전보"), scout(db, name="남는")
     walking = make_booking(app, db, meet_at=utcnow() + timedelta(hours=3))
     meeting_now = make_booking(app, db, meet_at=utcnow() - timedelta(minutes=1))  # the pair is there now
-    for booking in (walking, meeting_now):
-        for person in (moving, partner):
-            assert post(client, person, booking.id, "accept").status_code == 200
+    for person in (moving, partner):
+        assert post(client, person, walking.id, "accept").status_code == 200
+        escort.accept(db.session, scout=person, booking_id=meeting_now.id,  # accepted before the meeting time
+                      now=meeting_now.meet_at - timedelta(minutes=20))
     operator = create_user(db.session, role="operator")
     assert post(client, operator, walking.id, "start").status_code == 200
     stale = db.session.get(User, moving.id)

@@ -44,7 +44,7 @@ def _booking(app, db, people, *, past=False):
 def _paired(app, db, people, *, past=False):
     booking = _booking(app, db, people, past=past)
     for scout in (people.scout, people.partner):
-        escort.accept(db.session, scout=scout, booking_id=booking.id)
+        escort.accept(db.session, scout=scout, booking_id=booking.id, now=booking.meet_at - timedelta(minutes=5))
     return booking
 
 
