@@ -14,7 +14,10 @@ EXPORT_QUERIES = {
     "account": "SELECT id, phone, name, role, district_code, on_duty, created_at, "
                "cancel_pin_hash IS NOT NULL AS has_pins FROM users WHERE id = :uid",
     "devices": "SELECT platform, created_at, last_seen_at FROM push_devices WHERE user_id = :uid",
-    "guardian_links": "SELECT id, protected_id, guardian_id, status, created_at, accepted_at FROM guardian_links "
+    # An invitation the person sent names the invitee only once accepted (as GET /guardians does): until then
+    # the invitee has not agreed to be known to them, and the number typed is all the inviter knew.
+    "guardian_links": "SELECT id, protected_id, CASE WHEN status = 'pending' AND protected_id = :uid THEN NULL "
+                      "ELSE guardian_id END AS guardian_id, status, created_at, accepted_at FROM guardian_links "
                       "WHERE protected_id = :uid OR guardian_id = :uid",
     # As the phone sees them (caller_view): after a duress PIN, cancelled at the PIN's moment.
     "incidents": "SELECT id, trigger, caller_status AS status, ST_AsGeoJSON(location)::json AS location, "

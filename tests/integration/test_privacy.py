@@ -76,3 +76,16 @@ def test_a_scout_offered_a_booking_learns_neither_the_citizens_name_nor_where_th
         text = answer.get_data(as_text=True)
         assert answer.status_code == 200 and booked.json["id"] in text
         assert "귀가하는이" not in text and str(citizen.id) not in text and "37.4752" not in text
+
+
+def test_my_export_names_the_guardian_i_invited_only_once_they_accept(client, db):
+    inviter, invitee = create_user(db.session), create_user(db.session)
+    link_id = client.post("/api/v1/guardians", json={"phone": invitee.phone}, headers=auth_header(inviter)).json["id"]
+    pending = client.get("/api/v1/me/export", headers=auth_header(inviter)).json["guardian_links"]
+    assert [(link["id"], link["guardian_id"], link["status"]) for link in pending] == [(link_id, None, "pending")]
+    assert str(invitee.id) not in str(pending)
+    asked = client.get("/api/v1/me/export", headers=auth_header(invitee)).json["guardian_links"]
+    assert asked[0]["protected_id"] == str(inviter.id)  # the invited side sees who asks, to decide
+    client.post(f"/api/v1/guardians/{link_id}/accept", headers=auth_header(invitee))
+    accepted = client.get("/api/v1/me/export", headers=auth_header(inviter)).json["guardian_links"]
+    assert accepted[0]["guardian_id"] == str(invitee.id)
