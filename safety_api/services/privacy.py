@@ -6,8 +6,20 @@ from safety_api.realtime.open_sockets import close_sockets_of
 from safety_api.services import staff
 from safety_api.services.accounts import verify_secret
 
-_AFTER_OPEN_DURESS = ("SELECT 1 FROM incidents d WHERE d.caller_id = :uid AND d.duress "
-                      "AND d.status NOT IN ('resolved', 'cancelled') AND {at} > d.caller_closed_at")
+# An incident of the person's cancelled with the duress PIN and still being worked, and what it alone brought
+# after the PIN (the phone's later fixes are stored for the operators; the operators read it): hidden from the
+# export until it is closed, since whoever forced the PIN may hold the phone. Nothing else is: a walk's fixes and
+# its guardians' reads go on after either PIN alike, so hiding them would tell the duress PIN from the cancel.
+_DURESS_OWN_AFTER_CLOSE = ("SELECT 1 FROM incidents d WHERE d.caller_id = :uid AND d.duress "
+                           "AND d.status NOT IN ('resolved', 'cancelled') AND ({of_it}) AND {at} > d.caller_closed_at")
+# Its own fixes, by when the server received them: after a cancel the same fixes are refused, whatever their `t`.
+_DURESS_FIX = _DURESS_OWN_AFTER_CLOSE.format(of_it="f.subject_kind = 'sos' AND f.subject_id = d.id",
+                                             at="f.received_at")
+# Its reads, and its operators' reads of the walk it escalated (they may read the walk because of it).
+_DURESS_READ = _DURESS_OWN_AFTER_CLOSE.format(
+    of_it="(l.subject_kind = 'sos' AND l.subject_id = d.id) OR (l.subject_kind = 'walk' AND l.subject_id = d.walk_id "
+          "AND EXISTS (SELECT 1 FROM users v WHERE v.id = l.viewer_id AND v.role IN ('operator', 'admin')))",
+    at="l.at")
 
 # (section, SQL selecting the person's rows as JSON); :uid is the person. Secrets never leave.
 EXPORT_QUERIES = {
@@ -25,14 +37,11 @@ EXPORT_QUERIES = {
     "walks": "SELECT id, status, profile, started_at, expected_arrival, ended_at, route_properties FROM walks "
              "WHERE walker_id = :uid",
     "escort_bookings": "SELECT id, status, meet_at, created_at FROM escort_bookings WHERE citizen_id = :uid",
-    # While an incident cancelled with the duress PIN is still being worked, what followed the PIN (the fixes
-    # the phone went on sending, the operators' reads) stays out of the export: whoever forced the PIN may
-    # hold the phone. It appears once the incident is closed.
+    # What a duress incident brought after its PIN appears once the incident is closed (above).
     "location_fixes": "SELECT subject_kind, subject_id, lat, lon, accuracy_m, t FROM location_fixes f "
-                      "WHERE user_id = :uid AND NOT EXISTS (" + _AFTER_OPEN_DURESS.format(at="f.t") + ") ORDER BY t",
+                      "WHERE user_id = :uid AND NOT EXISTS (" + _DURESS_FIX + ") ORDER BY t",
     "location_reads": "SELECT viewer_id, subject_kind, subject_id, purpose, at FROM location_access_log l "
-                      "WHERE subject_user_id = :uid AND NOT EXISTS (" + _AFTER_OPEN_DURESS.format(at="l.at")
-                      + ") ORDER BY at",
+                      "WHERE subject_user_id = :uid AND NOT EXISTS (" + _DURESS_READ + ") ORDER BY at",
 }
 
 
