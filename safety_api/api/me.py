@@ -1,5 +1,4 @@
 """The signed-in user."""
-from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
@@ -74,8 +73,9 @@ def export():
 @blp.delete("")
 @blp.arguments(DeleteSchema())
 @blp.response(204)
+@blp.alt_response(409, response="CONFLICT")
 @require()
 def delete(body):
-    """Delete my account and data; incident records are kept without my details, as the law requires."""
-    privacy.delete_account(db.session, user=me(), password=body["password"],
-                           escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])
+    """Delete my account and data; incident records are kept without my details, as the law requires (409 for
+    staff, whose accounts an admin suspends)."""
+    privacy.delete_account(db.session, user=me(), password=body["password"])

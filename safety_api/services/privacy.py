@@ -1,9 +1,9 @@
 """A person's rights over their data: export everything, delete the account (keeping only what law requires)."""
 from sqlalchemy import text
 
-from safety_api.errors import Unauthorized
+from safety_api.errors import Conflict, Unauthorized
+from safety_api.models.accounts import STAFF_ROLES
 from safety_api.realtime.open_sockets import close_sockets_of
-from safety_api.services import staff
 from safety_api.services.accounts import verify_secret
 
 # An incident of the person's cancelled with the duress PIN and still being worked, and what it alone brought
@@ -54,15 +54,16 @@ def export(session, *, user) -> dict:
     return out
 
 
-def delete_account(session, *, user, password: str, escalate_after_s: float):
-    """Delete the person and their data; incident records stay, detached from the person, as evidence. Staff hand
-    their work back first, as when an admin suspends them: no alarm stays taken and no escort stays promised by
-    someone who is gone."""
+def delete_account(session, *, user, password: str):
+    """Delete the person and their data; incident records stay, detached from the person, as evidence. Staff
+    accounts are not deleted by their holder: the deletion would take their account's audit trail with it and
+    leave their acts in others' trails by no one (read as the command line's), so an admin suspends them."""
+    if user.role in STAFF_ROLES:
+        raise Conflict("Staff accounts are closed by an administrator, who suspends them: the record of what was "
+                       "done with the account stays.")
     if not verify_secret(user.password_hash, password):
         raise Unauthorized("Confirm with your password to delete the account.")
     uid = {"uid": user.id}
-    user.on_duty = False
-    tell = staff.hand_back(session, user, district=user.district_code, escalate_after_s=escalate_after_s)
     # An incident's trail is evidence the law asks us to keep: keep the fixes, drop who sent them.
     session.execute(text("UPDATE location_fixes SET user_id = NULL WHERE user_id = :uid "
                          "AND incident_id IS NOT NULL"), uid)
@@ -73,7 +74,6 @@ def delete_account(session, *, user, password: str, escalate_after_s: float):
     # incidents.caller_id / incident_events.actor_id to NULL.
     session.execute(text("DELETE FROM users WHERE id = :uid"), uid)
     session.commit()
-    # An open socket authenticated once, at connect: without this it would keep receiving (an operator's
-    # incidents, a guardian's walks) after the person is gone.
+    # An open socket authenticated once, at connect: without this it would keep receiving (a guardian's walks,
+    # the person's own incidents) after the person is gone.
     close_sockets_of(uid["uid"])
-    tell()

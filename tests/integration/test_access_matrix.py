@@ -90,7 +90,7 @@ ROWS = [
     Row("GET", "/api/v1/me", "401 200 200 200 200 200 200 200"),
     Row("GET", "/api/v1/me/export", "401 200 200 200 200 200 200 200", resource="incident",
         private=("other", "op", "op_far", "scout", "scout_far", "admin")),
-    Row("DELETE", "/api/v1/me", "401 204 204 204 204 204 204 204", body={"password": "correct-horse-1"}),
+    Row("DELETE", "/api/v1/me", "401 204 204 409 409 409 409 409", body={"password": "correct-horse-1"}),
     Row("PUT", "/api/v1/me/duty", "401 403 403 200 200 200 200 403", body={"on_duty": True}),
     Row("PUT", "/api/v1/me/pins", "401 204 204 204 204 204 204 204", body={"cancel_pin": "1234", "duress_pin": "5678"}),
     Row("POST", "/api/v1/admin/users", "401 403 403 403 403 403 403 201",
