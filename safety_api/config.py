@@ -42,6 +42,10 @@ class Config:
         if not self.SOCKET_SWEEP_S > 0:
             raise ValueError("SOCKET_SWEEP_S must be a positive number of seconds")
         self.CORS_ORIGINS = _env("CORS_ORIGINS", "*")
+        # How many reverse proxies in front append to X-Forwarded-For (nginx: 1); 0 trusts none (safety_api.proxies)
+        self.TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0)
+        if self.TRUSTED_PROXY_HOPS < 0:
+            raise ValueError("TRUSTED_PROXY_HOPS must be 0 or more")
 
         self.JWT_SECRET_KEY = _env("JWT_SECRET_KEY", self.SECRET_KEY)
         self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=_int("JWT_ACCESS_TTL_S", 900))

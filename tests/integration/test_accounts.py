@@ -8,6 +8,7 @@ from sqlalchemy import select, text
 from safety_api.errors import Unauthorized
 from safety_api.models import PushDevice, User
 from safety_api.services import devices
+from tests.conftest import another_app
 from tests.factories import PASSWORD, auth_header, create_user
 
 PROBLEM = "application/problem+json"
@@ -69,6 +70,28 @@ def test_login_is_rate_limited_per_address(client, app):
         client.post("/api/v1/auth/login", json={"phone": f"0109999{i:04d}", "password": "whatever-1"})
     assert client.post("/api/v1/auth/login",
                        json={"phone": "01099998888", "password": "whatever-1"}).status_code == 429
+
+
+def failed_logins_from(client, forwarded_for: str, count: int) -> list:
+    """Wrong passwords for as many unknown phones, through a proxy that says the client is `forwarded_for`."""
+    return [client.post("/api/v1/auth/login", json={"phone": f"0108888{i:04d}", "password": "whatever-1"},
+                        headers={"X-Forwarded-For": forwarded_for}).status_code for i in range(count)]
+
+
+def test_behind_one_trusted_proxy_each_forwarded_client_has_its_own_address_limit(db, redis_client):
+    with another_app(TRUSTED_PROXY_HOPS=1, LOGIN_LIMIT_PER_ADDRESS="2/minute") as proxied:
+        nginx = proxied.test_client()
+        assert failed_logins_from(nginx, "203.0.113.7", 3) == [401, 401, 429]
+        assert failed_logins_from(nginx, "198.51.100.20", 2) == [401, 401]  # another client, its own bucket
+        # Only the hop nginx appended counts: what the client wrote before it is not believed.
+        assert failed_logins_from(nginx, "198.51.100.99, 203.0.113.7", 1) == [429]
+
+
+def test_with_no_trusted_proxy_x_forwarded_for_is_ignored(client, app, monkeypatch):
+    assert app.config["TRUSTED_PROXY_HOPS"] == 0  # the default
+    monkeypatch.setitem(app.config, "LOGIN_LIMIT_PER_ADDRESS", "2/minute")
+    assert failed_logins_from(client, "203.0.113.7", 2) == [401, 401]
+    assert failed_logins_from(client, "198.51.100.20", 1) == [429]  # a client cannot pick a fresh address
 
 
 def test_logout_revokes_the_refresh_token(client):
