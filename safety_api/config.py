@@ -53,8 +53,14 @@ class Config:
 
         self.ARGON2_TIME_COST = _int("ARGON2_TIME_COST", 3)
         self.ARGON2_MEMORY_KIB = _int("ARGON2_MEMORY_KIB", 65536)
-        self.LOGIN_LIMIT_PER_PHONE = _env("LOGIN_LIMIT_PER_PHONE", "5/minute")
+        # Password attempts (login, and the account's changes that ask for it): accounts.check_password says why.
         self.LOGIN_LIMIT_PER_ADDRESS = _env("LOGIN_LIMIT_PER_ADDRESS", "30/minute")
+        self.LOGIN_LIMIT_PER_PHONE_AND_ADDRESS = _env("LOGIN_LIMIT_PER_PHONE_AND_ADDRESS", "5/minute;20/hour")
+        # Above what one address may try in the hour, so that locking the owner out takes many addresses.
+        self.LOGIN_FAILURE_LIMIT_PER_PHONE = _env("LOGIN_FAILURE_LIMIT_PER_PHONE", "100/hour")
+        if "LOGIN_LIMIT_PER_PHONE" in os.environ:  # a limit set for the old bucket must not be dropped silently
+            raise ValueError("LOGIN_LIMIT_PER_PHONE is now LOGIN_LIMIT_PER_PHONE_AND_ADDRESS and "
+                             "LOGIN_FAILURE_LIMIT_PER_PHONE (docs/operations.md)")
         self.PIN_LIMIT = _env("PIN_LIMIT", "5/10minutes")
         # Per inviter: an invite tells a registered phone from an unknown one (404), so it is a guess to slow down;
         # people invite a handful of guardians, mistypes included.

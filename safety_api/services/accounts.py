@@ -12,7 +12,7 @@ from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from safety_api.models import AccountEvent, District, PushDevice, RefreshToken, User
 from safety_api.models.accounts import DISTRICT_BOUND_ROLES, not_suspended, sign_in_ended
-from safety_api.ratelimit import AttemptLimiter
+from safety_api.ratelimit import AttemptLimiter, PasswordLimits
 from safety_api.realtime.open_sockets import close_sockets_of
 
 _hasher = PasswordHasher()
@@ -82,16 +82,35 @@ def _create_user(session, *, phone, password, name, role, district, created_by: 
     return user
 
 
-def authenticate(session, limiter: AttemptLimiter, *, per_phone: str, per_address: str,
+def authenticate(session, limiter: AttemptLimiter, limits: PasswordLimits, *,
                  phone: str, password: str, address: str) -> User:
-    """Return the user for valid credentials; every attempt counts against phone and address."""
-    limiter.hit(per_address, "login-addr", address)
-    limiter.hit(per_phone, "login-phone", phone)
+    """Return the user for valid credentials; the attempt counts as `check_password` says."""
     user = session.scalar(select(User).where(User.phone == phone))
-    if not verify_secret(user.password_hash if user else None, password):
+    if not check_password(limiter, limits, phone=phone, stored_hash=user.password_hash if user else None,
+                          password=password, address=address):
         raise Unauthorized("Wrong phone number or password.")
-    limiter.clear(per_phone, "login-phone", phone)
     return user  # a suspended person is refused when the sign-in is written (remember_refresh_token)
+
+
+def check_password(limiter: AttemptLimiter, limits: PasswordLimits, *, phone: str, stored_hash: str | None,
+                   password: str, address: str) -> bool:
+    """Whether `password` is the account's (`stored_hash` None: no account has this phone); RateLimited first
+    when a limit is full, whether the password is right or not, so that a refusal tells nothing of it.
+
+    Counting every attempt per phone alone let anyone keep any account locked out with a few requests a minute.
+    So the tight limit is per phone *and* client address: an attacker at their address is refused while the
+    owner, elsewhere, still gets in, and a success clears it. What bounds guessing spread over many addresses
+    is a looser per-phone limit that counts wrong passwords only, from anywhere: it is set above what one
+    address may try in its window, so that filling it, which locks the owner out too, takes many addresses at
+    full rate (and a phone already signed in stays signed in)."""
+    limiter.hit(limits.per_address, "password-addr", address)
+    limiter.hit(limits.per_phone_and_address, "password-phone-addr", phone, address)
+    limiter.check(limits.failures_per_phone, "password-failures", phone)
+    if not verify_secret(stored_hash, password):
+        limiter.hit(limits.failures_per_phone, "password-failures", phone)
+        return False
+    limiter.clear(limits.per_phone_and_address, "password-phone-addr", phone, address)
+    return True
 
 
 def record_account_event(session, person: User, kind: str, *, actor: User | None, **data):

@@ -65,6 +65,46 @@ def test_login_is_rate_limited_per_phone(client):
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
 
 
+def login_from(client, address, password, phone="01012345678"):
+    return client.post("/api/v1/auth/login", json={"phone": phone, "password": password},
+                       environ_base={"REMOTE_ADDR": address}).status_code
+
+
+def test_an_attacker_hammering_an_account_is_refused_while_its_owner_elsewhere_logs_in(client):
+    register(client)
+    attacker, owner = "203.0.113.7", "198.51.100.20"
+    assert [login_from(client, attacker, "wrong-guess") for _ in range(6)] == [401] * 5 + [429]
+    assert login_from(client, owner, "s3cret-pass") == 200
+    assert [login_from(client, attacker, "wrong-guess") for _ in range(3)] == [429] * 3
+    assert login_from(client, owner, "s3cret-pass") == 200
+
+
+def test_the_owners_success_clears_the_count_at_their_address(client):
+    register(client)
+    assert [login_from(client, "198.51.100.20", "typo-typo") for _ in range(4)] == [401] * 4
+    assert login_from(client, "198.51.100.20", "s3cret-pass") == 200
+    assert [login_from(client, "198.51.100.20", "typo-typo") for _ in range(5)] == [401] * 5
+
+
+def test_wrong_passwords_spread_over_many_addresses_stay_bounded_per_phone(client, app, monkeypatch):
+    """Once the account's failures fill their limit every address is refused, the right password too: a 429
+    tells nothing of the password."""
+    monkeypatch.setitem(app.config, "LOGIN_FAILURE_LIMIT_PER_PHONE", "8/hour")
+    register(client)
+    answers = [login_from(client, f"203.0.113.{n}", "wrong-guess") for n in range(1, 5) for _ in range(2)]
+    assert answers == [401] * 8
+    assert login_from(client, "203.0.113.99", "wrong-guess") == 429
+    assert login_from(client, "198.51.100.20", "s3cret-pass") == 429
+
+
+def test_the_addresses_of_one_ipv6_subscriber_count_as_one(client, app, monkeypatch):
+    """A subscriber holds a whole /64: a fresh address from it is not a fresh client."""
+    monkeypatch.setitem(app.config, "LOGIN_LIMIT_PER_ADDRESS", "2/minute")
+    assert [login_from(client, f"2001:db8:1:2::{n}", "whatever-1", phone=f"0107777000{n}")
+            for n in range(1, 4)] == [401, 401, 429]
+    assert login_from(client, "2001:db8:1:3::1", "whatever-1", phone="01077770009") == 401
+
+
 def test_login_is_rate_limited_per_address(client, app):
     for i in range(30):
         client.post("/api/v1/auth/login", json={"phone": f"0109999{i:04d}", "password": "whatever-1"})
