@@ -4,6 +4,7 @@ from marshmallow import fields, validate
 
 from safety_api.api.schemas import StrictSchema, UserSchema
 from safety_api.extensions import db
+from safety_api.ratelimit import client_address, limiter, password_limits
 from safety_api.security import me, require
 from safety_api.services import accounts, privacy
 
@@ -77,5 +78,6 @@ def export():
 @require()
 def delete(body):
     """Delete my account and data; incident records are kept without my details, as the law requires (409 for
-    staff, whose accounts an admin suspends)."""
-    privacy.delete_account(db.session, user=me(), password=body["password"])
+    staff, whose accounts an admin suspends; 429 past the password attempt limits, as for login)."""
+    privacy.delete_account(db.session, limiter(), password_limits(), user=me(), password=body["password"],
+                           address=client_address())

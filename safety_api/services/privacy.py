@@ -3,8 +3,9 @@ from sqlalchemy import text
 
 from safety_api.errors import Conflict, Unauthorized
 from safety_api.models.accounts import STAFF_ROLES
+from safety_api.ratelimit import AttemptLimiter, PasswordLimits
 from safety_api.realtime.open_sockets import close_sockets_of
-from safety_api.services.accounts import verify_secret
+from safety_api.services.accounts import check_password
 
 # An incident of the person's cancelled with the duress PIN and still being worked, and what it alone brought
 # after the PIN (the phone's later fixes are stored for the operators; the operators read it): hidden from the
@@ -54,14 +55,16 @@ def export(session, *, user) -> dict:
     return out
 
 
-def delete_account(session, *, user, password: str):
+def delete_account(session, limiter: AttemptLimiter, limits: PasswordLimits, *, user, password: str, address: str):
     """Delete the person and their data; incident records stay, detached from the person, as evidence. Staff
     accounts are not deleted by their holder: the deletion would take their account's audit trail with it and
     leave their acts in others' trails by no one (read as the command line's), so an admin suspends them."""
     if user.role in STAFF_ROLES:
         raise Conflict("Staff accounts are closed by an administrator, who suspends them: the record of what was "
                        "done with the account stays.")
-    if not verify_secret(user.password_hash, password):
+    # Whoever holds a signed-in phone could guess the password here: counted as a login is.
+    if not check_password(limiter, limits, phone=user.phone, stored_hash=user.password_hash, password=password,
+                          address=address):
         raise Unauthorized("Confirm with your password to delete the account.")
     uid = {"uid": user.id}
     # An incident's trail is evidence the law asks us to keep: keep the fixes, drop who sent them.

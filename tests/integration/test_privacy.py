@@ -39,6 +39,25 @@ def test_deleting_an_account_needs_the_password_and_keeps_incidents_detached(cli
     assert client.get("/api/v1/me", headers=headers).status_code == 401
 
 
+def test_the_password_asked_to_delete_the_account_is_limited_as_logins_are(client, db, app, monkeypatch):
+    """Whoever holds a signed-in phone cannot guess the password here any faster than at login: the same
+    limits, and wrong passwords here count toward the account's failures there."""
+    monkeypatch.setitem(app.config, "LOGIN_FAILURE_LIMIT_PER_PHONE", "7/hour")
+    citizen = create_user(db.session)
+    headers = auth_header(citizen)
+
+    def delete_from(address, password):
+        return client.delete("/api/v1/me", json={"password": password}, headers=headers,
+                             environ_base={"REMOTE_ADDR": address}).status_code
+    assert [delete_from("203.0.113.7", "wrong-guess") for _ in range(6)] == [401] * 5 + [429]
+    assert [delete_from("203.0.113.8", "wrong-guess") for _ in range(3)] == [401, 401, 429]  # 7 failures in all
+    refused = client.post("/api/v1/auth/login", json={"phone": citizen.phone, "password": PASSWORD},
+                          environ_base={"REMOTE_ADDR": "198.51.100.20"})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert delete_from("198.51.100.20", PASSWORD) == 429
+    assert db.session.execute(text("SELECT count(*) FROM users WHERE id = :u"), {"u": citizen.id}).scalar() == 1
+
+
 def test_an_operator_reading_my_incident_is_in_my_access_log(client, db):
     citizen = create_user(db.session)
     operator = create_user(db.session, role="operator")
