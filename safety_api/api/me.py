@@ -16,6 +16,7 @@ Pin = lambda **kw: fields.String(validate=validate.Regexp(r"^[0-9]{4,8}$", error
 class PinsSchema(StrictSchema):
     cancel_pin = Pin(required=True)
     duress_pin = Pin(required=True)
+    password = fields.String(required=True)  # judged, not validated: as at login
 
 
 @blp.get("")
@@ -42,10 +43,12 @@ def set_duty(body):
 @blp.put("/pins")
 @blp.arguments(PinsSchema())
 @blp.response(204)
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
 @require()
 def set_pins(body):
-    """Set the cancel PIN and the duress PIN (stored hashed)."""
-    accounts.set_pins(db.session, user=me(), **body)
+    """Set the cancel PIN and the duress PIN (stored hashed), confirmed with my password (401 when wrong)."""
+    accounts.change_pins(db.session, limiter(), password_limits(), user=me(), address=client_address(), **body)
 
 
 class DeleteSchema(StrictSchema):

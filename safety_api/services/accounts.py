@@ -202,6 +202,18 @@ def end_every_sign_in(session, user_id):
     session.execute(delete(PushDevice).where(PushDevice.user_id == user_id))
 
 
+def change_pins(session, limiter: AttemptLimiter, limits: PasswordLimits, *, user: User, password: str,
+                address: str, cancel_pin: str, duress_pin: str):
+    """Set new PINs once the account's password confirms it is the person: whoever holds their signed-in phone
+    could otherwise set a cancel PIN of their own, truly cancel the SOS and defeat the duress PIN. The password
+    is judged first and counted as a login is (not with the PIN attempts), so a refusal is the same whatever
+    PINs were sent and tells nothing of the PINs or of the PIN attempts."""
+    if not check_password(limiter, limits, phone=user.phone, stored_hash=user.password_hash, password=password,
+                          address=address):
+        raise Unauthorized("Confirm with your password to change the PINs.")
+    set_pins(session, user=user, cancel_pin=cancel_pin, duress_pin=duress_pin)
+
+
 def set_pins(session, *, user: User, cancel_pin: str, duress_pin: str):
     """Store the cancel and duress PINs, hashed; they must differ."""
     if cancel_pin == duress_pin:

@@ -7,7 +7,7 @@ from sqlalchemy import select, text
 
 from safety_api.errors import Unauthorized
 from safety_api.models import PushDevice, User
-from safety_api.services import devices
+from safety_api.services import accounts, devices
 from tests.conftest import another_app
 from tests.factories import PASSWORD, auth_header, create_user
 
@@ -267,11 +267,54 @@ def test_admin_user_validation_names_the_field(client, db, body, field):
     assert field in [e["field"] for e in answer.json["errors"]]
 
 
+def put_pins(client, user, cancel_pin="1234", duress_pin="9876", **extra):
+    return client.put("/api/v1/me/pins", headers=auth_header(user),
+                      json={"cancel_pin": cancel_pin, "duress_pin": duress_pin, **extra})
+
+
 def test_pins_are_stored_hashed_and_must_differ(client, db):
     user = create_user(db.session)
-    assert client.put("/api/v1/me/pins", headers=auth_header(user),
-                      json={"cancel_pin": "1234", "duress_pin": "1234"}).status_code == 422
-    assert client.put("/api/v1/me/pins", headers=auth_header(user),
-                      json={"cancel_pin": "1234", "duress_pin": "9876"}).status_code == 204
+    assert put_pins(client, user, "1234", "1234", password=PASSWORD).status_code == 422
+    assert put_pins(client, user, "1234", "9876", password=PASSWORD).status_code == 204
     db.session.refresh(user)
     assert user.cancel_pin_hash.startswith("$argon2") and "1234" not in user.cancel_pin_hash
+
+
+def test_setting_pins_needs_the_password(client, db):
+    """Whoever holds a victim's signed-in phone cannot set a cancel PIN of their own and truly cancel the SOS."""
+    user = create_user(db.session)
+    assert put_pins(client, user, "1111", "2222", password=PASSWORD).status_code == 204
+    missing = put_pins(client, user, "3333", "4444")
+    assert missing.status_code == 422 and [e["field"] for e in missing.json["errors"]] == ["password"]
+    wrong = put_pins(client, user, "3333", "4444", password="not-the-password")
+    assert wrong.status_code == 401 and wrong.content_type == PROBLEM
+    incident_id = client.post("/api/v1/sos", json={"lat": 37.4705, "lon": 126.9190},
+                              headers=auth_header(user)).json["incident"]["id"]
+    assert client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": "3333"},
+                       headers=auth_header(user)).status_code == 403  # the holder's PIN was never set
+    db.session.refresh(user)
+    assert accounts.verify_secret(user.cancel_pin_hash, "1111")
+
+
+def test_a_wrong_password_for_the_pins_tells_nothing_of_the_pins(client, db):
+    """The same answer whatever PINs are sent (the current ones, equal ones, new ones), and its limit is the
+    password's, not the PIN attempts'."""
+    user = create_user(db.session)
+    assert put_pins(client, user, "1111", "2222", password=PASSWORD).status_code == 204
+    answers = [put_pins(client, user, cancel, duress, password="not-the-password")
+               for cancel, duress in (("1111", "2222"), ("5555", "5555"), ("3333", "4444"))]
+    assert {(a.status_code, a.get_data(as_text=True)) for a in answers} == {
+        (401, answers[0].get_data(as_text=True))}
+    incident_id = client.post("/api/v1/sos", json={"lat": 37.4705, "lon": 126.9190},
+                              headers=auth_header(user)).json["incident"]["id"]
+    for pin in ("9999", "1111"):  # the cancel PIN attempts have their own count: these are its 1st and 2nd
+        assert client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": pin},
+                           headers=auth_header(user)).status_code == (403 if pin == "9999" else 200)
+
+
+def test_setting_pins_is_rate_limited_as_logins_are(client, db):
+    user = create_user(db.session)
+    answers = [put_pins(client, user, password="wrong-guess").status_code for _ in range(6)]
+    assert answers == [401] * 5 + [429]
+    limited = put_pins(client, user, password=PASSWORD)
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
