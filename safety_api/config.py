@@ -53,6 +53,12 @@ class Config:
 
         self.ARGON2_TIME_COST = _int("ARGON2_TIME_COST", 3)
         self.ARGON2_MEMORY_KIB = _int("ARGON2_MEMORY_KIB", 65536)
+        # Hashes one process runs at once (each holds ARGON2_MEMORY_KIB), and how long a request waits for its
+        # turn before a 503: a burst of registrations or logins must not starve the SOS of memory and CPU.
+        self.ARGON2_MAX_CONCURRENT = _int("ARGON2_MAX_CONCURRENT", 4)
+        if self.ARGON2_MAX_CONCURRENT < 1:
+            raise ValueError("ARGON2_MAX_CONCURRENT must be at least 1")
+        self.ARGON2_WAIT_S = _float("ARGON2_WAIT_S", 2.0)
         # Password attempts (login, and the account's changes that ask for it): accounts.check_password says why.
         self.LOGIN_LIMIT_PER_ADDRESS = _env("LOGIN_LIMIT_PER_ADDRESS", "30/minute")
         self.LOGIN_LIMIT_PER_PHONE_AND_ADDRESS = _env("LOGIN_LIMIT_PER_PHONE_AND_ADDRESS", "5/minute;20/hour")
@@ -62,6 +68,8 @@ class Config:
             raise ValueError("LOGIN_LIMIT_PER_PHONE is now LOGIN_LIMIT_PER_PHONE_AND_ADDRESS and "
                              "LOGIN_FAILURE_LIMIT_PER_PHONE (docs/operations.md)")
         self.PIN_LIMIT = _env("PIN_LIMIT", "5/10minutes")
+        # Per client address: each registration hashes a password, and its 409 tells a registered phone.
+        self.REGISTER_LIMIT_PER_ADDRESS = _env("REGISTER_LIMIT_PER_ADDRESS", "20/hour")
         # Per inviter: an invite tells a registered phone from an unknown one (404), so it is a guess to slow down;
         # people invite a handful of guardians, mistypes included.
         self.GUARDIAN_INVITE_LIMIT = _env("GUARDIAN_INVITE_LIMIT", "10/day")

@@ -1,6 +1,7 @@
 """Accounts: register, login, refresh, logout (of one sign-in, or everywhere)."""
 from datetime import datetime, timezone
 
+from flask import current_app
 from flask_jwt_extended import create_refresh_token, decode_token, get_jwt
 from flask_smorest import Blueprint
 from marshmallow import fields
@@ -46,8 +47,10 @@ class AccessTokenSchema(StrictSchema):
 @blp.arguments(RegisterSchema())
 @blp.response(201, UserEnvelope)
 @blp.alt_response(409, response="CONFLICT")
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
 def register(body):
-    """Create a citizen account."""
+    """Create a citizen account (429 past the registrations allowed from one client address)."""
+    limiter().hit(current_app.config["REGISTER_LIMIT_PER_ADDRESS"], "register-addr", client_address())
     return {"user": accounts.register_citizen(db.session, **body)}
 
 

@@ -1,5 +1,7 @@
 """Accounts: registration, login, refresh tokens, staff creation, PINs."""
+import threading
 import uuid
+from contextlib import contextmanager
 from datetime import datetime
 
 from argon2 import PasswordHasher
@@ -9,7 +11,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.exc import IntegrityError
 
 from safety_api.clock import utcnow
-from safety_api.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from safety_api.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from safety_api.models import AccountEvent, District, PushDevice, RefreshToken, User
 from safety_api.models.accounts import DISTRICT_BOUND_ROLES, not_suspended, sign_in_ended
 from safety_api.ratelimit import AttemptLimiter, PasswordLimits
@@ -18,27 +20,49 @@ from safety_api.realtime.open_sockets import close_sockets_of
 _hasher = PasswordHasher()
 # A hash to verify against when the phone is unknown, so a miss costs the same time as a hit.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
+# Each argon2id hash or check holds ARGON2_MEMORY_KIB (64 MiB) and a core for about a tenth of a second, and runs
+# whether the request then succeeds or not (a phone already taken, a wrong password). Uncapped, a burst of them
+# would take the memory and CPU of the process that also serves SOS; so a process runs a few at once, and a
+# request past them waits its turn briefly, then is told to retry (503).
+_slots, _slot_count, _slot_wait_s = threading.BoundedSemaphore(4), 4, 2.0
 
 
-def configure_hashing(*, time_cost: int, memory_kib: int):
-    """Set argon2id's cost (RFC 9106 defaults in production; cheaper in tests, which hash thousands)."""
-    global _hasher, _DUMMY_HASH
+def configure_hashing(*, time_cost: int, memory_kib: int, max_concurrent: int = 4, wait_s: float = 2.0):
+    """Set argon2id's cost (RFC 9106 defaults in production; cheaper in tests, which hash thousands) and how many
+    hashes a process runs at once."""
+    global _hasher, _DUMMY_HASH, _slots, _slot_count, _slot_wait_s
     if (_hasher.time_cost, _hasher.memory_cost) != (time_cost, memory_kib):
         _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
         _DUMMY_HASH = _hasher.hash("not-a-real-password")
+    if _slot_count != max_concurrent:
+        _slots, _slot_count = threading.BoundedSemaphore(max_concurrent), max_concurrent
+    _slot_wait_s = wait_s
+
+
+@contextmanager
+def _hashing_turn():
+    slots = _slots  # the one acquired is the one released, should configure_hashing replace it meanwhile
+    if not slots.acquire(timeout=_slot_wait_s):
+        raise Unavailable("Too many passwords are being checked at once; retry shortly.")
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def hash_secret(secret: str) -> str:
-    """Hash a password or PIN with argon2id."""
-    return _hasher.hash(secret)
+    """Hash a password or PIN with argon2id, in its turn."""
+    with _hashing_turn():
+        return _hasher.hash(secret)
 
 
 def verify_secret(stored: str | None, secret: str) -> bool:
-    """Check a secret against its hash, in constant-ish time even when none is stored."""
-    try:
-        return _hasher.verify(stored or _DUMMY_HASH, secret) and stored is not None
-    except (VerificationError, InvalidHashError):
-        return False
+    """Check a secret against its hash, in its turn, in constant-ish time even when none is stored."""
+    with _hashing_turn():
+        try:
+            return _hasher.verify(stored or _DUMMY_HASH, secret) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 def register_citizen(session, *, phone: str, password: str, name: str) -> User:

@@ -14,8 +14,9 @@ from tests.factories import PASSWORD, auth_header, create_user
 PROBLEM = "application/problem+json"
 
 
-def register(client, phone="010-1234-5678", password="s3cret-pass", name="김안심"):
-    return client.post("/api/v1/auth/register", json={"phone": phone, "password": password, "name": name})
+def register(client, phone="010-1234-5678", password="s3cret-pass", name="김안심", environ=None):
+    return client.post("/api/v1/auth/register", json={"phone": phone, "password": password, "name": name},
+                       environ_base=environ or {})
 
 
 def test_register_login_refresh_me(client):
@@ -47,6 +48,35 @@ def test_register_twice_is_409(client):
     assert register(client).status_code == 201
     again = register(client)
     assert again.status_code == 409 and again.content_type == PROBLEM
+
+
+def test_registration_is_rate_limited_per_client_address(client, app, monkeypatch):
+    """Each registration hashes a password with argon2id (64 MiB) and its 409 tells a registered phone."""
+    monkeypatch.setitem(app.config, "REGISTER_LIMIT_PER_ADDRESS", "3/hour")
+    here, elsewhere = {"REMOTE_ADDR": "203.0.113.7"}, {"REMOTE_ADDR": "198.51.100.20"}
+    answers = [register(client, phone, environ=here).status_code for phone in ("01012340001", "01012340002")]
+    assert answers + [register(client, "01012340001", environ=here).status_code] == [201, 201, 409]  # counted too
+    limited = register(client, "01012340003", environ=here)
+    assert limited.status_code == 429 and limited.content_type == PROBLEM and int(limited.headers["Retry-After"]) >= 1
+    assert register(client, "01012340003", environ=elsewhere).status_code == 201
+
+
+def test_password_hashing_past_the_process_cap_waits_its_turn_then_is_a_503_to_retry(client, monkeypatch):
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(accounts, "_slots", slots)
+    monkeypatch.setattr(accounts, "_slot_wait_s", 0.1)
+    assert slots.acquire()  # another request is hashing
+    try:
+        busy = register(client, "01012340001")
+        assert busy.status_code == 503 and busy.content_type == PROBLEM and busy.headers["Retry-After"] == "5"
+        login = client.post("/api/v1/auth/login", json={"phone": "01012340001", "password": "s3cret-pass"})
+        assert login.status_code == 503
+    finally:
+        slots.release()
+    monkeypatch.setattr(accounts, "_slot_wait_s", 5.0)
+    assert slots.acquire()
+    threading.Timer(0.2, slots.release).start()  # the other hash ends while this request waits
+    assert register(client, "01012340001").status_code == 201
 
 
 def test_wrong_password_is_401_problem(client):
