@@ -10,6 +10,7 @@ def create_app(config: dict | None = None) -> Flask:
         console,
         errors,
         observability,
+        proxies,
         ratelimit,
         realtime,
         security,
@@ -38,6 +39,7 @@ def create_app(config: dict | None = None) -> Flask:
     api.register(openapi)
     console.init_app(app)
     realtime.init_app(app)
+    proxies.init_app(app)  # after realtime: wraps the Socket.IO middleware too
     cli.init_app(app)
     errors.init_app(app)  # last: replaces the JSON error shapes the extensions installed
     return app

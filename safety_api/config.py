@@ -42,6 +42,10 @@ class Config:
         if not self.SOCKET_SWEEP_S > 0:
             raise ValueError("SOCKET_SWEEP_S must be a positive number of seconds")
         self.CORS_ORIGINS = _env("CORS_ORIGINS", "*")
+        # How many reverse proxies in front append to X-Forwarded-For (nginx: 1); 0 trusts none (safety_api.proxies)
+        self.TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0)
+        if self.TRUSTED_PROXY_HOPS < 0:
+            raise ValueError("TRUSTED_PROXY_HOPS must be 0 or more")
 
         self.JWT_SECRET_KEY = _env("JWT_SECRET_KEY", self.SECRET_KEY)
         self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=_int("JWT_ACCESS_TTL_S", 900))
@@ -49,9 +53,23 @@ class Config:
 
         self.ARGON2_TIME_COST = _int("ARGON2_TIME_COST", 3)
         self.ARGON2_MEMORY_KIB = _int("ARGON2_MEMORY_KIB", 65536)
-        self.LOGIN_LIMIT_PER_PHONE = _env("LOGIN_LIMIT_PER_PHONE", "5/minute")
+        # Hashes one process runs at once (each holds ARGON2_MEMORY_KIB), and how long a request waits for its
+        # turn before a 503: a burst of registrations or logins must not starve the SOS of memory and CPU.
+        self.ARGON2_MAX_CONCURRENT = _int("ARGON2_MAX_CONCURRENT", 4)
+        if self.ARGON2_MAX_CONCURRENT < 1:
+            raise ValueError("ARGON2_MAX_CONCURRENT must be at least 1")
+        self.ARGON2_WAIT_S = _float("ARGON2_WAIT_S", 2.0)
+        # Password attempts (login, and the account's changes that ask for it): accounts.check_password says why.
         self.LOGIN_LIMIT_PER_ADDRESS = _env("LOGIN_LIMIT_PER_ADDRESS", "30/minute")
+        self.LOGIN_LIMIT_PER_PHONE_AND_ADDRESS = _env("LOGIN_LIMIT_PER_PHONE_AND_ADDRESS", "5/minute;20/hour")
+        # Above what one address may try in the hour, so that locking the owner out takes many addresses.
+        self.LOGIN_FAILURE_LIMIT_PER_PHONE = _env("LOGIN_FAILURE_LIMIT_PER_PHONE", "100/hour")
+        if "LOGIN_LIMIT_PER_PHONE" in os.environ:  # a limit set for the old bucket must not be dropped silently
+            raise ValueError("LOGIN_LIMIT_PER_PHONE is now LOGIN_LIMIT_PER_PHONE_AND_ADDRESS and "
+                             "LOGIN_FAILURE_LIMIT_PER_PHONE (docs/operations.md)")
         self.PIN_LIMIT = _env("PIN_LIMIT", "5/10minutes")
+        # Per client address: each registration hashes a password, and its 409 tells a registered phone.
+        self.REGISTER_LIMIT_PER_ADDRESS = _env("REGISTER_LIMIT_PER_ADDRESS", "20/hour")
         # Per inviter: an invite tells a registered phone from an unknown one (404), so it is a guess to slow down;
         # people invite a handful of guardians, mistypes included.
         self.GUARDIAN_INVITE_LIMIT = _env("GUARDIAN_INVITE_LIMIT", "10/day")

@@ -13,6 +13,9 @@ from werkzeug.exceptions import HTTPException
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 UNDONE_BY_A_CONCURRENT_ONE = {"40001", "40P01"}  # SQLSTATEs: serialization failure, deadlock
+# program_limit_exceeded: a value too large for where it goes, e.g. an index entry over a btree page's third.
+# psycopg raises it as an OperationalError, which would otherwise read as the database being away.
+TOO_LARGE_TO_STORE = "54000"
 
 
 class DomainError(Exception):
@@ -102,6 +105,10 @@ def to_problem(exc: BaseException) -> tuple[dict, int, dict]:
     if isinstance(exc, DataError):  # a value the database refuses to store, e.g. a NUL character in text
         log.warning("database refused a value: %s", exc.orig)
         return problem(422, "Unprocessable request", "A value in the request cannot be stored.",
+                       "validation"), 422, {}
+    if isinstance(exc, DBAPIError) and _sqlstate(exc) == TOO_LARGE_TO_STORE:
+        log.warning("database refused a value as too large: %s", exc.orig)
+        return problem(422, "Unprocessable request", "A value in the request is too large to be stored.",
                        "validation"), 422, {}
     if isinstance(exc, RecursionError):  # a body nested too deeply for the JSON decoder or the schemas
         log.warning("request too deeply nested")

@@ -19,7 +19,8 @@ JSON_API = "/api/v1/"
 
 def init_app(app: Flask):
     """Wire flask-jwt-extended to our users and revocable refresh tokens; set the password hashing cost."""
-    accounts.configure_hashing(time_cost=app.config["ARGON2_TIME_COST"], memory_kib=app.config["ARGON2_MEMORY_KIB"])
+    accounts.configure_hashing(time_cost=app.config["ARGON2_TIME_COST"], memory_kib=app.config["ARGON2_MEMORY_KIB"],
+                               max_concurrent=app.config["ARGON2_MAX_CONCURRENT"], wait_s=app.config["ARGON2_WAIT_S"])
 
     @jwt.user_identity_loader
     def _identity(user):

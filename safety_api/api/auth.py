@@ -1,7 +1,7 @@
 """Accounts: register, login, refresh, logout (of one sign-in, or everywhere)."""
 from datetime import datetime, timezone
 
-from flask import current_app, request
+from flask import current_app
 from flask_jwt_extended import create_refresh_token, decode_token, get_jwt
 from flask_smorest import Blueprint
 from marshmallow import fields
@@ -15,7 +15,7 @@ from safety_api.api.schemas import (
     UserSchema,
 )
 from safety_api.extensions import db
-from safety_api.ratelimit import limiter
+from safety_api.ratelimit import client_address, limiter, password_limits
 from safety_api.security import access_token_for, me, require
 from safety_api.services import accounts
 
@@ -47,8 +47,10 @@ class AccessTokenSchema(StrictSchema):
 @blp.arguments(RegisterSchema())
 @blp.response(201, UserEnvelope)
 @blp.alt_response(409, response="CONFLICT")
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
 def register(body):
-    """Create a citizen account."""
+    """Create a citizen account (429 past the registrations allowed from one client address)."""
+    limiter().hit(current_app.config["REGISTER_LIMIT_PER_ADDRESS"], "register-addr", client_address())
     return {"user": accounts.register_citizen(db.session, **body)}
 
 
@@ -58,10 +60,7 @@ def register(body):
 @blp.alt_response(403, response="FORBIDDEN")
 def login(body):
     """Exchange phone and password for an access token and a refresh token (403: the account is suspended)."""
-    cfg = current_app.config
-    user = accounts.authenticate(db.session, limiter(), per_phone=cfg["LOGIN_LIMIT_PER_PHONE"],
-                                 per_address=cfg["LOGIN_LIMIT_PER_ADDRESS"], address=request.remote_addr or "-",
-                                 **body)
+    user = accounts.authenticate(db.session, limiter(), password_limits(), address=client_address(), **body)
     refresh = create_refresh_token(identity=user)
     claims = decode_token(refresh)
     accounts.remember_refresh_token(db.session, user=user, jti=claims["jti"],

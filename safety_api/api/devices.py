@@ -10,8 +10,13 @@ from safety_api.services import devices
 blp = Blueprint("devices", __name__, url_prefix="/api/v1/devices", description="Push devices")
 
 
+# FCM and APNs tokens are about 160 characters; a unique index's btree entry holds at most ~2.7 KB, so a longer
+# token would be refused by PostgreSQL rather than by us.
+TOKEN_MAX_LENGTH = 1024
+
+
 class DeviceSchema(StrictSchema):
-    token = fields.String(required=True, validate=validate.Length(8, 4096))
+    token = fields.String(required=True, validate=validate.Length(8, TOKEN_MAX_LENGTH))
     platform = fields.String(required=True, validate=validate.OneOf(["android", "ios", "web"]))
 
 

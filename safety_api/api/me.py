@@ -1,10 +1,10 @@
 """The signed-in user."""
-from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from safety_api.api.schemas import StrictSchema, UserSchema
 from safety_api.extensions import db
+from safety_api.ratelimit import client_address, limiter, password_limits
 from safety_api.security import me, require
 from safety_api.services import accounts, privacy
 
@@ -16,6 +16,7 @@ Pin = lambda **kw: fields.String(validate=validate.Regexp(r"^[0-9]{4,8}$", error
 class PinsSchema(StrictSchema):
     cancel_pin = Pin(required=True)
     duress_pin = Pin(required=True)
+    password = fields.String(required=True)  # judged, not validated: as at login
 
 
 @blp.get("")
@@ -42,10 +43,12 @@ def set_duty(body):
 @blp.put("/pins")
 @blp.arguments(PinsSchema())
 @blp.response(204)
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
 @require()
 def set_pins(body):
-    """Set the cancel PIN and the duress PIN (stored hashed)."""
-    accounts.set_pins(db.session, user=me(), **body)
+    """Set the cancel PIN and the duress PIN (stored hashed), confirmed with my password (401 when wrong)."""
+    accounts.change_pins(db.session, limiter(), password_limits(), user=me(), address=client_address(), **body)
 
 
 class DeleteSchema(StrictSchema):
@@ -74,8 +77,10 @@ def export():
 @blp.delete("")
 @blp.arguments(DeleteSchema())
 @blp.response(204)
+@blp.alt_response(409, response="CONFLICT")
 @require()
 def delete(body):
-    """Delete my account and data; incident records are kept without my details, as the law requires."""
-    privacy.delete_account(db.session, user=me(), password=body["password"],
-                           escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])
+    """Delete my account and data; incident records are kept without my details, as the law requires (409 for
+    staff, whose accounts an admin suspends; 429 past the password attempt limits, as for login)."""
+    privacy.delete_account(db.session, limiter(), password_limits(), user=me(), password=body["password"],
+                           address=client_address())

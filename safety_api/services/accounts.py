@@ -1,5 +1,7 @@
 """Accounts: registration, login, refresh tokens, staff creation, PINs."""
+import threading
 import uuid
+from contextlib import contextmanager
 from datetime import datetime
 
 from argon2 import PasswordHasher
@@ -9,36 +11,58 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.exc import IntegrityError
 
 from safety_api.clock import utcnow
-from safety_api.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from safety_api.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from safety_api.models import AccountEvent, District, PushDevice, RefreshToken, User
 from safety_api.models.accounts import DISTRICT_BOUND_ROLES, not_suspended, sign_in_ended
-from safety_api.ratelimit import AttemptLimiter
+from safety_api.ratelimit import AttemptLimiter, PasswordLimits
 from safety_api.realtime.open_sockets import close_sockets_of
 
 _hasher = PasswordHasher()
 # A hash to verify against when the phone is unknown, so a miss costs the same time as a hit.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
+# Each argon2id hash or check holds ARGON2_MEMORY_KIB (64 MiB) and a core for about a tenth of a second, and runs
+# whether the request then succeeds or not (a phone already taken, a wrong password). Uncapped, a burst of them
+# would take the memory and CPU of the process that also serves SOS; so a process runs a few at once, and a
+# request past them waits its turn briefly, then is told to retry (503).
+_slots, _slot_count, _slot_wait_s = threading.BoundedSemaphore(4), 4, 2.0
 
 
-def configure_hashing(*, time_cost: int, memory_kib: int):
-    """Set argon2id's cost (RFC 9106 defaults in production; cheaper in tests, which hash thousands)."""
-    global _hasher, _DUMMY_HASH
+def configure_hashing(*, time_cost: int, memory_kib: int, max_concurrent: int = 4, wait_s: float = 2.0):
+    """Set argon2id's cost (RFC 9106 defaults in production; cheaper in tests, which hash thousands) and how many
+    hashes a process runs at once."""
+    global _hasher, _DUMMY_HASH, _slots, _slot_count, _slot_wait_s
     if (_hasher.time_cost, _hasher.memory_cost) != (time_cost, memory_kib):
         _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
         _DUMMY_HASH = _hasher.hash("not-a-real-password")
+    if _slot_count != max_concurrent:
+        _slots, _slot_count = threading.BoundedSemaphore(max_concurrent), max_concurrent
+    _slot_wait_s = wait_s
+
+
+@contextmanager
+def _hashing_turn():
+    slots = _slots  # the one acquired is the one released, should configure_hashing replace it meanwhile
+    if not slots.acquire(timeout=_slot_wait_s):
+        raise Unavailable("Too many passwords are being checked at once; retry shortly.")
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def hash_secret(secret: str) -> str:
-    """Hash a password or PIN with argon2id."""
-    return _hasher.hash(secret)
+    """Hash a password or PIN with argon2id, in its turn."""
+    with _hashing_turn():
+        return _hasher.hash(secret)
 
 
 def verify_secret(stored: str | None, secret: str) -> bool:
-    """Check a secret against its hash, in constant-ish time even when none is stored."""
-    try:
-        return _hasher.verify(stored or _DUMMY_HASH, secret) and stored is not None
-    except (VerificationError, InvalidHashError):
-        return False
+    """Check a secret against its hash, in its turn, in constant-ish time even when none is stored."""
+    with _hashing_turn():
+        try:
+            return _hasher.verify(stored or _DUMMY_HASH, secret) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 def register_citizen(session, *, phone: str, password: str, name: str) -> User:
@@ -82,16 +106,35 @@ def _create_user(session, *, phone, password, name, role, district, created_by: 
     return user
 
 
-def authenticate(session, limiter: AttemptLimiter, *, per_phone: str, per_address: str,
+def authenticate(session, limiter: AttemptLimiter, limits: PasswordLimits, *,
                  phone: str, password: str, address: str) -> User:
-    """Return the user for valid credentials; every attempt counts against phone and address."""
-    limiter.hit(per_address, "login-addr", address)
-    limiter.hit(per_phone, "login-phone", phone)
+    """Return the user for valid credentials; the attempt counts as `check_password` says."""
     user = session.scalar(select(User).where(User.phone == phone))
-    if not verify_secret(user.password_hash if user else None, password):
+    if not check_password(limiter, limits, phone=phone, stored_hash=user.password_hash if user else None,
+                          password=password, address=address):
         raise Unauthorized("Wrong phone number or password.")
-    limiter.clear(per_phone, "login-phone", phone)
     return user  # a suspended person is refused when the sign-in is written (remember_refresh_token)
+
+
+def check_password(limiter: AttemptLimiter, limits: PasswordLimits, *, phone: str, stored_hash: str | None,
+                   password: str, address: str) -> bool:
+    """Whether `password` is the account's (`stored_hash` None: no account has this phone); RateLimited first
+    when a limit is full, whether the password is right or not, so that a refusal tells nothing of it.
+
+    Counting every attempt per phone alone let anyone keep any account locked out with a few requests a minute.
+    So the tight limit is per phone *and* client address: an attacker at their address is refused while the
+    owner, elsewhere, still gets in, and a success clears it. What bounds guessing spread over many addresses
+    is a looser per-phone limit that counts wrong passwords only, from anywhere: it is set above what one
+    address may try in its window, so that filling it, which locks the owner out too, takes many addresses at
+    full rate (and a phone already signed in stays signed in)."""
+    limiter.hit(limits.per_address, "password-addr", address)
+    limiter.hit(limits.per_phone_and_address, "password-phone-addr", phone, address)
+    limiter.check(limits.failures_per_phone, "password-failures", phone)
+    if not verify_secret(stored_hash, password):
+        limiter.hit(limits.failures_per_phone, "password-failures", phone)
+        return False
+    limiter.clear(limits.per_phone_and_address, "password-phone-addr", phone, address)
+    return True
 
 
 def record_account_event(session, person: User, kind: str, *, actor: User | None, **data):
@@ -181,6 +224,18 @@ def end_every_sign_in(session, user_id):
     session.execute(update(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
                     .values(revoked_at=utcnow()))
     session.execute(delete(PushDevice).where(PushDevice.user_id == user_id))
+
+
+def change_pins(session, limiter: AttemptLimiter, limits: PasswordLimits, *, user: User, password: str,
+                address: str, cancel_pin: str, duress_pin: str):
+    """Set new PINs once the account's password confirms it is the person: whoever holds their signed-in phone
+    could otherwise set a cancel PIN of their own, truly cancel the SOS and defeat the duress PIN. The password
+    is judged first and counted as a login is (not with the PIN attempts), so a refusal is the same whatever
+    PINs were sent and tells nothing of the PINs or of the PIN attempts."""
+    if not check_password(limiter, limits, phone=user.phone, stored_hash=user.password_hash, password=password,
+                          address=address):
+        raise Unauthorized("Confirm with your password to change the PINs.")
+    set_pins(session, user=user, cancel_pin=cancel_pin, duress_pin=duress_pin)
 
 
 def set_pins(session, *, user: User, cancel_pin: str, duress_pin: str):

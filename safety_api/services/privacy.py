@@ -1,20 +1,37 @@
 """A person's rights over their data: export everything, delete the account (keeping only what law requires)."""
 from sqlalchemy import text
 
-from safety_api.errors import Unauthorized
+from safety_api.errors import Conflict, Unauthorized
+from safety_api.models.accounts import STAFF_ROLES
+from safety_api.ratelimit import AttemptLimiter, PasswordLimits
 from safety_api.realtime.open_sockets import close_sockets_of
-from safety_api.services import escort, staff
-from safety_api.services.accounts import verify_secret
+from safety_api.services import escort
+from safety_api.services.accounts import check_password
 
-_AFTER_OPEN_DURESS = ("SELECT 1 FROM incidents d WHERE d.caller_id = :uid AND d.duress "
-                      "AND d.status NOT IN ('resolved', 'cancelled') AND {at} > d.caller_closed_at")
+# An incident of the person's cancelled with the duress PIN and still being worked, and what it alone brought
+# after the PIN (the phone's later fixes are stored for the operators; the operators read it): hidden from the
+# export until it is closed, since whoever forced the PIN may hold the phone. Nothing else is: a walk's fixes and
+# its guardians' reads go on after either PIN alike, so hiding them would tell the duress PIN from the cancel.
+_DURESS_OWN_AFTER_CLOSE = ("SELECT 1 FROM incidents d WHERE d.caller_id = :uid AND d.duress "
+                           "AND d.status NOT IN ('resolved', 'cancelled') AND ({of_it}) AND {at} > d.caller_closed_at")
+# Its own fixes, by when the server received them: after a cancel the same fixes are refused, whatever their `t`.
+_DURESS_FIX = _DURESS_OWN_AFTER_CLOSE.format(of_it="f.subject_kind = 'sos' AND f.subject_id = d.id",
+                                             at="f.received_at")
+# Its reads, and its operators' reads of the walk it escalated (they may read the walk because of it).
+_DURESS_READ = _DURESS_OWN_AFTER_CLOSE.format(
+    of_it="(l.subject_kind = 'sos' AND l.subject_id = d.id) OR (l.subject_kind = 'walk' AND l.subject_id = d.walk_id "
+          "AND EXISTS (SELECT 1 FROM users v WHERE v.id = l.viewer_id AND v.role IN ('operator', 'admin')))",
+    at="l.at")
 
 # (section, SQL selecting the person's rows as JSON); :uid is the person. Secrets never leave.
 EXPORT_QUERIES = {
     "account": "SELECT id, phone, name, role, district_code, on_duty, created_at, "
                "cancel_pin_hash IS NOT NULL AS has_pins FROM users WHERE id = :uid",
     "devices": "SELECT platform, created_at, last_seen_at FROM push_devices WHERE user_id = :uid",
-    "guardian_links": "SELECT id, protected_id, guardian_id, status, created_at, accepted_at FROM guardian_links "
+    # An invitation the person sent names the invitee only once accepted (as GET /guardians does): until then
+    # the invitee has not agreed to be known to them, and the number typed is all the inviter knew.
+    "guardian_links": "SELECT id, protected_id, CASE WHEN status = 'pending' AND protected_id = :uid THEN NULL "
+                      "ELSE guardian_id END AS guardian_id, status, created_at, accepted_at FROM guardian_links "
                       "WHERE protected_id = :uid OR guardian_id = :uid",
     # As the phone sees them (caller_view): after a duress PIN, cancelled at the PIN's moment.
     "incidents": "SELECT id, trigger, caller_status AS status, ST_AsGeoJSON(location)::json AS location, "
@@ -22,14 +39,11 @@ EXPORT_QUERIES = {
     "walks": "SELECT id, status, profile, started_at, expected_arrival, ended_at, route_properties FROM walks "
              "WHERE walker_id = :uid",
     "escort_bookings": "SELECT id, status, meet_at, created_at FROM escort_bookings WHERE citizen_id = :uid",
-    # While an incident cancelled with the duress PIN is still being worked, what followed the PIN (the fixes
-    # the phone went on sending, the operators' reads) stays out of the export: whoever forced the PIN may
-    # hold the phone. It appears once the incident is closed.
+    # What a duress incident brought after its PIN appears once the incident is closed (above).
     "location_fixes": "SELECT subject_kind, subject_id, lat, lon, accuracy_m, t FROM location_fixes f "
-                      "WHERE user_id = :uid AND NOT EXISTS (" + _AFTER_OPEN_DURESS.format(at="f.t") + ") ORDER BY t",
+                      "WHERE user_id = :uid AND NOT EXISTS (" + _DURESS_FIX + ") ORDER BY t",
     "location_reads": "SELECT viewer_id, subject_kind, subject_id, purpose, at FROM location_access_log l "
-                      "WHERE subject_user_id = :uid AND NOT EXISTS (" + _AFTER_OPEN_DURESS.format(at="l.at")
-                      + ") ORDER BY at",
+                      "WHERE subject_user_id = :uid AND NOT EXISTS (" + _DURESS_READ + ") ORDER BY at",
 }
 
 
@@ -42,16 +56,19 @@ def export(session, *, user) -> dict:
     return out
 
 
-def delete_account(session, *, user, password: str, escalate_after_s: float):
-    """Delete the person and their data; incident records stay, detached from the person, as evidence. Staff hand
-    their work back first, as when an admin suspends them: no alarm stays taken and no escort stays promised by
-    someone who is gone."""
-    if not verify_secret(user.password_hash, password):
+def delete_account(session, limiter: AttemptLimiter, limits: PasswordLimits, *, user, password: str, address: str):
+    """Delete the person and their data; incident records stay, detached from the person, as evidence. Staff
+    accounts are not deleted by their holder: the deletion would take their account's audit trail with it and
+    leave their acts in others' trails by no one (read as the command line's), so an admin suspends them."""
+    if user.role in STAFF_ROLES:
+        raise Conflict("Staff accounts are closed by an administrator, who suspends them: the record of what was "
+                       "done with the account stays.")
+    # Whoever holds a signed-in phone could guess the password here: counted as a login is.
+    if not check_password(limiter, limits, phone=user.phone, stored_hash=user.password_hash, password=password,
+                          address=address):
         raise Unauthorized("Confirm with your password to delete the account.")
     escort.cancel_for_account_deletion(session, citizen=user)  # the bookings' cascade would tell no one
     uid = {"uid": user.id}
-    user.on_duty = False
-    tell = staff.hand_back(session, user, district=user.district_code, escalate_after_s=escalate_after_s)
     # An incident's trail is evidence the law asks us to keep: keep the fixes, drop who sent them.
     session.execute(text("UPDATE location_fixes SET user_id = NULL WHERE user_id = :uid "
                          "AND incident_id IS NOT NULL"), uid)
@@ -62,7 +79,6 @@ def delete_account(session, *, user, password: str, escalate_after_s: float):
     # incidents.caller_id / incident_events.actor_id to NULL.
     session.execute(text("DELETE FROM users WHERE id = :uid"), uid)
     session.commit()
-    # An open socket authenticated once, at connect: without this it would keep receiving (an operator's
-    # incidents, a guardian's walks) after the person is gone.
+    # An open socket authenticated once, at connect: without this it would keep receiving (a guardian's walks,
+    # the person's own incidents) after the person is gone.
     close_sockets_of(uid["uid"])
-    tell()

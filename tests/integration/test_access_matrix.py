@@ -8,7 +8,9 @@ one of the pair once a booking has one. Rows for lists name the callers who must
 the answer. A new operation in the OpenAPI document fails the coverage test until it has a row.
 
 Guessing is rate-limited where it matters, and tested there: logins in
-test_accounts.py::test_login_is_rate_limited_per_phone and ::test_login_is_rate_limited_per_address, cancel PINs
+test_accounts.py::test_login_is_rate_limited_per_phone and ::test_login_is_rate_limited_per_address, the password
+that confirms new PINs in ::test_setting_pins_is_rate_limited_as_logins_are and a deletion in
+test_privacy.py::test_the_password_asked_to_delete_the_account_is_limited_as_logins_are, cancel PINs
 in test_sos.py::test_wrong_pins_are_refused_alike_and_rate_limited, guardian invites (which tell a registered phone
 from an unknown one) in test_devices_guardians.py::test_invites_are_rate_limited_per_inviter.
 """
@@ -91,9 +93,10 @@ ROWS = [
     Row("GET", "/api/v1/me", "401 200 200 200 200 200 200 200"),
     Row("GET", "/api/v1/me/export", "401 200 200 200 200 200 200 200", resource="incident",
         private=("other", "op", "op_far", "scout", "scout_far", "admin")),
-    Row("DELETE", "/api/v1/me", "401 204 204 204 204 204 204 204", body={"password": "correct-horse-1"}),
+    Row("DELETE", "/api/v1/me", "401 204 204 409 409 409 409 409", body={"password": "correct-horse-1"}),
     Row("PUT", "/api/v1/me/duty", "401 403 403 200 200 200 200 403", body={"on_duty": True}),
-    Row("PUT", "/api/v1/me/pins", "401 204 204 204 204 204 204 204", body={"cancel_pin": "1234", "duress_pin": "5678"}),
+    Row("PUT", "/api/v1/me/pins", "401 204 204 204 204 204 204 204",
+        body={"cancel_pin": "1234", "duress_pin": "5678", "password": "correct-horse-1"}),
     Row("POST", "/api/v1/admin/users", "401 403 403 403 403 403 403 201",
         body=lambda p, c, r: {"phone": fresh_phone(), "password": "long-enough-1", "name": "관제",
                               "role": "operator", "district": GWANAK}),

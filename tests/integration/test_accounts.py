@@ -7,14 +7,16 @@ from sqlalchemy import select, text
 
 from safety_api.errors import Unauthorized
 from safety_api.models import PushDevice, User
-from safety_api.services import devices
+from safety_api.services import accounts, devices
+from tests.conftest import another_app
 from tests.factories import PASSWORD, auth_header, create_user
 
 PROBLEM = "application/problem+json"
 
 
-def register(client, phone="010-1234-5678", password="s3cret-pass", name="김안심"):
-    return client.post("/api/v1/auth/register", json={"phone": phone, "password": password, "name": name})
+def register(client, phone="010-1234-5678", password="s3cret-pass", name="김안심", environ=None):
+    return client.post("/api/v1/auth/register", json={"phone": phone, "password": password, "name": name},
+                       environ_base=environ or {})
 
 
 def test_register_login_refresh_me(client):
@@ -48,6 +50,35 @@ def test_register_twice_is_409(client):
     assert again.status_code == 409 and again.content_type == PROBLEM
 
 
+def test_registration_is_rate_limited_per_client_address(client, app, monkeypatch):
+    """Each registration hashes a password with argon2id (64 MiB) and its 409 tells a registered phone."""
+    monkeypatch.setitem(app.config, "REGISTER_LIMIT_PER_ADDRESS", "3/hour")
+    here, elsewhere = {"REMOTE_ADDR": "203.0.113.7"}, {"REMOTE_ADDR": "198.51.100.20"}
+    answers = [register(client, phone, environ=here).status_code for phone in ("01012340001", "01012340002")]
+    assert answers + [register(client, "01012340001", environ=here).status_code] == [201, 201, 409]  # counted too
+    limited = register(client, "01012340003", environ=here)
+    assert limited.status_code == 429 and limited.content_type == PROBLEM and int(limited.headers["Retry-After"]) >= 1
+    assert register(client, "01012340003", environ=elsewhere).status_code == 201
+
+
+def test_password_hashing_past_the_process_cap_waits_its_turn_then_is_a_503_to_retry(client, monkeypatch):
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(accounts, "_slots", slots)
+    monkeypatch.setattr(accounts, "_slot_wait_s", 0.1)
+    assert slots.acquire()  # another request is hashing
+    try:
+        busy = register(client, "01012340001")
+        assert busy.status_code == 503 and busy.content_type == PROBLEM and busy.headers["Retry-After"] == "5"
+        login = client.post("/api/v1/auth/login", json={"phone": "01012340001", "password": "s3cret-pass"})
+        assert login.status_code == 503
+    finally:
+        slots.release()
+    monkeypatch.setattr(accounts, "_slot_wait_s", 5.0)
+    assert slots.acquire()
+    threading.Timer(0.2, slots.release).start()  # the other hash ends while this request waits
+    assert register(client, "01012340001").status_code == 201
+
+
 def test_wrong_password_is_401_problem(client):
     register(client)
     bad = client.post("/api/v1/auth/login", json={"phone": "01012345678", "password": "nope-nope"})
@@ -64,11 +95,73 @@ def test_login_is_rate_limited_per_phone(client):
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
 
 
+def login_from(client, address, password, phone="01012345678"):
+    return client.post("/api/v1/auth/login", json={"phone": phone, "password": password},
+                       environ_base={"REMOTE_ADDR": address}).status_code
+
+
+def test_an_attacker_hammering_an_account_is_refused_while_its_owner_elsewhere_logs_in(client):
+    register(client)
+    attacker, owner = "203.0.113.7", "198.51.100.20"
+    assert [login_from(client, attacker, "wrong-guess") for _ in range(6)] == [401] * 5 + [429]
+    assert login_from(client, owner, "s3cret-pass") == 200
+    assert [login_from(client, attacker, "wrong-guess") for _ in range(3)] == [429] * 3
+    assert login_from(client, owner, "s3cret-pass") == 200
+
+
+def test_the_owners_success_clears_the_count_at_their_address(client):
+    register(client)
+    assert [login_from(client, "198.51.100.20", "typo-typo") for _ in range(4)] == [401] * 4
+    assert login_from(client, "198.51.100.20", "s3cret-pass") == 200
+    assert [login_from(client, "198.51.100.20", "typo-typo") for _ in range(5)] == [401] * 5
+
+
+def test_wrong_passwords_spread_over_many_addresses_stay_bounded_per_phone(client, app, monkeypatch):
+    """Once the account's failures fill their limit every address is refused, the right password too: a 429
+    tells nothing of the password."""
+    monkeypatch.setitem(app.config, "LOGIN_FAILURE_LIMIT_PER_PHONE", "8/hour")
+    register(client)
+    answers = [login_from(client, f"203.0.113.{n}", "wrong-guess") for n in range(1, 5) for _ in range(2)]
+    assert answers == [401] * 8
+    assert login_from(client, "203.0.113.99", "wrong-guess") == 429
+    assert login_from(client, "198.51.100.20", "s3cret-pass") == 429
+
+
+def test_the_addresses_of_one_ipv6_subscriber_count_as_one(client, app, monkeypatch):
+    """A subscriber holds a whole /64: a fresh address from it is not a fresh client."""
+    monkeypatch.setitem(app.config, "LOGIN_LIMIT_PER_ADDRESS", "2/minute")
+    assert [login_from(client, f"2001:db8:1:2::{n}", "whatever-1", phone=f"0107777000{n}")
+            for n in range(1, 4)] == [401, 401, 429]
+    assert login_from(client, "2001:db8:1:3::1", "whatever-1", phone="01077770009") == 401
+
+
 def test_login_is_rate_limited_per_address(client, app):
     for i in range(30):
         client.post("/api/v1/auth/login", json={"phone": f"0109999{i:04d}", "password": "whatever-1"})
     assert client.post("/api/v1/auth/login",
                        json={"phone": "01099998888", "password": "whatever-1"}).status_code == 429
+
+
+def failed_logins_from(client, forwarded_for: str, count: int) -> list:
+    """Wrong passwords for as many unknown phones, through a proxy that says the client is `forwarded_for`."""
+    return [client.post("/api/v1/auth/login", json={"phone": f"0108888{i:04d}", "password": "whatever-1"},
+                        headers={"X-Forwarded-For": forwarded_for}).status_code for i in range(count)]
+
+
+def test_behind_one_trusted_proxy_each_forwarded_client_has_its_own_address_limit(db, redis_client):
+    with another_app(TRUSTED_PROXY_HOPS=1, LOGIN_LIMIT_PER_ADDRESS="2/minute") as proxied:
+        nginx = proxied.test_client()
+        assert failed_logins_from(nginx, "203.0.113.7", 3) == [401, 401, 429]
+        assert failed_logins_from(nginx, "198.51.100.20", 2) == [401, 401]  # another client, its own bucket
+        # Only the hop nginx appended counts: what the client wrote before it is not believed.
+        assert failed_logins_from(nginx, "198.51.100.99, 203.0.113.7", 1) == [429]
+
+
+def test_with_no_trusted_proxy_x_forwarded_for_is_ignored(client, app, monkeypatch):
+    assert app.config["TRUSTED_PROXY_HOPS"] == 0  # the default
+    monkeypatch.setitem(app.config, "LOGIN_LIMIT_PER_ADDRESS", "2/minute")
+    assert failed_logins_from(client, "203.0.113.7", 2) == [401, 401]
+    assert failed_logins_from(client, "198.51.100.20", 1) == [429]  # a client cannot pick a fresh address
 
 
 def test_logout_revokes_the_refresh_token(client):
@@ -204,11 +297,54 @@ def test_admin_user_validation_names_the_field(client, db, body, field):
     assert field in [e["field"] for e in answer.json["errors"]]
 
 
+def put_pins(client, user, cancel_pin="1234", duress_pin="9876", **extra):
+    return client.put("/api/v1/me/pins", headers=auth_header(user),
+                      json={"cancel_pin": cancel_pin, "duress_pin": duress_pin, **extra})
+
+
 def test_pins_are_stored_hashed_and_must_differ(client, db):
     user = create_user(db.session)
-    assert client.put("/api/v1/me/pins", headers=auth_header(user),
-                      json={"cancel_pin": "1234", "duress_pin": "1234"}).status_code == 422
-    assert client.put("/api/v1/me/pins", headers=auth_header(user),
-                      json={"cancel_pin": "1234", "duress_pin": "9876"}).status_code == 204
+    assert put_pins(client, user, "1234", "1234", password=PASSWORD).status_code == 422
+    assert put_pins(client, user, "1234", "9876", password=PASSWORD).status_code == 204
     db.session.refresh(user)
     assert user.cancel_pin_hash.startswith("$argon2") and "1234" not in user.cancel_pin_hash
+
+
+def test_setting_pins_needs_the_password(client, db):
+    """Whoever holds a victim's signed-in phone cannot set a cancel PIN of their own and truly cancel the SOS."""
+    user = create_user(db.session)
+    assert put_pins(client, user, "1111", "2222", password=PASSWORD).status_code == 204
+    missing = put_pins(client, user, "3333", "4444")
+    assert missing.status_code == 422 and [e["field"] for e in missing.json["errors"]] == ["password"]
+    wrong = put_pins(client, user, "3333", "4444", password="not-the-password")
+    assert wrong.status_code == 401 and wrong.content_type == PROBLEM
+    incident_id = client.post("/api/v1/sos", json={"lat": 37.4705, "lon": 126.9190},
+                              headers=auth_header(user)).json["incident"]["id"]
+    assert client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": "3333"},
+                       headers=auth_header(user)).status_code == 403  # the holder's PIN was never set
+    db.session.refresh(user)
+    assert accounts.verify_secret(user.cancel_pin_hash, "1111")
+
+
+def test_a_wrong_password_for_the_pins_tells_nothing_of_the_pins(client, db):
+    """The same answer whatever PINs are sent (the current ones, equal ones, new ones), and its limit is the
+    password's, not the PIN attempts'."""
+    user = create_user(db.session)
+    assert put_pins(client, user, "1111", "2222", password=PASSWORD).status_code == 204
+    answers = [put_pins(client, user, cancel, duress, password="not-the-password")
+               for cancel, duress in (("1111", "2222"), ("5555", "5555"), ("3333", "4444"))]
+    assert {(a.status_code, a.get_data(as_text=True)) for a in answers} == {
+        (401, answers[0].get_data(as_text=True))}
+    incident_id = client.post("/api/v1/sos", json={"lat": 37.4705, "lon": 126.9190},
+                              headers=auth_header(user)).json["incident"]["id"]
+    for pin in ("9999", "1111"):  # the cancel PIN attempts have their own count: these are its 1st and 2nd
+        assert client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": pin},
+                           headers=auth_header(user)).status_code == (403 if pin == "9999" else 200)
+
+
+def test_setting_pins_is_rate_limited_as_logins_are(client, db):
+    user = create_user(db.session)
+    answers = [put_pins(client, user, password="wrong-guess").status_code for _ in range(6)]
+    assert answers == [401] * 5 + [429]
+    limited = put_pins(client, user, password=PASSWORD)
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1

@@ -27,7 +27,7 @@ BODIES = {
     "register": ("POST", "/api/v1/auth/register", None,
                  {"phone": "010-5555-0001", "password": "long-enough-1", "name": "김안심"}),
     "login": ("POST", "/api/v1/auth/login", None, {"phone": CITIZEN_PHONE, "password": PASSWORD}),
-    "pins": ("PUT", "/api/v1/me/pins", "citizen", {"cancel_pin": "1234", "duress_pin": "5678"}),
+    "pins": ("PUT", "/api/v1/me/pins", "citizen", {"cancel_pin": "1234", "duress_pin": "5678", "password": PASSWORD}),
     "admin-users": ("POST", "/api/v1/admin/users", "admin", {
         "phone": "010-5555-0002", "password": PASSWORD, "name": "관제요원", "role": "operator",
         "district": GWANAK}),
@@ -35,8 +35,8 @@ BODIES = {
     "guardians": ("POST", "/api/v1/guardians", "citizen", {"phone": FRIEND_PHONE}),
 }
 VALID_STATUS = {"register": 201, "login": 200, "pins": 204, "admin-users": 201, "devices": 201, "guardians": 201}
-# Strings with no length limit accept a long value (login checks the password, it does not validate it).
-NO_LENGTH_LIMIT = {("login", "password"): 401}
+# Strings with no length limit accept a long value (a password is checked, not validated: a long one is wrong).
+NO_LENGTH_LIMIT = {("login", "password"): 401, ("pins", "password"): 401}
 DIGIT_FIELDS = {"phone": "010١٢٣٤٥٦٧٨", "cancel_pin": "١٢٣٤", "duress_pin": "٥٦٧٨"}
 
 

@@ -1,10 +1,13 @@
 """Push devices and guardian links over HTTP on the real database."""
+import secrets
 from types import SimpleNamespace
 
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
+from safety_api.errors import to_problem
 from safety_api.models import GuardianLink, PushDevice
 from safety_api.services import accounts, devices
 from tests.factories import auth_header, create_user
@@ -61,6 +64,25 @@ def test_a_token_moves_to_its_newest_owner(client, db, people):
     assert devices.tokens_of(db.session, [people.mina.id]) == []
     assert devices.tokens_of(db.session, [people.jun.id]) == [(str(people.jun.id), "fcm-token-aaaa-0001", "ios")]
     assert db.session.scalar(select(PushDevice.user_id)) == people.jun.id
+
+
+def test_a_token_over_1024_characters_is_422_naming_token(client, db, people):
+    assert register_device(client, people.mina, token="t" * 1024).status_code == 201
+    too_long = register_device(client, people.mina, token=secrets.token_urlsafe(2048)[:1025])
+    assert too_long.status_code == 422 and too_long.content_type == PROBLEM
+    assert [e["field"] for e in too_long.json["errors"]] == ["token"]
+
+
+def test_a_value_too_large_for_an_index_is_422_not_an_outage(db, people):
+    """PostgreSQL refuses a unique index entry over ~2.7 KB (SQLSTATE 54000, raised by psycopg as an
+    OperationalError): the request was at fault, the database is not away."""
+    db.session.add(PushDevice(user_id=people.mina.id, token=secrets.token_urlsafe(3000), platform="android"))
+    with pytest.raises(DBAPIError) as refused:
+        db.session.flush()
+    db.session.rollback()
+    assert refused.value.orig.sqlstate == "54000"
+    problem, status, headers = to_problem(refused.value)
+    assert status == 422 and headers == {} and "too large" in problem["detail"]
 
 
 def test_invite_accept_and_list_both_directions_with_names(client, people):

@@ -4,10 +4,12 @@ from datetime import timedelta
 from sqlalchemy import text
 
 from safety_api.clock import utcnow
+from safety_api.services import accounts
 from safety_api.services.escort_rules import policy_from_config
 from tests.factories import PASSWORD, auth_header, create_user
 
 IN_GWANAK = {"lat": 37.4705, "lon": 126.9190}
+WALK_TO = {"lat": 37.4650, "lon": 126.9260}
 
 
 def test_export_holds_my_account_incidents_and_positions_but_no_secrets(client, db):
@@ -36,6 +38,25 @@ def test_deleting_an_account_needs_the_password_and_keeps_incidents_detached(cli
         "FROM incidents i WHERE id = :i"), {"i": incident_id}).one()
     assert caller is None and fixes == 1
     assert client.get("/api/v1/me", headers=headers).status_code == 401
+
+
+def test_the_password_asked_to_delete_the_account_is_limited_as_logins_are(client, db, app, monkeypatch):
+    """Whoever holds a signed-in phone cannot guess the password here any faster than at login: the same
+    limits, and wrong passwords here count toward the account's failures there."""
+    monkeypatch.setitem(app.config, "LOGIN_FAILURE_LIMIT_PER_PHONE", "7/hour")
+    citizen = create_user(db.session)
+    headers = auth_header(citizen)
+
+    def delete_from(address, password):
+        return client.delete("/api/v1/me", json={"password": password}, headers=headers,
+                             environ_base={"REMOTE_ADDR": address}).status_code
+    assert [delete_from("203.0.113.7", "wrong-guess") for _ in range(6)] == [401] * 5 + [429]
+    assert [delete_from("203.0.113.8", "wrong-guess") for _ in range(3)] == [401, 401, 429]  # 7 failures in all
+    refused = client.post("/api/v1/auth/login", json={"phone": citizen.phone, "password": PASSWORD},
+                          environ_base={"REMOTE_ADDR": "198.51.100.20"})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert delete_from("198.51.100.20", PASSWORD) == 429
+    assert db.session.execute(text("SELECT count(*) FROM users WHERE id = :u"), {"u": citizen.id}).scalar() == 1
 
 
 def test_an_operator_reading_my_incident_is_in_my_access_log(client, db):
@@ -77,3 +98,62 @@ def test_a_scout_offered_a_booking_learns_neither_the_citizens_name_nor_where_th
         text = answer.get_data(as_text=True)
         assert answer.status_code == 200 and booked.json["id"] in text
         assert "귀가하는이" not in text and str(citizen.id) not in text and "37.4752" not in text
+
+
+def test_my_export_names_the_guardian_i_invited_only_once_they_accept(client, db):
+    inviter, invitee = create_user(db.session), create_user(db.session)
+    link_id = client.post("/api/v1/guardians", json={"phone": invitee.phone}, headers=auth_header(inviter)).json["id"]
+    pending = client.get("/api/v1/me/export", headers=auth_header(inviter)).json["guardian_links"]
+    assert [(link["id"], link["guardian_id"], link["status"]) for link in pending] == [(link_id, None, "pending")]
+    assert str(invitee.id) not in str(pending)
+    asked = client.get("/api/v1/me/export", headers=auth_header(invitee)).json["guardian_links"]
+    assert asked[0]["protected_id"] == str(inviter.id)  # the invited side sees who asks, to decide
+    client.post(f"/api/v1/guardians/{link_id}/accept", headers=auth_header(invitee))
+    accepted = client.get("/api/v1/me/export", headers=auth_header(inviter)).json["guardian_links"]
+    assert accepted[0]["guardian_id"] == str(invitee.id)
+
+
+def test_after_a_duress_pin_the_export_hides_only_what_that_incident_brought_until_it_is_closed(client, db):
+    """Walk fixes and a guardian's reads go on after either PIN, so they stay in the export; the duress
+    incident's own fixes received after the PIN (even one dated before it) and the operators' reads of it are
+    left out while it is worked, as after a cancel the fixes would have been refused."""
+    citizen, operator = create_user(db.session), create_user(db.session, role="operator")
+    accounts.set_pins(db.session, user=citizen, cancel_pin="1111", duress_pin="2222")
+    guardian = create_user(db.session, name="보호자")
+    link = client.post("/api/v1/guardians", json={"phone": guardian.phone}, headers=auth_header(citizen)).json
+    client.post(f"/api/v1/guardians/{link['id']}/accept", headers=auth_header(guardian))
+    walk_id = client.post("/api/v1/walks", headers=auth_header(citizen), json={
+        "from": IN_GWANAK, "to": WALK_TO, "guardian_ids": [str(guardian.id)]}).json["id"]
+    incident_id = client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(citizen)).json["incident"]["id"]
+    # As if the walk had escalated to it: its operators may then read the walk, because of the incident.
+    db.session.execute(text("UPDATE incidents SET walk_id = :w WHERE id = :i"), {"w": walk_id, "i": incident_id})
+    db.session.commit()
+
+    def send(kind, subject_id, seconds_ago, lat):
+        fix = {"lat": lat, "lon": IN_GWANAK["lon"], "accuracy_m": 5,
+               "t": (utcnow() - timedelta(seconds=seconds_ago)).isoformat()}
+        path = f"/api/v1/{'walks' if kind == 'walk' else 'sos'}/{subject_id}/fixes"
+        return client.post(path, json={"fixes": [fix]}, headers=auth_header(citizen)).status_code
+
+    assert send("sos", incident_id, 3, 37.4701) == 200
+    assert send("walk", walk_id, 3, 37.4702) == 200
+    assert client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": "2222"},
+                       headers=auth_header(citizen)).json == {"status": "cancelled"}
+    assert send("walk", walk_id, 0, 37.4703) == 200  # as after a cancel
+    assert send("sos", incident_id, 0, 37.4704) == 409  # refused to the phone, stored for the operators
+    assert send("sos", incident_id, 2, 37.4705) == 409  # dated before the PIN, received after it
+    assert client.get(f"/api/v1/walks/{walk_id}", headers=auth_header(guardian)).status_code == 200
+    assert client.get(f"/api/v1/incidents/{incident_id}", headers=auth_header(operator)).status_code == 200
+    assert client.get(f"/api/v1/walks/{walk_id}", headers=auth_header(operator)).status_code == 200
+
+    exported = client.get("/api/v1/me/export", headers=auth_header(citizen)).json
+    assert [(f["subject_kind"], f["lat"]) for f in exported["location_fixes"]] == [
+        ("sos", 37.4701), ("walk", 37.4702), ("walk", 37.4703)]
+    assert [(r["viewer_id"], r["purpose"]) for r in exported["location_reads"]] == [(str(guardian.id), "walk.read")]
+
+    assert client.post(f"/api/v1/incidents/{incident_id}/resolve", json={"outcome": "resolved"},
+                       headers=auth_header(operator)).status_code == 200
+    closed = client.get("/api/v1/me/export", headers=auth_header(citizen)).json
+    assert sorted(f["lat"] for f in closed["location_fixes"]) == [37.4701, 37.4702, 37.4703, 37.4704, 37.4705]
+    assert {(r["viewer_id"] == str(operator.id), r["purpose"]) for r in closed["location_reads"]} == {
+        (False, "walk.read"), (True, "incident.read"), (True, "walk.read"), (True, "incident.act")}

@@ -8,7 +8,7 @@ from sqlalchemy import select, text
 from safety_api.models import Delivery, Incident, IncidentEvent, Job, PushDevice
 from safety_api.services import incidents
 from safety_api.worker import Worker
-from tests.factories import auth_header, create_user
+from tests.factories import PASSWORD, auth_header, create_user
 
 IN_GWANAK = {"lat": 37.4705, "lon": 126.9190, "accuracy_m": 12}
 IN_GANGNAM = {"lat": 37.4979, "lon": 127.0276}
@@ -208,7 +208,7 @@ def test_operators_list_only_their_district(client, db):
 
 
 def set_pins(client, citizen):
-    assert client.put("/api/v1/me/pins", json={"cancel_pin": "1111", "duress_pin": "2222"},
+    assert client.put("/api/v1/me/pins", json={"cancel_pin": "1111", "duress_pin": "2222", "password": PASSWORD},
                       headers=auth_header(citizen)).status_code == 204
 
 

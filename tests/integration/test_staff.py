@@ -18,7 +18,7 @@ from safety_api.models import (
     User,
 )
 from safety_api.services import accounts, escort, escort_live
-from tests.factories import PASSWORD, auth_header, create_user
+from tests.factories import GWANAK, PASSWORD, auth_header, create_user, next_phone
 from tests.integration.test_escort import event_kinds, make_booking, post, run_job, scout, timer_jobs
 
 PROBLEM = "application/problem+json"
@@ -398,25 +398,28 @@ def test_an_acknowledgement_that_passed_its_gate_before_a_suspension_or_move_is_
     assert db.session.get(Incident, alarm["incident"]["id"]).status == "open"
 
 
-def test_staff_deleting_their_own_account_hand_their_work_back(app, client, db):
-    operator = on_duty(db, create_user(db.session, role="operator"))
+@pytest.mark.parametrize("role", ["operator", "scout", "admin"])
+def test_staff_cannot_delete_their_own_account_and_its_record_stays(client, db, role):
+    """Deleting would take the account's audit trail with it and leave its acts in others' trails by no one (read
+    as the command line's): staff accounts are suspended by an admin instead."""
+    admin = create_user(db.session, role="admin")
+    person = accounts.create_staff(db.session, phone=next_phone(), password=PASSWORD, name="탈퇴 시도", role=role,
+                                   district=None if role == "admin" else GWANAK, actor=admin)
     alarm = client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(create_user(db.session))).json
     assert client.post(f"/api/v1/incidents/{alarm['incident']['id']}/ack",
-                       headers=auth_header(operator)).status_code == 200
-    leaving, partner = scout(db, name="탈퇴"), scout(db, name="남는")
-    booking = make_booking(app, db, meet_at=utcnow() + timedelta(hours=2))
-    for person in (leaving, partner):
-        assert post(client, person, booking.id, "accept").status_code == 200
+                       headers=auth_header(admin)).status_code == 200
 
-    for person in (operator, leaving):
-        deleted = client.delete("/api/v1/me", headers=auth_header(person), json={"password": PASSWORD})
-        assert deleted.status_code == 204
+    for holder in (person, admin):
+        refused = client.delete("/api/v1/me", headers=auth_header(holder), json={"password": PASSWORD})
+        assert refused.status_code == 409 and refused.content_type == PROBLEM
+        assert "administrator" in refused.json["detail"]
 
     db.session.expire_all()
-    incident = db.session.get(Incident, alarm["incident"]["id"])
-    assert (incident.status, incident.acknowledged_by) == ("open", None)
-    reopened = db.session.get(EscortBooking, booking.id)
-    assert reopened.status == "requested" and [a.scout_id for a in reopened.assignments] == [partner.id]
+    assert db.session.get(User, person.id) is not None
+    assert [(e.kind, e.actor_id) for e in db.session.scalars(select(AccountEvent).where(
+        AccountEvent.user_id == person.id))] == [("created", admin.id)]
+    assert db.session.scalar(select(IncidentEvent.actor_id).where(IncidentEvent.kind == "acknowledged")) == admin.id
+    assert client.get("/api/v1/me", headers=auth_header(person)).status_code == 200
 
 
 def test_an_expired_sign_in_ends_its_access_tokens_too(client, db):
