@@ -95,16 +95,16 @@ def move(session, *, admin: User, user_id, district: str, reason: str, escalate_
 
 def _let_go(session, person: User, *, district: str | None, escalate_after_s: float) -> User:
     """Hand the person's work back, commit, close their sockets and tell."""
-    tell = hand_back(session, person, district=district, escalate_after_s=escalate_after_s)
+    tell = _hand_back(session, person, district=district, escalate_after_s=escalate_after_s)
     session.commit()
     close_sockets_of(person.id)
     tell()
     return person
 
 
-def hand_back(session, person: User, *, district: str | None, escalate_after_s: float):
-    """Give a staff member's work in `district` back to whoever is on shift there (suspended, moved, or deleting
-    their own account): an operator's or admin's acknowledged incidents, a scout's escorts still to come. In
+def _hand_back(session, person: User, *, district: str | None, escalate_after_s: float):
+    """Give a staff member's work in `district` back to whoever is on shift there (suspended, or moved away): an
+    operator's or admin's acknowledged incidents, a scout's escorts still to come. In
     the caller's transaction, the person already off shift or gone from it (flushed first, so that none of it
     is offered back to them); returns what to tell after the commit."""
     session.flush()
