@@ -55,6 +55,8 @@ class MonitorConfig:
     arrival_radius_m: float = 40.0
     arrival_min_fixes: int = 2
     arrival_accuracy_cap_m: float = 10.0
+    arrival_route_slack_m: float = 100.0
+    arrival_dwell_s: float = 60.0
     overdue_grace_s: float = 600.0
     deviation_snooze_s: float = 600.0
     signal_lost_s: float = 120.0
@@ -90,6 +92,7 @@ class MonitorState:
     best_progress_m: float = 0.0
     best_t: float | None = None
     near_count: int = 0
+    near_since: float | None = None
     raised: tuple = ()
     overdue_after: float | None = None
     signal_after: float | None = None
@@ -287,11 +290,20 @@ def _observe_late(state, fix, corridor, config):
 def _check_arrival(state, fix, here, corridor, config):
     # the accuracy circle may overlap the arrival circle, by a capped amount
     reach = config.arrival_radius_m + min(fix.accuracy_m, config.arrival_accuracy_cap_m)
-    near = state.near_count + 1 if here.to_end_m <= reach else 0
-    if near < config.arrival_min_fixes:
-        return {"near_count": near}, None
+    if here.to_end_m > reach:
+        return {"near_count": 0, "near_since": None}, None
+    near = state.near_count + 1
+    since = state.near_since if state.near_count else float(fix.t)
+    changes = {"near_count": near, "near_since": since}
+    # Near the door is arrival only at the end of the route, or when the walker stays: a route that passes by
+    # the destination and then goes round the block to its entrance must not end the walk half way. Staying
+    # covers a walker who cut across to the door away from the route.
+    at_route_end = corridor.length_m - state.anchor_m <= reach + config.arrival_route_slack_m
+    stayed = fix.t - since >= config.arrival_dwell_s
+    if near < config.arrival_min_fixes or not (at_route_end or stayed):
+        return changes, None
     detail = {"distance_m": round(here.to_end_m, 1)}
-    return {"near_count": near}, Alert(ARRIVED, float(fix.t), detail)
+    return changes, Alert(ARRIVED, float(fix.t), detail)
 
 
 def _check_deviation(state, fix, here, corridor, config):

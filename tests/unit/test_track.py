@@ -183,6 +183,32 @@ def test_an_excused_detour_is_asked_about_again_once_the_snooze_is_over():
     assert len(deviated) == 1 and deviated[0].t >= T0 + 50 + CONFIG.deviation_snooze_s
 
 
+def test_a_route_that_passes_by_the_door_before_going_round_the_block_does_not_arrive_half_way():
+    """East 300 m, north 45 m, back west 100 m to the entrance: the first leg passes 45 m from it."""
+    ox, oy = to_metres(*GWANAK)
+    lon, lat = to_lonlat([ox, ox + 300, ox + 300, ox + 200], [oy, oy, oy + 45, oy + 45])
+    corridor = RouteCorridor.from_coords(list(zip(lon, lat)))
+    along_first_leg = [fix_at(7 * k, 0.0, 5 * k, accuracy_m=8) for k in range(43)]  # 1.4 m/s, 0 to 294 m
+    state, alerts = feed(along_first_leg, corridor)
+    assert alerts == []
+    round_the_block = [fix_at(300, 7 * k, 215 + 5 * k, accuracy_m=8) for k in range(1, 7)]
+    round_the_block += [fix_at(300 - 7 * k, 45, 245 + 5 * k, accuracy_m=8) for k in range(1, 16)]
+    _, alerts = feed(round_the_block, corridor, state)
+    assert [a.kind for a in alerts] == ["arrived"] and alerts[0].t >= T0 + 245 + 5 * 8  # within ~50 m of the end
+
+
+def test_a_walker_who_cuts_across_to_the_door_still_arrives():
+    """East 400 m then north 300 m; the walker takes the diagonal from half way along the first leg."""
+    ox, oy = to_metres(*GWANAK)
+    lon, lat = to_lonlat([ox, ox + 400, ox + 400], [oy, oy, oy + 300])
+    corridor = RouteCorridor.from_coords(list(zip(lon, lat)))
+    walk = [fix_at(7 * k, 0.0, 5 * k, accuracy_m=8) for k in range(29)]  # to 196 m along the first leg
+    walk += [fix_at(196 + 6.8 * k, 10 * k, 145 + 5 * k, accuracy_m=8) for k in range(1, 34)]  # the diagonal
+    walk += [fix_at(400, 300, 315 + 5 * k, accuracy_m=8) for k in range(15)]  # at the door
+    _, alerts = feed(walk, corridor)
+    assert "arrived" in [a.kind for a in alerts]
+
+
 def test_inaccurate_fixes_widen_the_corridor_and_useless_ones_never_count():
     corridor = RouteCorridor.from_coords(straight_route())
     widened = [fix_at(50, 80.0, 5 * k, accuracy_m=45.0) for k in range(10)]
