@@ -135,6 +135,12 @@ def deliver(session, *, delivery_id: int, sender: PushSender):
         # Every try is spent and the last never reported back: its worker died mid-send (the push may have gone).
         _give_up(delivery, f"no outcome from the last of {MAX_ATTEMPTS} attempts (its worker stopped mid-send)")
         return
+    if delivery.status == "pending" and _superseded(session, delivery):
+        # The phone keeps one notification per collapse key: sent now, this older news (a retry that waited)
+        # would replace the newer one already there or on its way (a "confirmed" over a "cancelled").
+        delivery.status, delivery.updated_at = "withdrawn", utcnow()
+        delivery.last_error = "superseded by a newer push about the same subject to the same phone"
+        return
     message = PushMessage(**delivery.message)
     # A push lives for its time to live from when it was planned, not from each retry: an alert that waited
     # out an FCM outage must not pop up as "new" long after, and FCM (and APNs) drop it when the rest runs out.
@@ -156,6 +162,14 @@ def deliver(session, *, delivery_id: int, sender: PushSender):
     delivery.status = outcome.status
     if outcome.status == "dead":
         devices.forget_tokens(session, [delivery.token])
+
+
+def _superseded(session, delivery) -> bool:
+    collapse = delivery.message.get("collapse_key")
+    return collapse is not None and session.scalar(
+        select(Delivery.id).where(Delivery.subject == delivery.subject, Delivery.token == delivery.token,
+                                  Delivery.id > delivery.id, Delivery.status.in_(("pending", "sending", "delivered")),
+                                  Delivery.message["collapse_key"].astext == collapse).limit(1)) is not None
 
 
 def give_up(session, *, delivery_id: int, error: str):

@@ -603,3 +603,25 @@ def test_the_retention_purge_deletes_finished_jobs_past_their_time_and_is_queued
     worker.keep_retention_scheduled()
     worker.keep_retention_scheduled()  # a second worker starting asks for the same one
     assert db.session.scalar(select(func.count()).select_from(Job).where(Job.kind == "fixes.purge")) == 1
+
+
+def test_older_news_waiting_for_a_retry_is_not_sent_over_newer_news_to_the_same_phone(db, worker):
+    """An escort's `confirmed` waited out a failure while its `cancelled` went out: the phone keeps one
+    notification per booking, and must be left showing the cancellation."""
+    sender = Sender("delivered")
+    worker.handlers["push.deliver"] = push_with(sender)
+    scout = create_user(db.session, role="scout")
+    devices.register_device(db.session, user=scout, token="scout-phone", platform="android")
+    for body in ("confirmed", "cancelled"):
+        deliveries.plan(db.session, subject="escort:b-1", reason=f"escort.{body}", messages_by_user={
+            scout.id: [PushMessage(token="scout-phone", platform="android", body=body, collapse_key="escort-b-1")]})
+    deliveries.plan(db.session, subject="escort:b-2", reason="escort.confirmed", messages_by_user={
+        scout.id: [PushMessage(token="scout-phone", platform="android", collapse_key="escort-b-2")]})
+    db.session.commit()
+    while worker.run_once():
+        pass
+    db.session.expire_all()
+    states = [(d.reason, d.subject, d.status) for d in db.session.scalars(select(Delivery).order_by(Delivery.id))]
+    assert states == [("escort.confirmed", "escort:b-1", "withdrawn"), ("escort.cancelled", "escort:b-1", "delivered"),
+                      ("escort.confirmed", "escort:b-2", "delivered")]
+    assert sender.sent == 2
