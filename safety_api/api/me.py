@@ -61,7 +61,10 @@ class ExportSchema(StrictSchema):
     guardian_links = fields.List(fields.Dict())
     incidents = fields.List(fields.Dict())
     walks = fields.List(fields.Dict())
+    walk_alerts = fields.List(fields.Dict())
     escort_bookings = fields.List(fields.Dict())
+    escort_assignments = fields.List(fields.Dict())
+    bell_devices = fields.List(fields.Dict())
     location_fixes = fields.List(fields.Dict())
     location_reads = fields.List(fields.Dict())
 
@@ -70,7 +73,8 @@ class ExportSchema(StrictSchema):
 @blp.response(200, ExportSchema)
 @require()
 def export():
-    """Everything held about me: account, devices, links, incidents, walks, bookings, positions, who read them."""
+    """Everything held about me: account, devices, links, incidents, walks and their alerts, bookings, escorts,
+    bells, positions, who read them."""
     return privacy.export(db.session, user=me())
 
 

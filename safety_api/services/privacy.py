@@ -36,9 +36,19 @@ EXPORT_QUERIES = {
     # As the phone sees them (caller_view): after a duress PIN, cancelled at the PIN's moment.
     "incidents": "SELECT id, trigger, caller_status AS status, ST_AsGeoJSON(location)::json AS location, "
                  "accuracy_m, created_at, caller_closed_at AS closed_at FROM incidents WHERE caller_id = :uid",
-    "walks": "SELECT id, status, profile, started_at, expected_arrival, ended_at, route_properties FROM walks "
-             "WHERE walker_id = :uid",
-    "escort_bookings": "SELECT id, status, meet_at, created_at FROM escort_bookings WHERE citizen_id = :uid",
+    "walks": "SELECT id, status, profile, ST_AsGeoJSON(origin)::json AS origin, "
+             "ST_AsGeoJSON(destination)::json AS destination, ST_AsGeoJSON(route)::json AS route, route_properties, "
+             "started_at, expected_arrival, ended_at, escalated_at FROM walks WHERE walker_id = :uid",
+    "walk_alerts": "SELECT a.walk_id, a.kind, a.status, a.t, a.raised_at, a.checkin_by, a.settled_at "
+                   "FROM walk_alerts a JOIN walks w ON w.id = a.walk_id WHERE w.walker_id = :uid ORDER BY a.id",
+    "escort_bookings": "SELECT id, status, district_code, meeting_point_id, meet_at, "
+                       "ST_AsGeoJSON(destination)::json AS destination, created_at, started_at, finished_at "
+                       "FROM escort_bookings WHERE citizen_id = :uid",
+    # A scout's escorts: which bookings and when, not the citizens' destinations (theirs to export).
+    "escort_assignments": "SELECT booking_id, slot, accepted_at, released_at FROM escort_assignments "
+                          "WHERE scout_id = :uid",
+    "bell_devices": "SELECT id, name, key_prefix, ST_AsGeoJSON(location)::json AS location, created_at, revoked_at "
+                    "FROM bell_devices WHERE owner_id = :uid",
     # What a duress incident brought after its PIN appears once the incident is closed (above).
     "location_fixes": "SELECT subject_kind, subject_id, lat, lon, accuracy_m, t FROM location_fixes f "
                       "WHERE user_id = :uid AND NOT EXISTS (" + _DURESS_FIX + ") ORDER BY t",

@@ -24,6 +24,21 @@ def test_export_holds_my_account_incidents_and_positions_but_no_secrets(client, 
     assert "password" not in str(data) and "$argon2" not in str(data)
 
 
+def test_export_holds_my_walks_with_their_places_my_bookings_and_my_bells(client, db):
+    from safety_api.services import protection
+    citizen = create_user(db.session)
+    walk = client.post("/api/v1/walks", json={"from": IN_GWANAK, "to": WALK_TO},
+                       headers=auth_header(citizen)).json
+    protection.create_bell_device(db.session, name="가게 비상벨", lat=37.4705, lon=126.9190, owner_phone=citizen.phone)
+    data = client.get("/api/v1/me/export", headers=auth_header(citizen)).json
+    [exported] = data["walks"]
+    assert exported["id"] == walk["id"] and exported["destination"]["type"] == "Point"
+    assert exported["route"]["type"] == "LineString" and data["walk_alerts"] == []
+    assert [b["name"] for b in data["bell_devices"]] == ["가게 비상벨"]
+    assert "key_hash" not in str(data["bell_devices"])
+    assert data["escort_bookings"] == [] and data["escort_assignments"] == []
+
+
 def test_deleting_an_account_needs_the_password_and_keeps_incidents_detached(client, db):
     citizen = create_user(db.session)
     citizen_id, headers = citizen.id, auth_header(citizen)
