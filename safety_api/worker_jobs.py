@@ -1,4 +1,6 @@
 """The registry of job kinds the worker knows, each pointing at a service function."""
+from datetime import datetime
+
 from safety_api.services import deliveries, escort_live, incidents, walks
 
 
@@ -16,8 +18,10 @@ def _push_failed(session, payload, error):
 
 
 def _push_user(session, payload, worker):
+    planned = payload.get("planned_at")  # absent from jobs queued before it was written: they count from now
     deliveries.expand_user_push(session, user_ids=payload["user_ids"], title=payload["title"], body=payload["body"],
-                                data=payload.get("data", {}), on_shift_in=payload.get("on_shift_in"))
+                                data=payload.get("data", {}), on_shift_in=payload.get("on_shift_in"),
+                                planned_at=datetime.fromisoformat(planned) if planned else None)
 
 
 def _escalate(session, payload, worker):

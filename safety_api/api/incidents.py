@@ -3,7 +3,7 @@ from flask import current_app, request
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
-from safety_api.api.schemas import Latitude, Longitude, StrictSchema, links
+from safety_api.api.schemas import Latitude, Longitude, StrictSchema, Text, links
 from safety_api.clock import utcnow
 from safety_api.errors import Invalid
 from safety_api.extensions import db, redis_store
@@ -63,7 +63,7 @@ class ListQuery(StrictSchema):
 
 
 class DispatchSchema(StrictSchema):
-    agency = fields.String(required=True, validate=validate.Length(1, 80))
+    agency = Text(80, required=True)
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 

@@ -2,7 +2,7 @@
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
-from safety_api.api.schemas import Latitude, Longitude, Phone, StrictSchema, links
+from safety_api.api.schemas import Latitude, Longitude, Phone, StrictSchema, Text, links
 from safety_api.extensions import db
 from safety_api.security import me, require
 from safety_api.services import protection
@@ -11,8 +11,8 @@ blp = Blueprint("protection", __name__, url_prefix="/api/v1", description="Prote
 
 
 class ProtectSchema(StrictSchema):
-    agency = fields.String(required=True, validate=validate.Length(1, 120))
-    case_reference = fields.String(required=True, validate=validate.Length(1, 120))
+    agency = Text(120, required=True)
+    case_reference = Text(120, required=True)
     contact_phones = fields.List(Phone(), load_default=list, validate=validate.Length(max=10))
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
@@ -26,7 +26,7 @@ class ProtectedOut(StrictSchema):
 
 
 class BellIn(StrictSchema):
-    name = fields.String(required=True, validate=validate.Length(1, 120))
+    name = Text(120, required=True)
     lat = Latitude(required=True)
     lon = Longitude(required=True)
     owner_phone = Phone(load_default=None, allow_none=True)

@@ -76,7 +76,8 @@ class Delivery(db.Model):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        # withdrawn: the device left its recipient (signed out, handed on, dead) before the send; nothing was sent
+        # withdrawn: nothing was sent, because before the send the device left its recipient (signed out, handed
+        # on, dead), the recipient lost the right to it (services/audiences), or newer news superseded it
         db.CheckConstraint("status IN ('pending', 'sending', 'delivered', 'dead', 'failed', 'withdrawn')",
                            name="status"),
     )

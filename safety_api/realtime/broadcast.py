@@ -27,11 +27,6 @@ def to_district(code: str | None, event: str, payload) -> bool:
     return _emit(event, payload, namespace=events.CONTROL, room=rooms.district(code) if code else rooms.CENTRAL)
 
 
-def to_central(event: str, payload) -> bool:
-    """Admins of the central centre."""
-    return _emit(event, payload, namespace=events.CONTROL, room=rooms.CENTRAL)
-
-
 def to_user(user_id, event: str, payload) -> bool:
     """Every phone of one person."""
     return _emit(event, payload, namespace=events.MOBILE, room=rooms.user(user_id))

@@ -2,10 +2,11 @@
 import dataclasses
 import threading
 
-from sqlalchemy import bindparam, or_, select, text, update
+from sqlalchemy import bindparam, literal, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import DateTime
 
+from notifications.messages import INFO_TTL_S
 from notifications.push import (
     PushMessage,
     PushSender,
@@ -29,9 +30,10 @@ _senders: dict = {}
 _senders_lock = threading.Lock()
 
 
-def plan(session, *, subject: str, reason: str, messages_by_user: dict) -> int:
-    """Add a delivery row and a job for every message; the caller commits them with its change."""
-    return plan_many(session, subject=subject, messages={reason: messages_by_user})
+def plan(session, *, subject: str, reason: str, messages_by_user: dict, planned_at=None) -> int:
+    """Add a delivery row and a job for every message; the caller commits them with its change. `planned_at`:
+    when the change that owes the push happened, if earlier than now (a push.user job expanded later)."""
+    return plan_many(session, subject=subject, messages={reason: messages_by_user}, planned_at=planned_at)
 
 
 # Deliveries, a `push.deliver` job for each, and whatever other jobs the change owes: one statement whatever
@@ -39,8 +41,8 @@ def plan(session, *, subject: str, reason: str, messages_by_user: dict) -> int:
 # it runs inside the SOS request, before the operators are told.
 _PLAN = text("""
     WITH planned AS (
-        INSERT INTO deliveries (subject, reason, recipient_id, token, message)
-        SELECT :subject, reason, recipient_id, token, message
+        INSERT INTO deliveries (subject, reason, recipient_id, token, message, created_at)
+        SELECT :subject, reason, recipient_id, token, message, coalesce(:planned_at, now())
         FROM jsonb_to_recordset(:deliveries) AS d(reason text, recipient_id uuid, token text, message jsonb)
         RETURNING id)
     INSERT INTO jobs (kind, payload, run_at, dedupe_key, max_attempts)
@@ -53,10 +55,10 @@ _PLAN = text("""
     ON CONFLICT (dedupe_key) DO NOTHING
     RETURNING kind
 """).bindparams(bindparam("deliveries", type_=JSONB), bindparam("jobs", type_=JSONB),
-                bindparam("now", type_=DateTime(timezone=True)))
+                bindparam("now", type_=DateTime(timezone=True)), bindparam("planned_at", type_=DateTime(timezone=True)))
 
 
-def plan_many(session, *, subject: str, messages: dict, with_jobs: list = ()) -> int:
+def plan_many(session, *, subject: str, messages: dict, with_jobs: list = (), planned_at=None) -> int:
     """`plan` for several reasons at once ({reason: {user_id: [PushMessage]}}), plus any other jobs the caller
     owes in the same transaction (`with_jobs`: dicts of jobs.enqueue's arguments), in one statement."""
     rows = [{"reason": reason, "recipient_id": str(user_id), "token": message.token,
@@ -67,6 +69,7 @@ def plan_many(session, *, subject: str, messages: dict, with_jobs: list = ()) ->
         return 0
     other_jobs = [{**job, "run_at": job["run_at"].isoformat() if job.get("run_at") else None} for job in with_jobs]
     kinds = session.scalars(_PLAN, {"subject": subject, "deliveries": rows, "jobs": other_jobs, "now": utcnow(),
+                                    "planned_at": planned_at,
                                     "deliver_attempts": JOB_MAX_ATTEMPTS,
                                     "job_attempts": jobs.DEFAULT_MAX_ATTEMPTS}).all()
     return kinds.count("push.deliver")
@@ -146,7 +149,8 @@ def deliver(session, *, delivery_id: int, sender: PushSender):
     # out an FCM outage must not pop up as "new" long after, and FCM (and APNs) drop it when the rest runs out.
     left_s = int(message.ttl_s - (utcnow() - delivery.created_at).total_seconds())
     if left_s < 1:
-        _give_up(delivery, f"not sent within its time to live ({message.ttl_s} s); the app shows what it said")
+        _give_up(delivery, f"{'not sent' if delivery.status == 'pending' else 'no outcome of the send'} within "
+                           f"its time to live ({message.ttl_s} s); the app shows what it said")
         return
     delivery.status, delivery.attempts, delivery.updated_at = "sending", delivery.attempts + 1, utcnow()
     session.commit()  # a crash after this line is visible as 'sending' with its attempt count
@@ -165,10 +169,13 @@ def deliver(session, *, delivery_id: int, sender: PushSender):
 
 
 def _superseded(session, delivery) -> bool:
+    """Newer is by when the news happened (`created_at`, the planning time), then by id: a push.user job
+    expanded late by a busy worker must not pass for newer than what was planned after it."""
     collapse = delivery.message.get("collapse_key")
+    newer = tuple_(Delivery.created_at, Delivery.id) > tuple_(literal(delivery.created_at), literal(delivery.id))
     return collapse is not None and session.scalar(
-        select(Delivery.id).where(Delivery.subject == delivery.subject, Delivery.token == delivery.token,
-                                  Delivery.id > delivery.id, Delivery.status.in_(("pending", "sending", "delivered")),
+        select(Delivery.id).where(Delivery.subject == delivery.subject, Delivery.token == delivery.token, newer,
+                                  Delivery.status.in_(("pending", "sending", "delivered")),
                                   Delivery.message["collapse_key"].astext == collapse).limit(1)) is not None
 
 
@@ -193,7 +200,7 @@ def receipts(session, *, subject: str) -> list:
 
 
 def expand_user_push(session, *, user_ids, title: str, body: str, data: dict, urgency: str = "high",
-                     on_shift_in: str | None = None) -> int:
+                     on_shift_in: str | None = None, planned_at=None) -> int:
     """Turn a push addressed to people into one delivery per device they have now (the `push.user` job).
     `on_shift_in`: addressed to them as that district's staff on shift, so only those still are (as they are
     now, not when the push was planned)."""
@@ -203,8 +210,9 @@ def expand_user_push(session, *, user_ids, title: str, body: str, data: dict, ur
     subject = f"{data.get('type', 'notice')}:{data.get('id', '-')}"
     collapse = f"{data.get('type', 'notice')}-{data.get('id', '-')}"
     by_user = {user_id: [PushMessage(token=token, platform=platform, data={k: str(v) for k, v in data.items()},
-                                     title=title, body=body, urgency=urgency, collapse_key=collapse)
+                                     title=title, body=body, urgency=urgency, collapse_key=collapse,
+                                     ttl_s=INFO_TTL_S)
                          for token, platform in tokens]
                for user_id, tokens in tokens_by_user(session, user_ids).items()}
     return plan(session, subject=subject, reason=f"{data.get('type', 'notice')}.{data.get('event', 'update')}",
-                messages_by_user=by_user)
+                messages_by_user=by_user, planned_at=planned_at)

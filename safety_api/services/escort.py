@@ -239,8 +239,8 @@ def _change(session, booking, *, action, actor, now) -> list:
 
 
 def cancel_for_account_deletion(session, *, citizen: User, now: datetime | None = None):
-    """Before a citizen's account is deleted, cancel their bookings still to come as their own cancel would, commit
-    and tell; refuse (409) while an escort of theirs is under way.
+    """Before a citizen's account is deleted, cancel their bookings still requested or confirmed as their own
+    cancel would, commit and tell; refuse (409) while an escort of theirs is under way.
 
     The deletion takes the bookings with it (a cascade) and would tell no one: the scouts would go to the meeting
     point at night for a booking that no longer exists, and the district's console would lose it without a word.
@@ -428,6 +428,9 @@ def push(session, booking, event, user_ids, *, staff: bool = False):
         "user_ids": ids, "title": title, "body": body.format(time=seoul_time(meet_at)),
         "data": {"type": "escort", "id": str(booking.id), "event": event, "status": booking.status,
                  "meet_at": meet_at},
+        # When the news happened: its deliveries are made when a worker expands the job, perhaps after a
+        # later push's; newer-than and time to live count from here.
+        "planned_at": utcnow().isoformat(),
         **({"on_shift_in": booking.district_code} if staff else {})})
 
 

@@ -229,10 +229,8 @@ def escalate(session, *, incident_id) -> bool:
     if incident.district_code is not None:  # the central centre too
         _plan_staff_alert(session, incident, reason="escalated", district=None)
     session.flush()
-    view = operator_view(incident)
     # Emitted before the job's commit: a repeat after a crash re-emits, which viewers treat as an update.
-    broadcast.to_room(events.CONTROL, rooms.incident_operators(incident.district_code, escalated=True),
-                      events.INCIDENT_UPDATED, view)
+    _tell_operators(incident)
     return True
 
 
@@ -241,8 +239,8 @@ def cancel_with_pin(session, *, user, incident_id, pin: str, escalate_after_s: f
     incident = session.scalar(select(Incident).where(Incident.id == incident_id).with_for_update())
     check_caller(user, incident)
     # Check both hashes every time, so timing never tells which PIN was entered.
-    is_cancel = verify_secret(user.cancel_pin_hash, pin)
-    is_duress = verify_secret(user.duress_pin_hash, pin)
+    is_cancel = verify_secret(user.cancel_pin_hash, pin, in_turn=False)
+    is_duress = verify_secret(user.duress_pin_hash, pin, in_turn=False)
     if not (is_cancel or is_duress):
         session.rollback()
         raise Forbidden("Wrong PIN.")

@@ -61,12 +61,13 @@ _RETRY = text("""
 
 
 _BACKLOG = text("""
-    SELECT kind,
-           count(*) FILTER (WHERE status = 'pending' AND run_at <= now()) AS due,
-           coalesce(extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'pending' AND run_at <= now())),
-                    0) AS oldest_due_s,
-           count(*) FILTER (WHERE status = 'running') AS running
-    FROM jobs WHERE status IN ('pending', 'running')
+    SELECT kind, count(due_since) AS due, coalesce(extract(epoch FROM now() - min(due_since)), 0) AS oldest_due_s,
+           count(*) FILTER (WHERE status = 'running' AND due_since IS NULL) AS running
+    FROM (SELECT kind, status,
+                 CASE WHEN status = 'pending' AND run_at <= now() THEN run_at
+                      WHEN status = 'running' AND locked_until < now() THEN locked_until  -- its worker died
+                 END AS due_since
+          FROM jobs WHERE status IN ('pending', 'running')) j
     GROUP BY kind ORDER BY kind
 """)
 

@@ -38,8 +38,8 @@ EXPORT_QUERIES = {
                  "accuracy_m, created_at, caller_closed_at AS closed_at FROM incidents WHERE caller_id = :uid",
     "walks": "SELECT id, status, profile, ST_AsGeoJSON(origin)::json AS origin, "
              "ST_AsGeoJSON(destination)::json AS destination, ST_AsGeoJSON(route)::json AS route, route_properties, "
-             "started_at, expected_arrival, ended_at, escalated_at FROM walks WHERE walker_id = :uid",
-    "walk_alerts": "SELECT a.walk_id, a.kind, a.status, a.t, a.raised_at, a.checkin_by, a.settled_at "
+             "last_fix, started_at, expected_arrival, ended_at, escalated_at FROM walks WHERE walker_id = :uid",
+    "walk_alerts": "SELECT a.walk_id, a.kind, a.status, a.t, a.raised_at, a.checkin_by, a.settled_at, a.detail "
                    "FROM walk_alerts a JOIN walks w ON w.id = a.walk_id WHERE w.walker_id = :uid ORDER BY a.id",
     "escort_bookings": "SELECT id, status, district_code, meeting_point_id, meet_at, "
                        "ST_AsGeoJSON(destination)::json AS destination, created_at, started_at, finished_at "

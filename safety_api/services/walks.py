@@ -284,7 +284,7 @@ def _escalated_notices(session, walk: Walk, incident: Incident, reason: str) -> 
             "at": _iso(walk.escalated_at)}
     control = {**base, "district": incident.district_code, "route": route_feature(walk),
                "trail": trail_of(session, walk.id), "last_fix": walk.last_fix}
-    room = rooms.district(incident.district_code) if incident.district_code else rooms.CENTRAL
+    room = rooms.incident_operators(incident.district_code, escalated=incident.escalated_at is not None)
     return [Notice(events.WALK_ESCALATED, control, ((events.CONTROL, room),)),
             Notice(events.WALK_ESCALATED, base, walk_rooms(walk))]
 

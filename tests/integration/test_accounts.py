@@ -79,6 +79,26 @@ def test_password_hashing_past_the_process_cap_waits_its_turn_then_is_a_503_to_r
     assert register(client, "01012340001").status_code == 201
 
 
+def test_an_alarms_pins_never_wait_behind_a_flood_of_password_checks(client, db, monkeypatch):
+    """Every hashing turn is taken (a burst of logins): the duress PIN still reaches the operators."""
+    from safety_api.models import Incident
+    citizen = create_user(db.session)
+    headers = auth_header(citizen)
+    assert client.put("/api/v1/me/pins", json={"cancel_pin": "1111", "duress_pin": "2222", "password": PASSWORD},
+                      headers=headers).status_code == 204
+    incident_id = client.post("/api/v1/sos", json={"lat": 37.4705, "lon": 126.9190}, headers=headers).json[
+        "incident"]["id"]
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(accounts, "_slots", slots)
+    monkeypatch.setattr(accounts, "_slot_wait_s", 0.1)
+    assert slots.acquire()
+    try:
+        answer = client.post(f"/api/v1/sos/{incident_id}/cancel", json={"pin": "2222"}, headers=headers)
+    finally:
+        slots.release()
+    assert answer.status_code == 200 and db.session.get(Incident, incident_id).duress
+
+
 def test_wrong_password_is_401_problem(client):
     register(client)
     bad = client.post("/api/v1/auth/login", json={"phone": "01012345678", "password": "nope-nope"})

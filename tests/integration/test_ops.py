@@ -201,9 +201,15 @@ def test_metrics_show_the_job_backlog_by_kind(app, db):
     jobs.enqueue(db.session, kind="incident.escalate", payload={"incident_id": "x"},
                  run_at=utcnow() - timedelta(seconds=90))
     jobs.enqueue(db.session, kind="escort.reminder", payload={}, run_at=utcnow() + timedelta(hours=1))
+    jobs.enqueue(db.session, kind="push.deliver", payload={"delivery_id": 0}, dedupe_key="claimed-by-the-dead")
+    db.session.execute(text("UPDATE jobs SET status = 'running', locked_by = 'dead', "
+                            "locked_until = now() - interval '40 seconds' WHERE dedupe_key = 'claimed-by-the-dead'"))
     db.session.commit()
     scraped = app.test_client().get("/metrics").get_data(as_text=True)
     assert re.search(r'^jobs_due\{kind="incident.escalate"\} 1\.0$', scraped, re.M)
     waited = re.search(r'^jobs_oldest_due_seconds\{kind="incident.escalate"\} ([\d.]+)$', scraped, re.M)
     assert waited and 89 <= float(waited.group(1)) < 200
     assert re.search(r'^jobs_due\{kind="escort.reminder"\} 0\.0$', scraped, re.M)
+    # A claim whose worker died is due again from when its lease ran out, and is not "running".
+    assert re.search(r'^jobs_due\{kind="push.deliver"\} 1\.0$', scraped, re.M)
+    assert re.search(r'^jobs_running\{kind="push.deliver"\} 0\.0$', scraped, re.M)

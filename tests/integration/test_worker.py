@@ -625,3 +625,22 @@ def test_older_news_waiting_for_a_retry_is_not_sent_over_newer_news_to_the_same_
     assert states == [("escort.confirmed", "escort:b-1", "withdrawn"), ("escort.cancelled", "escort:b-1", "delivered"),
                       ("escort.confirmed", "escort:b-2", "delivered")]
     assert sender.sent == 2
+
+
+def test_news_expanded_late_by_a_busy_worker_is_still_older_news(db, worker):
+    """Escort pushes are expanded into deliveries when a worker runs their push.user job: a busy worker may
+    expand the `confirmed` after another expanded the later `cancelled`. Newer is by when the news happened."""
+    sender = Sender("delivered")
+    worker.handlers["push.deliver"] = push_with(sender)
+    scout = create_user(db.session, role="scout")
+    devices.register_device(db.session, user=scout, token="scout-phone", platform="android")
+    confirmed_at = utcnow() - timedelta(seconds=30)
+    for event, planned_at in (("cancelled", confirmed_at + timedelta(seconds=10)), ("confirmed", confirmed_at)):
+        deliveries.expand_user_push(db.session, user_ids=[scout.id], title=event, body=event, planned_at=planned_at,
+                                    data={"type": "escort", "id": "b-1", "event": event})
+    db.session.commit()
+    while worker.run_once():
+        pass
+    db.session.expire_all()
+    assert {d.reason: d.status for d in db.session.scalars(select(Delivery))} == {
+        "escort.cancelled": "delivered", "escort.confirmed": "withdrawn"}
