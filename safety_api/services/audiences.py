@@ -8,10 +8,10 @@ still stands where the push was planned for. Reasons not named here go to their 
 party's notice of their own escort, a walker's own prompt)."""
 import uuid
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from safety_api.models import EscortBooking, Incident, User, Walk
-from safety_api.models.accounts import not_suspended, on_shift
+from safety_api.models.accounts import on_shift
 
 
 def still_entitled(session, delivery) -> bool:
@@ -29,10 +29,11 @@ def still_entitled(session, delivery) -> bool:
 
 
 def _incident_staff(incident_id):
-    """An incident's alert: the operators on shift in its district, and admins (the central centre)."""
+    """An incident's alert: who is pushed it, as they stand now (the operators on shift in its district), and
+    the central centre (admins), which is pushed it once it is escalated."""
+    from safety_api.services.incidents import on_duty_staff
     district = select(Incident.district_code).where(Incident.id == incident_id).scalar_subquery()
-    return select(User.id).where(or_(and_(User.role == "admin", not_suspended()),
-                                     and_(User.role == "operator", on_shift(), User.district_code == district)))
+    return on_duty_staff(district).union(on_duty_staff(None))
 
 
 def _incident_watchers(incident_id):
