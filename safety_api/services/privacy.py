@@ -85,6 +85,16 @@ def delete_account(session, limiter: AttemptLimiter, limits: PasswordLimits, *, 
     session.execute(text("UPDATE incidents SET idempotency_key = NULL, last_fix = last_fix - 'accuracy_m' "
                          "WHERE caller_id = :uid"), uid)
     session.execute(text("DELETE FROM location_fixes WHERE user_id = :uid"), uid)
+    # Push receipts: those about the person's walks and bookings go with them; those about their incidents stay
+    # as the incidents do, without the text that names them; those they received keep no phone token.
+    session.execute(text("DELETE FROM deliveries WHERE subject IN (SELECT 'walk:' || id FROM walks "
+                         "WHERE walker_id = :uid UNION ALL SELECT 'escort:' || id FROM escort_bookings "
+                         "WHERE citizen_id = :uid)"), uid)
+    # (one still to be sent is an alarm's, and goes as written)
+    session.execute(text("UPDATE deliveries SET message = message - 'body' WHERE status NOT IN ('pending', 'sending') "
+                         "AND subject IN (SELECT 'incident:' || id FROM incidents WHERE caller_id = :uid)"), uid)
+    session.execute(text("UPDATE deliveries SET token = 'deleted', message = message - 'token' "
+                         "WHERE recipient_id = :uid"), uid)
     # users' foreign keys cascade to tokens, devices, guardian links, walks and bookings, and set
     # incidents.caller_id / incident_events.actor_id to NULL.
     session.execute(text("DELETE FROM users WHERE id = :uid"), uid)

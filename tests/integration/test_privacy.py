@@ -1,7 +1,7 @@
 """A person's data: export it all, delete the account, keep incident evidence without the person."""
 from datetime import timedelta
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from safety_api.clock import utcnow
 from safety_api.services import accounts
@@ -53,6 +53,33 @@ def test_deleting_an_account_needs_the_password_and_keeps_incidents_detached(cli
         "FROM incidents i WHERE id = :i"), {"i": incident_id}).one()
     assert caller is None and fixes == 1
     assert client.get("/api/v1/me", headers=headers).status_code == 401
+
+
+def test_deleting_an_account_leaves_no_name_or_phone_token_in_the_push_receipts(client, db):
+    from safety_api.models import Delivery, PushDevice
+    from safety_api.services import guardians
+    citizen, guardian = create_user(db.session, name="지워질이름"), create_user(db.session)
+    link = guardians.invite(db.session, protected=citizen, guardian_phone=guardian.phone)
+    guardians.accept(db.session, guardian=guardian, link_id=link.id)
+    db.session.add_all([PushDevice(user_id=guardian.id, token="guardian-phone", platform="android"),
+                        PushDevice(user_id=citizen.id, token="citizen-phone", platform="android")])
+    db.session.commit()
+    headers = auth_header(citizen)
+    client.post("/api/v1/sos", json=IN_GWANAK, headers=headers)
+    walk = client.post("/api/v1/walks", json={"from": IN_GWANAK, "to": WALK_TO, "guardian_ids": [str(guardian.id)]},
+                       headers=headers).json
+    db.session.execute(text("UPDATE deliveries SET status = 'delivered'"))
+    # ...and a push the citizen received as someone's guardian
+    other = create_user(db.session)
+    link = guardians.invite(db.session, protected=other, guardian_phone=citizen.phone)
+    guardians.accept(db.session, guardian=citizen, link_id=link.id)
+    client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(other))
+    assert client.delete("/api/v1/me", json={"password": PASSWORD}, headers=headers).status_code == 204
+    db.session.expire_all()
+    left = db.session.scalars(select(Delivery)).all()
+    assert not [d for d in left if d.subject == f"walk:{walk['id']}"]
+    assert left and "지워질이름" not in str([d.message for d in left])
+    assert "citizen-phone" not in str([(d.token, d.message) for d in left])
 
 
 def test_the_password_asked_to_delete_the_account_is_limited_as_logins_are(client, db, app, monkeypatch):
