@@ -19,11 +19,16 @@ def _bool(name, default):
     return os.environ.get(name, str(default)).lower() in ("1", "true", "yes", "on")
 
 
+# The key used when none is set: printed here, so anyone could sign tokens with it. `make run` sets random ones
+# (scripts/serve.sh) and docker-compose refuses to start without them; the app warns when it signs with this.
+DEVELOPMENT_SECRET = "dev-only-change-me-in-production-0123456789"
+
+
 class Config:
     """Settings with local defaults; every one can be overridden by an environment variable."""
 
     def __init__(self):
-        self.SECRET_KEY = _env("SECRET_KEY", "dev-only-change-me-in-production-0123456789")
+        self.SECRET_KEY = _env("SECRET_KEY", DEVELOPMENT_SECRET)
         self.SQLALCHEMY_DATABASE_URI = _env(
             "DATABASE_URL", "postgresql+psycopg://safety:safety@127.0.0.1:5432/safety")
         self.SQLALCHEMY_ENGINE_OPTIONS = {

@@ -1,10 +1,12 @@
 """Authentication: JWT callbacks, the current user, and the gate every request passes before its view reads it:
 who is calling (token and role, or a bell's device key), then whether its body is JSON at all."""
+import logging
 from functools import partial, wraps
 
 from flask import Flask, current_app, g, request
 from flask_jwt_extended import create_access_token, current_user, get_jwt, verify_jwt_in_request
 
+from safety_api.config import DEVELOPMENT_SECRET
 from safety_api.errors import Forbidden, UnsupportedMediaType
 from safety_api.extensions import db, jwt
 from safety_api.models import BellDevice, RefreshToken, User
@@ -24,6 +26,7 @@ def init_app(app: Flask):
 
     @jwt.user_identity_loader
     def _identity(user):
+        _warn_if_signing_with_the_development_key()
         return str(user.id) if isinstance(user, User) else str(user)
 
     @jwt.additional_claims_loader
@@ -126,6 +129,19 @@ def access_token_for(user: User, sign_in: str) -> str:
     """An access token of one sign-in: signing out of it refuses the token, closes the sockets it opened and
     forgets the push devices it registered."""
     return create_access_token(identity=user, additional_claims={SIGN_IN_CLAIM: sign_in})
+
+
+_warned = []
+
+
+def _warn_if_signing_with_the_development_key():
+    """Once per process, as the first token is signed (not when the command line builds the app to migrate)."""
+    if not _warned and not current_app.testing and DEVELOPMENT_SECRET in (
+            current_app.config["SECRET_KEY"], current_app.config["JWT_SECRET_KEY"]):
+        _warned.append(True)
+        logging.getLogger(__name__).warning(
+            "tokens are signed with the development key printed in safety_api/config.py: anyone can forge them. "
+            "Set SECRET_KEY and JWT_SECRET_KEY (make run does; docs/operations.md)")
 
 
 def sign_in_of_request() -> str | None:

@@ -368,3 +368,20 @@ def test_setting_pins_is_rate_limited_as_logins_are(client, db):
     assert answers == [401] * 5 + [429]
     limited = put_pins(client, user, password=PASSWORD)
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+
+
+def test_signing_a_token_with_the_development_key_is_warned_once_outside_tests(app, db, monkeypatch, caplog):
+    from safety_api import security
+    from safety_api.config import DEVELOPMENT_SECRET
+    monkeypatch.setattr(security, "_warned", [])
+    monkeypatch.setitem(app.config, "TESTING", False)
+    person = create_user(db.session)
+    monkeypatch.setitem(app.config, "SECRET_KEY", "another-long-random-key-of-the-deployment-0123456789")
+    with app.test_request_context():
+        monkeypatch.setitem(app.config, "JWT_SECRET_KEY", "a-long-random-key-of-the-deployment-0123456789")
+        security.access_token_for(person, sign_in="s")
+        assert "development key" not in caplog.text
+        monkeypatch.setitem(app.config, "JWT_SECRET_KEY", DEVELOPMENT_SECRET)
+        security.access_token_for(person, sign_in="s")
+        security.access_token_for(person, sign_in="s")
+    assert caplog.text.count("development key") == 1
