@@ -5,7 +5,7 @@ from safety_api.errors import Conflict, Unauthorized
 from safety_api.models.accounts import STAFF_ROLES
 from safety_api.ratelimit import AttemptLimiter, PasswordLimits
 from safety_api.realtime.open_sockets import close_sockets_of
-from safety_api.services import escort
+from safety_api.services import escort_departures
 from safety_api.services.accounts import check_password
 
 # An incident of the person's cancelled with the duress PIN and still being worked, and what it alone brought
@@ -77,7 +77,7 @@ def delete_account(session, limiter: AttemptLimiter, limits: PasswordLimits, *, 
     if not check_password(limiter, limits, phone=user.phone, stored_hash=user.password_hash, password=password,
                           address=address):
         raise Unauthorized("Confirm with your password to delete the account.")
-    escort.cancel_for_account_deletion(session, citizen=user)  # the bookings' cascade would tell no one
+    escort_departures.cancel_for_account_deletion(session, citizen=user)  # the bookings' cascade would tell no one
     uid = {"uid": user.id}
     # An incident's trail is evidence the law asks us to keep: keep the fixes, drop who sent them.
     session.execute(text("UPDATE location_fixes SET user_id = NULL WHERE user_id = :uid "

@@ -13,7 +13,7 @@ from safety_api.errors import Conflict, Invalid, NotFound
 from safety_api.models import AccountEvent, User
 from safety_api.models.accounts import DISTRICT_BOUND_ROLES, STAFF_ROLES
 from safety_api.realtime.open_sockets import close_sockets_of
-from safety_api.services import deliveries, escort, incidents
+from safety_api.services import deliveries, escort_departures, incidents
 from safety_api.services.accounts import check_district_exists, end_every_sign_in, record_account_event
 
 LIST_LIMIT = 1000  # far more staff than a city's control centres have
@@ -109,7 +109,7 @@ def _hand_back(session, person: User, *, district: str | None, escalate_after_s:
     is offered back to them); returns what to tell after the commit."""
     session.flush()
     if person.role == "scout":
-        return escort.withdraw_scout(session, person.id, district=district)
+        return escort_departures.withdraw_scout(session, person.id, district=district)
     if person.role in STAFF_ROLES:
         return incidents.release_taken_by(session, person, escalate_after_s=escalate_after_s)
     return lambda: None
