@@ -1,4 +1,5 @@
-"""Command line: `flask --app wsgi create-admin | load-demo | geo import KIND FILE | staff suspend|reinstate`."""
+"""Command line: `flask --app wsgi create-admin | load-demo | geo import KIND FILE | staff ...`, where `staff`
+suspends, reinstates or sets the password of a staff account."""
 import os
 
 import click
@@ -60,6 +61,36 @@ def staff_reinstate(phone, reason):
         return
     _in_service(staff.reinstate, admin=None, user_id=person.id, reason=_reason(reason))
     click.echo(f"{person.role} {person.phone} reinstated")
+
+
+@staff_cli.command("set-password")
+@click.option("--phone", required=True)
+@click.option("--reason", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="asked for when not given, so that it stays out of the shell's history")
+def staff_set_password(phone, reason, password):
+    """Give a staff account a new password, an admin's included (the only admin's forgotten one): its sign-ins
+    and shift end as at a suspension; the person logs in with the new password."""
+    import time
+
+    from safety_api.realtime.open_sockets import CLOSE_AGAIN_AFTER_S
+    from safety_api.services import staff
+    person = _staff_by_phone(phone)
+    _in_service(staff.set_password, admin=None, user_id=person.id, password=_password(password),
+                reason=_reason(reason), escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])
+    time.sleep(CLOSE_AGAIN_AFTER_S + 0.5)  # the sockets' second close runs on this process's timer (see suspend)
+    click.echo(f"{person.role} {person.phone}: new password set")
+
+
+def _password(password: str) -> str:
+    """The password as the API accepts it (8 to 128 characters), or a clean error."""
+    from marshmallow import ValidationError
+
+    from safety_api.api.schemas import Password
+    try:
+        return Password().deserialize(password)
+    except ValidationError:
+        raise click.BadParameter("give a password of 8 to 128 characters", param_hint="--password") from None
 
 
 def _reason(reason: str) -> str:

@@ -1,4 +1,4 @@
-"""Administration: staff accounts (create, find, read with their history, suspend, reinstate, move)."""
+"""Administration: staff accounts (create, find, read with their history, suspend, reinstate, move, new password)."""
 from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
@@ -41,7 +41,8 @@ class StaffEnvelope(StrictSchema):
 
 
 class AccountEventSchema(StrictSchema):
-    kind = fields.String(metadata={"description": "created, suspended, reinstated or moved"})
+    kind = fields.String(metadata={"description": "created, suspended, reinstated, moved, password_set (by an admin) "
+                                                  "or password_changed (by the person)"})
     actor = fields.String(attribute="actor_id", allow_none=True, metadata={"description": "The admin's id"})
     data = fields.Dict(metadata={"description": "reason; for a move, from and to"})
     at = fields.DateTime()
@@ -65,6 +66,11 @@ class ReasonSchema(StrictSchema):
     reason = Reason(required=True)
 
 
+class NewPasswordSchema(StrictSchema):
+    password = Password(required=True)
+    reason = Reason(required=True)
+
+
 class MoveSchema(StrictSchema):
     district = District(required=True)
     reason = Reason(required=True)
@@ -72,7 +78,7 @@ class MoveSchema(StrictSchema):
 
 _STAFF_LINKS = links(201, "/user/id", "user_id", "GET /api/v1/admin/users/{user_id}",
                      "POST /api/v1/admin/users/{user_id}/suspend", "POST /api/v1/admin/users/{user_id}/reinstate",
-                     "PATCH /api/v1/admin/users/{user_id}")
+                     "PATCH /api/v1/admin/users/{user_id}", "PUT /api/v1/admin/users/{user_id}/password")
 
 
 @blp.post("/users")
@@ -137,3 +143,16 @@ def move_user(body, user_id):
     escorts not yet under way, and their sockets reconnect to the new district's room."""
     return {"user": staff.move(db.session, admin=me(), user_id=user_id,
                                escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"], **body)}
+
+
+@blp.put("/users/<uuid:user_id>/password")
+@blp.arguments(NewPasswordSchema())
+@blp.response(200, StaffEnvelope)
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
+@require("admin")
+def set_password(body, user_id):
+    """Set a staff member's password (forgotten, or thought leaked; 409 for one's own): every sign-in of theirs
+    ends, their shift ends and their work is handed back as at a suspension; they log in with the new one."""
+    return {"user": staff.set_password(db.session, admin=me(), user_id=user_id,
+                                       escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"], **body)}

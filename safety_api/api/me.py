@@ -2,10 +2,10 @@
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
-from safety_api.api.schemas import StrictSchema, UserSchema
+from safety_api.api.schemas import Password, StrictSchema, UserSchema
 from safety_api.extensions import db
 from safety_api.ratelimit import client_address, limiter, password_limits
-from safety_api.security import me, require
+from safety_api.security import me, require, sign_in_of_request
 from safety_api.services import accounts, privacy
 
 blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="The signed-in user")
@@ -49,6 +49,25 @@ def set_duty(body):
 def set_pins(body):
     """Set the cancel PIN and the duress PIN (stored hashed), confirmed with my password (401 when wrong)."""
     accounts.change_pins(db.session, limiter(), password_limits(), user=me(), address=client_address(), **body)
+
+
+class PasswordChangeSchema(StrictSchema):
+    password = fields.String(required=True)  # the current one: judged, not validated, as at login
+    new_password = Password(required=True)
+
+
+@blp.put("/password")
+@blp.arguments(PasswordChangeSchema())
+@blp.response(204)
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(409, response="CONFLICT")
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
+@require()
+def change_password(body):
+    """Change my password, confirmed with the current one (401 when wrong); every other sign-in of mine ends,
+    as at logout-all, and this one goes on."""
+    accounts.change_password(db.session, limiter(), password_limits(), user=me(), address=client_address(),
+                             sign_in=sign_in_of_request(), **body)
 
 
 class DeleteSchema(StrictSchema):

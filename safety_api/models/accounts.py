@@ -9,7 +9,7 @@ from safety_api.extensions import db
 ROLES = ("citizen", "operator", "scout", "admin")
 STAFF_ROLES = ("operator", "scout", "admin")
 DISTRICT_BOUND_ROLES = ("operator", "scout")
-ACCOUNT_EVENTS = ("created", "suspended", "reinstated", "moved")
+ACCOUNT_EVENTS = ("created", "suspended", "reinstated", "moved", "password_set", "password_changed")
 
 
 def _uuid():
@@ -51,7 +51,8 @@ def on_shift():
 
 
 class AccountEvent(db.Model):
-    """The audit trail of what admins do to accounts: who created, suspended, reinstated or moved whom, and why."""
+    """The audit trail of what admins do to accounts: who created, suspended, reinstated or moved whom, or set their
+    password, and why; and the staff member's own password changes."""
 
     __tablename__ = "account_events"
     __table_args__ = (db.CheckConstraint(f"kind IN {ACCOUNT_EVENTS}", name="kind"),)

@@ -51,13 +51,14 @@ def forget(user_id, member_name: str):
         pass
 
 
-def close_sockets_of(user_id, sign_in: str | None = None):
+def close_sockets_of(user_id, sign_in: str | None = None, *, but: str | None = None):
     """Disconnect the open sockets of a person, on every api process: all of them (account deletion, signing
-    out everywhere), or those opened with one sign-in's access tokens (signing out)."""
+    out everywhere), those opened with one sign-in's access tokens (signing out), or all but those of one
+    sign-in (`but`: a password change, which keeps the phone that made it)."""
     key, server = _key(user_id), current_app.extensions["socketio_server"]
     try:
         closing = [name for name in redis_store.client.zrange(key, 0, -1)
-                   if sign_in is None or name.split(" ", 2)[2:] == [sign_in]]
+                   if (sign_in is None or _sign_in_of(name) == sign_in) and (but is None or _sign_in_of(name) != but)]
         _disconnect(server, closing)
         if closing:
             redis_store.client.zrem(key, *closing)
@@ -71,6 +72,11 @@ def close_sockets_of(user_id, sign_in: str | None = None):
         again = threading.Timer(CLOSE_AGAIN_AFTER_S, _disconnect_quietly, args=(server, closing))
         again.daemon = True
         again.start()
+
+
+def _sign_in_of(member_name: str) -> str | None:
+    parts = member_name.split(" ", 2)
+    return parts[2] if len(parts) == 3 else None
 
 
 def _disconnect(server, names):

@@ -148,10 +148,17 @@ def remember_refresh_token(session, *, user: User, jti: str, expires_at: datetim
     """Store an issued refresh token so it can be revoked. The person's row is held FOR SHARE meanwhile: a
     suspension (which locks it for update) either waits and then ends this sign-in too, or came first and the
     login is refused here (after the password was checked: a stranger does not learn of the suspension), so no
-    sign-in begun before a suspension comes back to life at reinstatement."""
-    if not hold_unsuspended(session, user.id):
+    sign-in begun before a suspension comes back to life at reinstatement. The same lock orders it with a password
+    change: a login that checked the old password just before the change is refused here, not left signed in
+    with a password its owner has just replaced."""
+    held = session.scalar(select(User.password_hash).where(User.id == user.id, not_suspended())
+                          .with_for_update(read=True))
+    if held is None:
         session.rollback()
         raise Forbidden("This account is suspended; ask an administrator of the service.")
+    if held != user.password_hash:  # changed since this login checked it: the old password no longer signs in
+        session.rollback()
+        raise Unauthorized("Wrong phone number or password.")
     session.add(RefreshToken(jti=jti, user_id=user.id, expires_at=expires_at))
     session.commit()
 
@@ -219,13 +226,46 @@ def sign_out_everywhere(session, *, user: User):
     close_sockets_of(user.id)
 
 
-def end_every_sign_in(session, user_id):
-    """Revoke every refresh token of the person and forget every push device, in the caller's transaction; the
-    caller commits, then closes the sockets (`close_sockets_of`). A device being registered meanwhile holds its
-    sign-in FOR SHARE (`devices.register_device`): the revocation waits for it, and the delete then sees it."""
-    session.execute(update(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-                    .values(revoked_at=utcnow()))
-    session.execute(delete(PushDevice).where(PushDevice.user_id == user_id))
+def end_every_sign_in(session, user_id, *, but: str | None = None):
+    """Revoke every refresh token of the person and forget every push device, in the caller's transaction, all but
+    those of the sign-in `but` if given; the caller commits, then closes the sockets (`close_sockets_of`). A device
+    being registered meanwhile holds its sign-in FOR SHARE (`devices.register_device`): the revocation waits for
+    it, and the delete then sees it."""
+    tokens = [RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None)]
+    devices = [PushDevice.user_id == user_id]
+    if but is not None:
+        tokens.append(RefreshToken.jti != but)
+        devices.append(PushDevice.sign_in.is_distinct_from(but))
+    session.execute(update(RefreshToken).where(*tokens).values(revoked_at=utcnow()))
+    session.execute(delete(PushDevice).where(*devices))
+
+
+def change_password(session, limiter: AttemptLimiter, limits: PasswordLimits, *, user: User, password: str,
+                    new_password: str, address: str, sign_in: str | None):
+    """Replace the person's password, confirmed with the current one (counted as a login is). Every other sign-in
+    ends, as at `logout-all`: a phone or console that a leaked password opened is closed, while the one making
+    the change stays signed in (all of them end when its token names no sign-in). A staff account's audit trail
+    records it."""
+    if not check_password(limiter, limits, phone=user.phone, stored_hash=user.password_hash, password=password,
+                          address=address):
+        raise Unauthorized("Confirm with your current password to change it.")
+    if new_password == password:
+        raise Invalid("The new password is the current one.",
+                      errors=[{"field": "new_password", "message": "Must differ from the current password."}])
+    new_hash = hash_secret(new_password)
+    # Only over the hash just checked: of two changes at once, the second finds it replaced. The row lock also
+    # orders this with logins in flight (remember_refresh_token).
+    changed = session.execute(update(User).where(User.id == user.id, User.password_hash == user.password_hash,
+                                                 not_suspended())
+                              .values(password_hash=new_hash).execution_options(synchronize_session=False))
+    if changed.rowcount != 1:
+        session.rollback()
+        raise Conflict("The password was changed or the account suspended meanwhile; sign in again.")
+    end_every_sign_in(session, user.id, but=sign_in)
+    if user.role != "citizen":
+        record_account_event(session, user, "password_changed", actor=user)
+    session.commit()
+    close_sockets_of(user.id, but=sign_in)
 
 
 def change_pins(session, limiter: AttemptLimiter, limits: PasswordLimits, *, user: User, password: str,

@@ -1,11 +1,13 @@
-"""Staff accounts as admins keep them: find, read with their history, suspend, reinstate, move to another district.
+"""Staff accounts as admins keep them: find, read with their history, suspend, reinstate, move to another district,
+set a new password.
 
 A suspension ends a person's access at once and everywhere (a departing operator, a scout under investigation):
 every sign-in ends, so refresh and access tokens are refused; every push device is forgotten; every socket is
 closed on every api process; the shift ends; the incidents they took but had not dispatched are open again and
 alerted again; a scout leaves the escorts still to come. Logging in is refused until an admin reinstates the
 account. Citizens' accounts are not kept here: a citizen's SOS must never be refused, and their account is theirs
-to delete (`privacy`)."""
+to delete (`privacy`). A password set by an admin (forgotten, or thought leaked) ends the person's sign-ins and
+shift and hands their work back as a suspension does, but leaves them free to log in with it."""
 from sqlalchemy import select
 
 from safety_api.clock import utcnow
@@ -14,7 +16,7 @@ from safety_api.models import AccountEvent, User
 from safety_api.models.accounts import DISTRICT_BOUND_ROLES, STAFF_ROLES
 from safety_api.realtime.open_sockets import close_sockets_of
 from safety_api.services import deliveries, escort_departures, incidents
-from safety_api.services.accounts import check_district_exists, end_every_sign_in, record_account_event
+from safety_api.services.accounts import check_district_exists, end_every_sign_in, hash_secret, record_account_event
 
 LIST_LIMIT = 1000  # far more staff than a city's control centres have
 HISTORY_LIMIT = 100
@@ -71,6 +73,22 @@ def reinstate(session, *, admin: User | None, user_id, reason: str) -> User:
     record_account_event(session, person, "reinstated", actor=admin, reason=reason)
     session.commit()
     return person
+
+
+def set_password(session, *, admin: User | None, user_id, password: str, reason: str,
+                 escalate_after_s: float) -> User:
+    """Give a staff member a new password (`admin` None: the deployment's command line). Whoever held the old one
+    is signed out everywhere, and the person's shift ends with their work handed back, since no phone or console
+    of theirs is signed in to receive it. Not one's own: `PUT /me/password` confirms with the current one."""
+    new_hash = hash_secret(password)  # before the row lock: argon2 takes a tenth of a second
+    person = _locked_staff(session, user_id)
+    if admin is not None and person.id == admin.id:
+        session.rollback()
+        raise Conflict("Change your own password with PUT /api/v1/me/password.")
+    person.password_hash, person.on_duty = new_hash, False
+    end_every_sign_in(session, person.id)
+    record_account_event(session, person, "password_set", actor=admin, reason=reason)
+    return _let_go(session, person, district=person.district_code, escalate_after_s=escalate_after_s)
 
 
 def move(session, *, admin: User, user_id, district: str, reason: str, escalate_after_s: float) -> User:

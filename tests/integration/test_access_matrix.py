@@ -9,7 +9,8 @@ the answer. A new operation in the OpenAPI document fails the coverage test unti
 
 Guessing is rate-limited where it matters, and tested there: logins in
 test_accounts.py::test_login_is_rate_limited_per_phone and ::test_login_is_rate_limited_per_address, the password
-that confirms new PINs in ::test_setting_pins_is_rate_limited_as_logins_are and a deletion in
+that confirms new PINs in ::test_setting_pins_is_rate_limited_as_logins_are, the current password that confirms a
+new one in ::test_a_password_change_is_rate_limited_as_logins_are, and a deletion in
 test_privacy.py::test_the_password_asked_to_delete_the_account_is_limited_as_logins_are, cancel PINs
 in test_sos.py::test_wrong_pins_are_refused_alike_and_rate_limited, guardian invites (which tell a registered phone
 from an unknown one) in test_devices_guardians.py::test_invites_are_rate_limited_per_inviter.
@@ -97,6 +98,8 @@ ROWS = [
     Row("PUT", "/api/v1/me/duty", "401 403 403 200 200 200 200 403", body={"on_duty": True}),
     Row("PUT", "/api/v1/me/pins", "401 204 204 204 204 204 204 204",
         body={"cancel_pin": "1234", "duress_pin": "5678", "password": "correct-horse-1"}),
+    Row("PUT", "/api/v1/me/password", "401 204 204 204 204 204 204 204",
+        body={"password": "correct-horse-1", "new_password": "another-horse-2"}),
     Row("POST", "/api/v1/admin/users", "401 403 403 403 403 403 403 201",
         body=lambda p, c, r: {"phone": fresh_phone(), "password": "long-enough-1", "name": "관제",
                               "role": "operator", "district": GWANAK}),
@@ -113,6 +116,10 @@ ROWS = [
         body={"reason": "점검"}),
     Row("PATCH", "/api/v1/admin/users/{user_id}", "401 403 403 403 403 403 403 200", resource="staff",
         body={"district": GANGNAM, "reason": "발령"}),
+    Row("PUT", "/api/v1/admin/users/{user_id}/password", "401 403 403 403 403 403 403 200", resource="staff",
+        body={"password": "another-horse-2", "reason": "분실"}),
+    Row("PUT", "/api/v1/admin/users/{user_id}/password", "401 403 403 403 403 403 403 404", resource="citizen",
+        body={"password": "another-horse-2", "reason": "분실"}, note="a citizen"),
     Row("POST", "/api/v1/devices", "401 201 201 201 201 201 201 201",
         body=lambda p, c, r: {"token": f"fcm-{c}-{fresh_phone()}", "platform": "android"}),
     # guardians: the link's guardian is `owner`, invited by a third person

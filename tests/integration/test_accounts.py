@@ -385,3 +385,85 @@ def test_signing_a_token_with_the_development_key_is_warned_once_outside_tests(a
         security.access_token_for(person, sign_in="s")
         security.access_token_for(person, sign_in="s")
     assert caplog.text.count("development key") == 1
+
+
+def change_password(client, headers, password="s3cret-pass", new_password="n3w-secret-pass", environ=None):
+    return client.put("/api/v1/me/password", json={"password": password, "new_password": new_password},
+                      headers=headers, environ_base=environ or {})
+
+
+def test_changing_the_password_ends_every_other_sign_in_and_keeps_this_one(client, db):
+    """After a leak: the phone that changes the password stays signed in; every other sign-in (a lost phone, the
+    thief's) ends with its push device, and only the new password signs in."""
+    register(client)
+    lost, this = sign_in(client), sign_in(client)
+    for phone, token in ((lost, "lost-phone-token"), (this, "this-phone-token")):
+        assert client.post("/api/v1/devices", headers=phone["access"],
+                           json={"token": token, "platform": "android"}).status_code == 201
+
+    assert change_password(client, this["access"]).status_code == 204
+
+    assert client.get("/api/v1/me", headers=lost["access"]).status_code == 401
+    assert client.post("/api/v1/auth/refresh", headers=lost["refresh"]).status_code == 401
+    assert client.get("/api/v1/me", headers=this["access"]).status_code == 200
+    assert client.post("/api/v1/auth/refresh", headers=this["refresh"]).status_code == 200
+    assert set(db.session.scalars(select(PushDevice.token))) == {"this-phone-token"}
+    old = client.post("/api/v1/auth/login", json={"phone": "01012345678", "password": "s3cret-pass"})
+    assert old.status_code == 401 and old.content_type == PROBLEM
+    assert sign_in(client, password="n3w-secret-pass")["access"]
+
+
+def test_a_token_naming_no_sign_in_changes_the_password_and_every_sign_in_ends(client, db):
+    user = create_user(db.session)
+    phone = sign_in(client, user.phone, PASSWORD)
+    assert change_password(client, auth_header(user), password=PASSWORD).status_code == 204
+    assert client.get("/api/v1/me", headers=phone["access"]).status_code == 401
+
+
+def test_a_password_change_names_what_is_wrong_and_a_wrong_current_password_tells_nothing(client):
+    register(client)
+    phone = sign_in(client)
+    missing = client.put("/api/v1/me/password", json={"new_password": "n3w-secret-pass"}, headers=phone["access"])
+    assert missing.status_code == 422 and [e["field"] for e in missing.json["errors"]] == ["password"]
+    short = change_password(client, phone["access"], new_password="short")
+    assert short.status_code == 422 and [e["field"] for e in short.json["errors"]] == ["new_password"]
+    same = change_password(client, phone["access"], new_password="s3cret-pass")
+    assert same.status_code == 422 and [e["field"] for e in same.json["errors"]] == ["new_password"]
+    wrong = [change_password(client, phone["access"], password="not-it-at-all", new_password=new)
+             for new in ("n3w-secret-pass", "not-it-at-all")]
+    assert {(a.status_code, a.get_data(as_text=True)) for a in wrong} == {(401, wrong[0].get_data(as_text=True))}
+    assert client.get("/api/v1/me", headers=phone["access"]).status_code == 200  # a wrong guess signs no one out
+    assert sign_in(client)["access"]  # and the password is unchanged
+
+
+def test_a_password_change_is_rate_limited_as_logins_are(client):
+    register(client)
+    phone = sign_in(client)
+    answers = [change_password(client, phone["access"], password="wrong-guess").status_code for _ in range(6)]
+    assert answers == [401] * 5 + [429]
+    limited = change_password(client, phone["access"])
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+
+
+def test_a_login_or_a_second_change_that_checked_the_old_password_just_before_a_change_is_refused(client, db):
+    """A login that checked the old password just before the change committed must not come back signed in with
+    it; of two changes that both checked the old password, the second is refused, not silently the winner."""
+    from datetime import datetime, timezone
+
+    from safety_api.errors import Conflict
+    from safety_api.ratelimit import limiter, password_limits
+    user = create_user(db.session)
+    stale = db.session.get(User, user.id)  # loaded before the change, as a login in flight holds it
+    assert accounts.verify_secret(stale.password_hash, PASSWORD)
+    db.session.expunge(stale)  # the test client shares this session: keep what was read before the change
+    assert change_password(client, auth_header(user), password=PASSWORD).status_code == 204
+
+    with pytest.raises(Unauthorized):
+        accounts.remember_refresh_token(db.session, user=stale, jti="late-login",
+                                        expires_at=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    with pytest.raises(Conflict):
+        accounts.change_password(db.session, limiter(), password_limits(), user=stale, password=PASSWORD,
+                                 new_password="third-secret-pass", address="192.0.2.1", sign_in=None)
+    db.session.expire_all()
+    assert accounts.verify_secret(db.session.get(User, user.id).password_hash, "n3w-secret-pass")
+    assert db.session.execute(text("SELECT count(*) FROM refresh_tokens")).scalar() == 0

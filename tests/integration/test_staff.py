@@ -503,3 +503,82 @@ def test_an_offer_expanded_just_before_its_scout_was_suspended_is_not_sent(app, 
     deliveries.deliver(db.session, delivery_id=planned.id, sender=Refuse())
     db.session.commit()
     assert db.session.get(Delivery, planned.id).status == "withdrawn"
+
+
+def set_password(client, admin, user_id, body):
+    return client.put(f"/api/v1/admin/users/{user_id}/password", headers=auth_header(admin), json=body)
+
+
+def test_an_admin_sets_a_staff_password_and_every_sign_in_shift_and_taken_incident_is_let_go(client, db):
+    """An operator forgot their password, or it is thought leaked: whoever holds the old one is out everywhere,
+    and the incidents the operator took go back to the district, since no console of theirs is signed in."""
+    admin = create_user(db.session, role="admin")
+    operator = on_duty(db, create_user(db.session, role="operator", name="잊은 관제요원"))
+    console = sign_in(client, operator)
+    assert client.post("/api/v1/devices", headers=console["access"],
+                       json={"token": "forgetful-console", "platform": "android"}).status_code == 201
+    taken = client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(create_user(db.session))).json
+    assert client.post(f"/api/v1/incidents/{taken['incident']['id']}/ack",
+                       headers=console["access"]).status_code == 200
+
+    answer = set_password(client, admin, operator.id, {"password": "brand-new-pass-1", "reason": "비밀번호 분실"})
+    assert answer.status_code == 200, answer.json
+    assert answer.json["user"]["on_duty"] is False and answer.json["user"]["suspended_at"] is None
+
+    assert client.get("/api/v1/me", headers=console["access"]).status_code == 401
+    assert client.post("/api/v1/auth/refresh", headers=console["refresh"]).status_code == 401
+    assert db.session.scalars(select(PushDevice)).all() == []
+    assert db.session.get(Incident, taken["incident"]["id"]).status == "open"
+    assert client.post("/api/v1/auth/login", json={"phone": operator.phone, "password": PASSWORD}).status_code == 401
+    assert client.post("/api/v1/auth/login",
+                       json={"phone": operator.phone, "password": "brand-new-pass-1"}).status_code == 200
+    trail = db.session.scalars(select(AccountEvent).where(AccountEvent.user_id == operator.id)
+                               .order_by(AccountEvent.id)).all()
+    assert [(e.kind, e.actor_id, e.data) for e in trail][-1] == ("password_set", admin.id, {"reason": "비밀번호 분실"})
+
+
+def test_a_staff_member_changing_their_own_password_is_in_their_trail(client, db):
+    operator = create_user(db.session, role="operator")
+    answer = client.put("/api/v1/me/password", headers=auth_header(operator),
+                        json={"password": PASSWORD, "new_password": "brand-new-pass-1"})
+    assert answer.status_code == 204
+    trail = db.session.scalars(select(AccountEvent).where(AccountEvent.user_id == operator.id)
+                               .order_by(AccountEvent.id)).all()
+    assert [(e.kind, e.actor_id) for e in trail] == [("created", None), ("password_changed", operator.id)]
+
+
+@pytest.mark.parametrize("target, body, status, field", [
+    ("self", {"password": "brand-new-pass-1", "reason": "분실"}, 409, None),
+    ("citizen", {"password": "brand-new-pass-1", "reason": "분실"}, 404, None),
+    ("operator", {"password": "short", "reason": "분실"}, 422, "password"),
+    ("operator", {"password": "brand-new-pass-1", "reason": "  "}, 422, "reason"),
+    ("operator", {"password": "brand-new-pass-1"}, 422, "reason"),
+])
+def test_setting_a_password_names_what_is_wrong(client, db, target, body, status, field):
+    admin = create_user(db.session, role="admin")
+    people = {"self": admin, "citizen": create_user(db.session), "operator": create_user(db.session, role="operator")}
+    answer = set_password(client, admin, people[target].id, body)
+    assert answer.status_code == status and answer.content_type == PROBLEM
+    if field:
+        assert [e["field"] for e in answer.json["errors"]] == [field]
+    assert client.post("/api/v1/auth/login", json={"phone": people[target].phone, "password": PASSWORD}
+                       ).status_code == 200  # nothing changed
+
+
+def test_the_deployment_sets_the_only_admins_forgotten_password_from_the_command_line(app, client, db):
+    admin = create_user(db.session, role="admin", phone="01077779999")
+    console = sign_in(client, admin)
+    runner = app.test_cli_runner()
+    short = runner.invoke(args=["staff", "set-password", "--phone", "01077779999", "--reason", "분실",
+                                "--password", "short"])
+    assert short.exit_code != 0 and "8 to 128" in short.output
+    done = runner.invoke(args=["staff", "set-password", "--phone", "010-7777-9999", "--reason", "분실"],
+                         input="brand-new-pass-1\nbrand-new-pass-1\n")
+    assert done.exit_code == 0, done.output
+    assert "brand-new-pass-1" not in done.output
+    assert client.get("/api/v1/me", headers=console["access"]).status_code == 401
+    assert client.post("/api/v1/auth/login",
+                       json={"phone": "01077779999", "password": "brand-new-pass-1"}).status_code == 200
+    trail = db.session.scalars(select(AccountEvent).where(AccountEvent.user_id == admin.id)
+                               .order_by(AccountEvent.id)).all()
+    assert [(e.kind, e.actor_id) for e in trail][-1] == ("password_set", None)

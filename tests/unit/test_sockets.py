@@ -276,6 +276,20 @@ def test_deleting_the_account_closes_its_open_sockets(app, client, db, app_socke
     assert not redis_client.exists(key) and redis_client.zcard(other_key) == 1
 
 
+def test_a_password_change_closes_the_sockets_of_every_other_sign_in_and_keeps_its_own(app, client, db, app_sockets,
+                                                                                       citizen):
+    from tests.factories import PASSWORD
+    signed_in = [client.post("/api/v1/auth/login", json={"phone": citizen.phone, "password": PASSWORD}).json
+                 for _ in range(2)]
+    this, lost = (app_sockets.test_client(app, namespace="/mobile", auth={"token": tokens["access_token"]})
+                  for tokens in signed_in)
+    answer = client.put("/api/v1/me/password", json={"password": PASSWORD, "new_password": "brand-new-pass-1"},
+                        headers={"Authorization": f"Bearer {signed_in[0]['access_token']}"})
+    assert answer.status_code == 204, answer.get_data(as_text=True)
+    assert this.is_connected("/mobile")
+    assert not lost.is_connected("/mobile")
+
+
 def test_the_record_of_open_sockets_is_bounded_and_expires(app, db, app_sockets, citizen):
     """A crashed process never reports its sockets gone: its sids must not pile up under the person."""
     from safety_api.realtime import open_sockets
