@@ -25,7 +25,9 @@ def _push_user(session, payload, worker):
 
 
 def _escalate(session, payload, worker):
-    incidents.escalate(session, incident_id=payload["incident_id"])
+    reason = payload.get("reason", incidents.NOT_TAKEN_IN_TIME)  # the timer of a district with nobody on shift
+    incidents.escalate(session, incident_id=payload["incident_id"],
+                       reason=reason if reason == incidents.NOBODY_ON_SHIFT else incidents.NOT_TAKEN_IN_TIME)
 
 
 HANDLERS = {

@@ -91,7 +91,8 @@ def logout():
 def logout_all():
     """Sign out everywhere (a lost or stolen phone): every sign-in of the person ends as in logout, every
     push device is forgotten, this sign-in's included; sign in again to go on."""
-    accounts.sign_out_everywhere(db.session, user=me())
+    accounts.sign_out_everywhere(db.session, user=me(),
+                                 escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])
 
 
 def _from_epoch(seconds):

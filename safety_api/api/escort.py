@@ -10,7 +10,7 @@ from safety_api.clock import utcnow
 from safety_api.extensions import db, redis_store
 from safety_api.models.escort import KINDS, STATES
 from safety_api.security import me, require
-from safety_api.services import accounts, escort, escort_live, meeting_points
+from safety_api.services import escort, escort_live, meeting_points, staff
 from safety_api.services.escort_views import booking_view, detail_view, meeting_point_view
 
 blp = Blueprint("escort", __name__, url_prefix="/api/v1/escort", description="Escort booking (안심귀가스카우트)")
@@ -243,4 +243,5 @@ def list_offers():
 @require("scout")
 def set_duty(body):
     """Start or end my shift; only scouts on duty are offered escorts and may accept them."""
-    return {"on_duty": accounts.set_duty(db.session, user=me(), on_duty=body["on_duty"])}
+    return {"on_duty": staff.set_duty(db.session, user=me(), on_duty=body["on_duty"],
+                                      escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])}

@@ -1,4 +1,5 @@
 """The signed-in user."""
+from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
@@ -6,7 +7,7 @@ from safety_api.api.schemas import Password, StrictSchema, UserSchema
 from safety_api.extensions import db
 from safety_api.ratelimit import client_address, limiter, password_limits
 from safety_api.security import me, require, sign_in_of_request
-from safety_api.services import accounts, privacy
+from safety_api.services import accounts, privacy, staff
 
 blp = Blueprint("me", __name__, url_prefix="/api/v1/me", description="The signed-in user")
 
@@ -37,7 +38,8 @@ class DutySchema(StrictSchema):
 @require("operator", "scout")
 def set_duty(body):
     """Start or end my shift (operators get SOS pushes, scouts get escort offers, only on duty)."""
-    return {"on_duty": accounts.set_duty(db.session, user=me(), on_duty=body["on_duty"])}
+    return {"on_duty": staff.set_duty(db.session, user=me(), on_duty=body["on_duty"],
+                                      escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])}
 
 
 @blp.put("/pins")

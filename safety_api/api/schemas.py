@@ -15,19 +15,31 @@ class StrictSchema(Schema):
         ordered = True
 
     @pre_load
-    def refuse_nul(self, data, **_kwargs):
-        """Name the fields holding a NUL character, which PostgreSQL cannot store in text."""
+    def refuse_unstorable_text(self, data, **_kwargs):
+        """Name the fields holding text that PostgreSQL cannot store and argon2 cannot hash: a NUL character, or a
+        lone UTF-16 surrogate (valid JSON, "\\ud800", but no UTF-8 encodes it). Nested values are searched too."""
         if isinstance(data, Mapping):
-            bad = {key: ["Must not contain NUL characters."] for key in data if _has_nul(data.get(key))}
+            bad = {key: ["Must not contain NUL characters or unpaired surrogates."]
+                   for key in data if _unstorable(data.get(key))}
             if bad:
                 raise ValidationError(bad)
         return data
 
 
-def _has_nul(value) -> bool:
+def _unstorable(value, depth: int = 0) -> bool:
     if isinstance(value, str):
-        return "\x00" in value
-    return isinstance(value, list) and any(isinstance(v, str) and "\x00" in v for v in value)
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if depth > 8:  # deeper than any body of ours: the fields' own validation refuses it
+        return False
+    if isinstance(value, Mapping):
+        return any(_unstorable(k, depth + 1) or _unstorable(v, depth + 1) for k, v in value.items())
+    return isinstance(value, list) and any(_unstorable(v, depth + 1) for v in value)
 
 
 class Phone(fields.String):

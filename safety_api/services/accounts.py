@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable
 from safety_api.models import AccountEvent, District, PushDevice, RefreshToken, User
-from safety_api.models.accounts import DISTRICT_BOUND_ROLES, not_suspended, sign_in_ended
+from safety_api.models.accounts import DISTRICT_BOUND_ROLES, STAFF_ROLES, not_suspended, sign_in_ended
 from safety_api.ratelimit import AttemptLimiter, PasswordLimits
 from safety_api.realtime.open_sockets import close_sockets_of
 
@@ -218,12 +218,19 @@ def sign_out(session, *, user: User, sign_in: str):
     close_sockets_of(user.id, sign_in=sign_in)
 
 
-def sign_out_everywhere(session, *, user: User):
+def sign_out_everywhere(session, *, user: User, escalate_after_s: float):
     """End every sign-in of the person (a lost phone): every refresh token revoked, every push device forgotten,
-    every socket closed. Whoever asks signs in again, here too."""
+    every socket closed. Whoever asks signs in again, here too. Staff leave their shift with it: with nothing
+    signed in they would receive nothing, while counting as on shift and holding what they took."""
     end_every_sign_in(session, user.id)
+    tell = lambda: None  # noqa: E731
+    if user.role in STAFF_ROLES:
+        from safety_api.services import staff  # staff -> incidents -> accounts: imported when used
+        session.execute(update(User).where(User.id == user.id).values(on_duty=False))
+        tell = staff.end_shift(session, user, escalate_after_s=escalate_after_s)
     session.commit()
     close_sockets_of(user.id)
+    tell()
 
 
 def end_every_sign_in(session, user_id, *, but: str | None = None):
@@ -293,17 +300,3 @@ def set_pins(session, *, user: User, cancel_pin: str, duress_pin: str):
 def get_user_by_phone(session, phone: str) -> User | None:
     """Look a user up by normalised phone."""
     return session.scalar(select(User).where(User.phone == phone))
-
-
-def set_duty(session, *, user: User, on_duty: bool) -> bool:
-    """Start or end a shift (not while suspended: a request that passed its gate just before the suspension
-    committed is refused here)."""
-    switched = session.execute(update(User).where(User.id == user.id, not_suspended())
-                               .values(on_duty=on_duty)).rowcount
-    if switched and not on_duty:  # off shift: what they were to get as staff on shift is not theirs any more
-        from safety_api.services import deliveries  # deliveries -> devices -> accounts: imported when used
-        deliveries.withdraw_staff_pushes(session, recipient_id=user.id)
-    session.commit()
-    if not switched:
-        raise Unauthorized("This account is suspended or gone.")
-    return on_duty

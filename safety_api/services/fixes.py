@@ -20,9 +20,11 @@ class Fix:
     lon: float
     accuracy_m: float | None
     t: datetime
+    source: str | None = None  # set on points the server stamped with its own clock ("raise", "retry")
 
     def as_dict(self) -> dict:
-        return {"lat": self.lat, "lon": self.lon, "accuracy_m": self.accuracy_m, "t": self.t.isoformat()}
+        point = {"lat": self.lat, "lon": self.lon, "accuracy_m": self.accuracy_m, "t": self.t.isoformat()}
+        return {**point, "source": self.source} if self.source else point
 
 
 def validate(raw_fixes, *, now: datetime) -> tuple[list[Fix], list[dict]]:
@@ -87,10 +89,14 @@ def _time(value, now) -> datetime | None:
     return None
 
 
-# Set the live position only if it is newer than the one there: atomic, unlike GET then SET.
+# Set the live position only if it is newer than the one there: atomic, unlike GET then SET. A point the server
+# stamped with its own clock (`source`) gives way to the phone's next fix, whose clock may be behind.
 LIVE_IF_NEWER = """
 local current = redis.call('GET', KEYS[1])
-if current and cjson.decode(current)['t'] >= ARGV[2] then return 0 end
+if current then
+  local held = cjson.decode(current)
+  if held['t'] >= ARGV[2] and not held['source'] then return 0 end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 return 1
 """

@@ -1,4 +1,5 @@
 """SOS incidents after they are raised (raising: `sos_raise`): operator workflow, escalation, cancel and duress."""
+import logging
 from datetime import timedelta
 
 from sqlalchemy import (
@@ -15,7 +16,7 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from notifications import messages
 from safety_api.clock import utcnow
-from safety_api.errors import Conflict, Forbidden
+from safety_api.errors import Conflict, Forbidden, Unavailable
 from safety_api.models import Incident, IncidentEvent, User
 from safety_api.models.accounts import not_suspended, on_shift
 from safety_api.models.incidents import PRIORITY_RANK
@@ -25,7 +26,12 @@ from safety_api.services import access_log, deliveries, jobs
 from safety_api.services.accounts import verify_secret
 from safety_api.services.incident_views import caller_view, operator_view
 
+log = logging.getLogger(__name__)
+
 CLOSED = ("resolved", "cancelled")
+# Why an incident went to the central centre (its "escalated" event says which).
+NOT_TAKEN_IN_TIME = "not acknowledged in time"
+NOBODY_ON_SHIFT = "nobody on shift in the district"
 
 
 def max_priority(a: str, b: str) -> str:
@@ -102,10 +108,12 @@ def acknowledge(session, *, user, incident_id) -> Incident:
     incident = get_for_operator(session, user=user, incident_id=incident_id)
     _hold_operator(session, user, incident)
     # The first acknowledgement's time stays: the caller's view was frozen against it (a duress incident can be
-    # reopened and taken again).
+    # reopened and taken again). It is read from the database's clock once the row is ours, as a PIN's time is
+    # (`_lock_for_caller`): an acknowledgement that waited for a duress PIN's commit is later than it, so the
+    # phone reads "not acknowledged" exactly as it would after the cancel PIN, which the same wait refuses.
     won = session.execute(update(Incident).where(Incident.id == incident.id, Incident.status == "open")
                           .values(status="acknowledged", acknowledged_by=user.id,
-                                  acknowledged_at=func.coalesce(Incident.acknowledged_at, func.now()))
+                                  acknowledged_at=func.coalesce(Incident.acknowledged_at, func.clock_timestamp()))
                           .returning(Incident.id)).first()
     if won is None:
         session.rollback()
@@ -135,7 +143,9 @@ def dispatch(session, *, user, incident_id, agency: str, note: str | None) -> In
     """Record that help was sent (police, fire, ...)."""
     incident = _lock_open(session, user=user, incident_id=incident_id)
     if incident.status == "open":
-        incident.acknowledged_by, incident.acknowledged_at = user.id, incident.acknowledged_at or utcnow()
+        incident.acknowledged_by = user.id
+        if incident.acknowledged_at is None:  # the database's clock, as at an acknowledgement
+            incident.acknowledged_at = func.clock_timestamp()
     incident.status, incident.dispatched_agency = "dispatched", agency
     add_event(session, incident, "dispatched", actor=user, agency=agency, note=note)
     _log_reads(session, user, [incident], purpose="incident.act")
@@ -155,8 +165,12 @@ def resolve(session, *, user, incident_id, outcome: str, note: str | None) -> In
 
 
 def _lock_open(session, *, user, incident_id) -> Incident:
-    incident = session.scalar(select(Incident).where(Incident.id == incident_id).with_for_update())
-    check_operate_incident(user, incident)
+    """The incident locked for an operator's act, the operator held first as for an acknowledgement (in the
+    order a suspension locks: the person, then their incidents)."""
+    incident = get_for_operator(session, user=user, incident_id=incident_id)
+    _hold_operator(session, user, incident)
+    incident = session.scalar(select(Incident).where(Incident.id == incident_id).with_for_update()
+                              .execution_options(populate_existing=True))
     if incident.status in CLOSED:
         session.rollback()
         raise Conflict(f"The incident is already {incident.status}.")
@@ -218,13 +232,13 @@ def _tell_operators(incident: Incident):
                       events.INCIDENT_UPDATED, operator_view(incident))
 
 
-def escalate(session, *, incident_id) -> bool:
+def escalate(session, *, incident_id, reason: str = NOT_TAKEN_IN_TIME) -> bool:
     """The durable timer: still unacknowledged, so tell the central centre and push again. Fires once."""
     incident = session.scalar(select(Incident).where(Incident.id == incident_id).with_for_update())
     if incident is None or incident.status != "open" or incident.escalated_at is not None:
         return False
     incident.escalated_at, incident.priority = utcnow(), max_priority(incident.priority, "high")
-    add_event(session, incident, "escalated", reason="not acknowledged in time")
+    add_event(session, incident, "escalated", reason=reason)
     _plan_staff_alert(session, incident, reason="escalated")
     if incident.district_code is not None:  # the central centre too
         _plan_staff_alert(session, incident, reason="escalated", district=None)
@@ -236,28 +250,17 @@ def escalate(session, *, incident_id) -> bool:
 
 def cancel_with_pin(session, *, user, incident_id, pin: str, escalate_after_s: float) -> dict:
     """Cancel PIN cancels; duress PIN looks exactly the same to the phone but alerts operators."""
-    incident = session.scalar(select(Incident).where(Incident.id == incident_id).with_for_update())
-    check_caller(user, incident)
-    # Check both hashes every time, so timing never tells which PIN was entered.
+    check_caller(user, session.get(Incident, incident_id))
+    # Both hashes every time, so timing never tells which PIN was entered; before the row lock, which the
+    # operators' acts and the location writer wait on.
     is_cancel = verify_secret(user.cancel_pin_hash, pin, in_turn=False)
     is_duress = verify_secret(user.duress_pin_hash, pin, in_turn=False)
     if not (is_cancel or is_duress):
         session.rollback()
         raise Forbidden("Wrong PIN.")
-    now = utcnow()
+    incident, now = _lock_for_caller(session, incident_id)
     if is_duress and not incident.duress:
-        # What the phone shows changes exactly as the cancel PIN would change it (below); the rest is for the
-        # operators: critical, alerted, and open again if it had been closed.
-        closes_now = incident.caller_closed_at is None
-        if closes_now:
-            incident.caller_status, incident.caller_closed_at = "cancelled", now
-        incident.duress, incident.priority = True, "critical"
-        if incident.status in CLOSED:  # to be taken again: first on the list, acknowledged by nobody
-            incident.status, incident.outcome, incident.closed_at, incident.acknowledged_by = "open", None, None, None
-            add_event(session, incident, "reopened", actor=user, reason="duress")
-        add_event(session, incident, "duress", actor=user)
-        _alert_again(session, incident, reason="duress", escalate_after_s=escalate_after_s, now=now)
-        _commit_and_tell(session, incident, tell_caller=closes_now)
+        _record_duress(session, incident, user=user, now=now, escalate_after_s=escalate_after_s)
     elif is_cancel and incident.caller_closed_at is None and incident.status not in CLOSED:
         incident.status, incident.caller_status, incident.closed_at = "cancelled", "cancelled", now
         incident.caller_closed_at, incident.outcome = now, "cancelled_by_user"
@@ -266,6 +269,55 @@ def cancel_with_pin(session, *, user, incident_id, pin: str, escalate_after_s: f
     else:  # cancelled already (or duress already recorded): the same answer, nothing new
         session.rollback()
     return {"status": "cancelled"}
+
+
+def heed_duress(session, *, user, incident_id, pin: str, escalate_after_s: float):
+    """A PIN that the phone is refused for (its attempt limit is full, or the limiter is unreachable) is still
+    checked against the duress PIN, and a match alerts the operators: whoever holds the phone may have filled
+    the limit with wrong guesses, and the victim's duress PIN must never be lost to it. The phone gets the
+    refusal any PIN gets, so nothing tells the PINs apart and no guess is confirmed. Only the duress hash is
+    checked, in the process's argon2 turn: past the limit a flood of attempts must not take the process."""
+    incident = session.get(Incident, incident_id)
+    if incident is None or incident.caller_id != user.id or incident.duress:
+        session.rollback()
+        return
+    try:
+        matched = verify_secret(user.duress_pin_hash, pin)
+    except Unavailable:
+        log.warning("a refused PIN for incident %s was not checked against the duress PIN: no argon2 turn",
+                    incident_id)
+        matched = False
+    if not matched:
+        session.rollback()
+        return
+    incident, now = _lock_for_caller(session, incident_id)
+    if incident.duress:
+        session.rollback()
+        return
+    _record_duress(session, incident, user=user, now=now, escalate_after_s=escalate_after_s)
+
+
+def _lock_for_caller(session, incident_id) -> tuple[Incident, object]:
+    """The incident locked for a PIN, and the database's clock once it is: the time the phone's view closes,
+    comparable with an acknowledgement's (which takes the same clock after the same lock)."""
+    row = session.execute(select(Incident, func.clock_timestamp()).where(Incident.id == incident_id)
+                          .with_for_update(of=Incident).execution_options(populate_existing=True)).one()
+    return row[0], row[1]
+
+
+def _record_duress(session, incident: Incident, *, user, now, escalate_after_s: float):
+    """What the phone shows changes exactly as the cancel PIN would change it; the rest is for the operators:
+    critical, alerted, and open again if it had been closed."""
+    closes_now = incident.caller_closed_at is None
+    if closes_now:
+        incident.caller_status, incident.caller_closed_at = "cancelled", now
+    incident.duress, incident.priority = True, "critical"
+    if incident.status in CLOSED:  # to be taken again: first on the list, acknowledged by nobody
+        incident.status, incident.outcome, incident.closed_at, incident.acknowledged_by = "open", None, None, None
+        add_event(session, incident, "reopened", actor=user, reason="duress")
+    add_event(session, incident, "duress", actor=user)
+    _alert_again(session, incident, reason="duress", escalate_after_s=escalate_after_s, now=now)
+    _commit_and_tell(session, incident, tell_caller=closes_now)
 
 
 def get_for_caller(session, *, user, incident_id) -> Incident:

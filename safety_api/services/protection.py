@@ -17,10 +17,13 @@ KEY_PREFIX = "bell_"
 def protect(session, *, actor: User, user_id, agency: str, case_reference: str, contact_phones: list,
             note: str | None) -> ProtectedPerson:
     """Mark a citizen as under protection (or update it); their SOS gets priority and the agency is told."""
-    person = session.get(User, user_id)
+    # The person's row locked first: two operators setting up the same protection at once take turns, and the
+    # second finds the first's record (and needs the right to change it) instead of colliding on its key.
+    person = session.scalar(select(User).where(User.id == user_id).with_for_update(key_share=True))
     if person is None or person.role != "citizen":
+        session.rollback()
         raise NotFound("No such citizen.")
-    record = session.get(ProtectedPerson, person.id)
+    record = session.get(ProtectedPerson, person.id, populate_existing=True)
     if record is None:
         record = ProtectedPerson(user_id=person.id, created_by=actor.id, district_code=actor.district_code)
     else:

@@ -8,11 +8,14 @@ import shapely
 from sqlalchemy import text
 
 from geo.graph import StreetGraph
+from geo.projection import haversine_m
 from geo.routing import OffNetwork, RouteEngine, RoutingError, Unreachable
 from safety_api.clock import to_seoul
 from safety_api.errors import Invalid, Unavailable
 from safety_api.services.geodata import current_version
 
+# Apart as the crow flies: a walk home of several hours. Seoul is about 30 km across; farther pairs are not walks.
+MAX_WALK_CHORD_M = 15_000
 _lock = threading.Lock()
 _cache = {"engine": None, "checked_at": 0.0}
 
@@ -59,7 +62,13 @@ def is_night(moment: datetime, night_hours: tuple[int, int]) -> bool:
 
 def plan_route(session, *, settings: dict, origin: tuple[float, float], destination: tuple[float, float],
                profile: str, night: bool):
-    """A route between two (lat, lon) points; a point off the network or an unreachable pair is a 422."""
+    """A route between two (lat, lon) points; a point off the network, an unreachable pair or a pair farther
+    apart than a walk is a 422."""
+    chord_m = haversine_m(origin[1], origin[0], destination[1], destination[0])
+    if chord_m > MAX_WALK_CHORD_M:  # a cross-city search costs the process that serves SOS half a second of CPU
+        raise Invalid(f"These points are {chord_m / 1000:.1f} km apart; a walking route is planned for at most "
+                      f"{MAX_WALK_CHORD_M / 1000:.0f} km.",
+                      errors=[{"field": "to", "message": "Farther from the start than a walk."}])
     try:
         return engine(session, settings=settings).route(
             (origin[1], origin[0]), (destination[1], destination[0]), profile=profile, night=night)

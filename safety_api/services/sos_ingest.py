@@ -5,6 +5,7 @@ one commit; then one Redis round trip sets the live positions and the operators'
 carries them.
 """
 import logging
+from dataclasses import replace
 from datetime import datetime
 
 from flask import current_app
@@ -28,13 +29,14 @@ from safety_api.services.incidents import CLOSED
 
 log = logging.getLogger(__name__)
 
-# Forward only, by the phone's clock; the raising point (stamped by the server's clock, `source: raise`) gives
-# way to the phone's first fix even from a phone whose clock is behind, unless that fix predates the alarm by
-# more than any clock could be off.
+# Forward only, by the phone's clock; a point stamped by the server's clock (the raising point, `source: raise`,
+# or a replayed alarm's, `retry`) gives way to the phone's next fix even from a phone whose clock is behind,
+# unless that fix predates the alarm by more than any clock could be off.
 ADVANCE_LAST_FIX = text("""
     UPDATE incidents SET last_fix = :fix
     WHERE id = :id AND (last_fix IS NULL OR last_fix->>'t' < :t
-                        OR (last_fix->>'source' = 'raise' AND CAST(:t AS timestamptz) > created_at - interval '1 hour'))
+                        OR (last_fix->>'source' IN ('raise', 'retry')
+                            AND CAST(:t AS timestamptz) > created_at - interval '1 hour'))
 """).bindparams(bindparam("fix", type_=JSONB))
 
 
@@ -59,6 +61,7 @@ def record_retry_point(session, redis_client, *, user, incident_id, lat: float, 
     with its incident, and the phone's own fixes follow."""
     valid, _rejected = fixes.validate([{"lat": lat, "lon": lon, "accuracy_m": accuracy_m, "t": now.isoformat()}],
                                       now=now)
+    valid = [replace(fix, source="retry") for fix in valid]  # the server's clock: the phone's next fix replaces it
     submission = Submission(subject_id=incident_id, person=Person(user.id, user.name, user.role), valid=valid,
                             rejected=[], now=now)
     try:

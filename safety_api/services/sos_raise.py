@@ -19,7 +19,7 @@ from safety_api.services import deliveries, devices, facilities, guardians
 from safety_api.services.districts import served_district_code
 from safety_api.services.group_commit import alarm_lane
 from safety_api.services.incident_views import operator_view, point_of
-from safety_api.services.incidents import max_priority, on_duty_staff, staff_alerts
+from safety_api.services.incidents import NOBODY_ON_SHIFT, max_priority, on_duty_staff, staff_alerts
 
 _ID = UUID(as_uuid=True)
 NEAREST_CCTV_RADIUS_M = 300
@@ -72,9 +72,8 @@ def _raise_sos(session, *, caller, lat, lon, accuracy_m, trigger, idempotency_ke
         if caller is not None:
             pushes["guardian.created"] = {user: messages.guardian_alert(created_view, tokens, person_name=caller.name)
                                           for user, tokens in scene.watcher_devices.items()}
-        deliveries.plan_many(session, subject=f"incident:{incident.id}", messages=pushes, with_jobs=[{
-            "kind": "incident.escalate", "payload": {"incident_id": str(incident.id)},
-            "run_at": utcnow() + timedelta(seconds=escalate_after_s), "dedupe_key": f"escalate:{incident.id}"}])
+        deliveries.plan_many(session, subject=f"incident:{incident.id}", messages=pushes,
+                             with_jobs=[_escalation_timer(incident, scene, escalate_after_s)])
         if with_incident is not None:
             with_incident(incident)
         commit_keeping(session, incident)
@@ -88,12 +87,22 @@ def _raise_sos(session, *, caller, lat, lon, accuracy_m, trigger, idempotency_ke
     return incident, True
 
 
+def _escalation_timer(incident: Incident, scene, escalate_after_s: float) -> dict:
+    """The durable timer that takes the alarm to the central centre unless an operator takes it in time; due at
+    once when the district has nobody on shift, since nobody there would take it."""
+    unstaffed = scene.district_code is not None and not scene.staffed
+    payload = {"incident_id": str(incident.id), **({"reason": NOBODY_ON_SHIFT} if unstaffed else {})}
+    return {"kind": "incident.escalate", "payload": payload, "dedupe_key": f"escalate:{incident.id}",
+            "run_at": utcnow() + timedelta(seconds=0 if unstaffed else escalate_after_s)}
+
+
 @dataclass(frozen=True)
 class Scene:
     """What an SOS must know before it is written."""
 
     existing_id: object  # the incident already raised with this Idempotency-Key, if any
     district_code: str | None  # None: outside every served district, the central centre's
+    staffed: bool  # someone of the district is on shift (pushed or not: a console needs no push device)
     protected: bool
     cameras: list  # the nearest cameras, as the incident keeps them
     staff_devices: dict  # {user_id: [(token, platform)]} of whoever must be pushed
@@ -107,7 +116,8 @@ def read_scene(session, *, caller_id, lat: float, lon: float, idempotency_key, b
     row = session.execute(_SCENE, {"caller_id": caller_id, "lat": lat, "lon": lon, "key": idempotency_key,
                                    "bell_device_id": bell_device_id, "radius": NEAREST_CCTV_RADIUS_M,
                                    "kinds": ["cctv"], "limit": NEAREST_CCTV_COUNT}).one()
-    return Scene(existing_id=row.existing_id, district_code=row.district_code, protected=row.protected,
+    return Scene(existing_id=row.existing_id, district_code=row.district_code, staffed=row.staffed,
+                 protected=row.protected,
                  cameras=[_camera(*c) for c in row.cameras], staff_devices=deliveries.by_user(row.staff),
                  watcher_devices=deliveries.by_user(row.watchers))
 
@@ -130,6 +140,7 @@ def _scene_statement():
         exists().where(ProtectedPerson.user_id == caller_id).label("protected"),
         select(func.coalesce(func.json_agg(aggregate_order_by(camera, cameras.c.distance_m)),
                              literal_column("'[]'::json"))).scalar_subquery().label("cameras"),
+        on_duty_staff(district_code).exists().label("staffed"),
         devices.tokens_json(on_duty_staff(district_code)).label("staff"),
         devices.tokens_json(watchers(caller_id)).label("watchers"))
 

@@ -8,12 +8,12 @@ alerted again; a scout leaves the escorts still to come. Logging in is refused u
 account. Citizens' accounts are not kept here: a citizen's SOS must never be refused, and their account is theirs
 to delete (`privacy`). A password set by an admin (forgotten, or thought leaked) ends the person's sign-ins and
 shift and hands their work back as a suspension does, but leaves them free to log in with it."""
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from safety_api.clock import utcnow
-from safety_api.errors import Conflict, Invalid, NotFound
+from safety_api.errors import Conflict, Invalid, NotFound, Unauthorized
 from safety_api.models import AccountEvent, User
-from safety_api.models.accounts import DISTRICT_BOUND_ROLES, STAFF_ROLES
+from safety_api.models.accounts import DISTRICT_BOUND_ROLES, STAFF_ROLES, not_suspended
 from safety_api.realtime.open_sockets import close_sockets_of
 from safety_api.services import deliveries, escort_departures, incidents
 from safety_api.services.accounts import check_district_exists, end_every_sign_in, hash_secret, record_account_event
@@ -73,6 +73,33 @@ def reinstate(session, *, admin: User | None, user_id, reason: str) -> User:
     record_account_event(session, person, "reinstated", actor=admin, reason=reason)
     session.commit()
     return person
+
+
+def set_duty(session, *, user: User, on_duty: bool, escalate_after_s: float) -> bool:
+    """Start or end one's own shift (not while suspended: a request that passed its gate just before the
+    suspension committed is refused here). Ending it ends what the shift brought (`end_shift`)."""
+    switched = session.execute(update(User).where(User.id == user.id, not_suspended())
+                               .values(on_duty=on_duty)).rowcount
+    if not switched:
+        session.rollback()
+        raise Unauthorized("This account is suspended or gone.")
+    tell = (lambda: None) if on_duty else end_shift(session, user, escalate_after_s=escalate_after_s)
+    session.commit()
+    tell()
+    return on_duty
+
+
+def end_shift(session, person: User, *, escalate_after_s: float):
+    """What a shift brought ends with it, in the caller's transaction (the person already off it): the pushes
+    planned for them as staff on shift and not sent are withdrawn, and the incidents an operator took and has
+    not dispatched are open again for the district, as at a suspension (shown as taken, nobody else would take
+    them). A scout's accepted escorts stay theirs: a booking is a promise for its time, not for the shift.
+    Returns what to tell once committed."""
+    deliveries.withdraw_staff_pushes(session, recipient_id=person.id)
+    if person.role == "operator":
+        session.flush()
+        return incidents.release_taken_by(session, person, escalate_after_s=escalate_after_s)
+    return lambda: None
 
 
 def set_password(session, *, admin: User | None, user_id, password: str, reason: str,

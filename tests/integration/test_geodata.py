@@ -105,6 +105,13 @@ def test_bad_route_requests_are_422s(client, query, status, field):
     assert answer.status_code == status and field in [e["field"] for e in answer.json["errors"]]
 
 
+def test_a_pair_farther_apart_than_a_walk_is_refused_before_any_search(client):
+    """On a city's graph a cross-city search costs the process that serves SOS half a second of CPU."""
+    answer = client.get("/api/v1/routes", query_string={"from": "37.4705,126.9190", "to": "37.6688,127.0471"})
+    assert answer.status_code == 422 and "km apart" in answer.json["detail"]  # to 도봉구청, 25 km
+    assert [e["field"] for e in answer.json["errors"]] == ["to"]
+
+
 def engine_for(app, db):
     from safety_api.api.geodata import route_settings
     return routes.engine(db.session, settings=route_settings(app.config))

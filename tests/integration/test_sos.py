@@ -601,3 +601,95 @@ def test_a_bells_replay_after_a_duress_pin_is_answered_as_after_a_cancel(client,
         assert replay.json["incident"]["id"] != incident_id
         answers[pin] = (replay.status_code, replay.json["incident"]["status"], set(replay.json["incident"]))
     assert answers["1111"] == answers["2222"] == (201, "open", {"id", "status"})
+
+
+def test_an_sos_in_a_district_with_nobody_on_shift_goes_to_the_central_centre_at_once(app, client, db):
+    from datetime import timedelta
+
+    from safety_api.clock import utcnow
+    with_device(db, create_user(db.session, role="admin"), "central-token")
+    create_user(db.session, role="operator")  # of the district, but off shift
+    incident_id = sos(client, create_user(db.session)).json["incident"]["id"]
+    timer = db.session.scalar(select(Job).where(Job.kind == "incident.escalate"))
+    assert timer.run_at <= utcnow() + timedelta(seconds=1)
+    db.session.execute(text("DELETE FROM jobs WHERE kind = 'push.deliver'"))
+    db.session.commit()
+    Worker(app, name="w").run_once()
+    db.session.expire_all()
+    assert db.session.get(Incident, incident_id).escalated_at is not None
+    event = db.session.scalar(select(IncidentEvent).where(IncidentEvent.incident_id == incident_id,
+                                                          IncidentEvent.kind == "escalated"))
+    assert event.data["reason"] == incidents.NOBODY_ON_SHIFT
+    assert db.session.scalars(select(Delivery.token).where(Delivery.reason == "staff.escalated")).all() == [
+        "central-token"]
+
+
+def test_an_operator_on_shift_without_a_push_device_still_has_the_full_time_to_take_it(client, db):
+    from datetime import timedelta
+
+    from safety_api.clock import utcnow
+    console_only = create_user(db.session, role="operator")
+    console_only.on_duty = True
+    db.session.commit()
+    sos(client, create_user(db.session))
+    timer = db.session.scalar(select(Job).where(Job.kind == "incident.escalate"))
+    assert timer.run_at > utcnow() + timedelta(seconds=30)
+
+
+def test_a_replayed_alarm_gives_way_to_the_phones_next_fix_even_from_a_clock_behind_the_servers(client, db):
+    """The replay's point is stamped by the server's clock; a phone 60 s slow must still move `last_fix` and the
+    live position on from it, as from the raising point."""
+    import json
+    from datetime import timedelta
+
+    from safety_api.clock import utcnow
+    citizen = create_user(db.session)
+    incident_id = sos(client, citizen, key="replayed").json["incident"]["id"]
+    assert sos(client, citizen, body={**IN_GWANAK, "lat": 37.4720}, key="replayed").status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Incident, incident_id).last_fix["source"] == "retry"
+    slow = utcnow() - timedelta(seconds=60)
+    moved = {"lat": 37.4731, "lon": 126.9201, "accuracy_m": 8, "t": slow.isoformat()}
+    assert client.post(f"/api/v1/sos/{incident_id}/fixes", json={"fixes": [moved]},
+                       headers=auth_header(citizen)).json["accepted"] == 1
+    db.session.expire_all()
+    assert db.session.get(Incident, incident_id).last_fix["lat"] == 37.4731
+    live = json.loads(client.application.extensions["redis"].get(f"live:sos:{incident_id}"))
+    assert live["lat"] == 37.4731
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/api/v1/sos/{id}/cancel", {"pin": "\ud800"}, "pin"),
+    ("/api/v1/me/pins", {"cancel_pin": "1234", "duress_pin": "5678", "password": "\ud800"}, "password"),
+    ("/api/v1/incidents/{id}/dispatch", {"agency": "경\ud800찰", "note": None}, "agency"),
+    ("/api/v1/incidents/{id}/resolve", {"outcome": "resolved", "note": "\udfff"}, "note"),
+    ("/api/v1/sos/{id}/fixes", {"fixes": [{"lat": 37.47, "lon": 126.92, "t": "\ud800"}]}, "fixes"),
+])
+def test_text_no_utf_8_can_hold_is_a_422_naming_the_field(client, db, path, body, field):
+    """A lone surrogate is valid JSON ("\\ud800") but no UTF-8 encodes it: argon2 and PostgreSQL cannot take it."""
+    import json
+    citizen, operator = create_user(db.session), create_user(db.session, role="operator")
+    incident_id = sos(client, citizen).json["incident"]["id"]
+    caller = operator if path.startswith("/api/v1/incidents") else citizen
+    method = client.put if path.endswith("/pins") else client.post
+    answer = method(path.format(id=incident_id), data=json.dumps(body, ensure_ascii=True),
+                    content_type="application/json", headers=auth_header(caller))
+    assert answer.status_code == 422 and answer.content_type == "application/problem+json", answer.get_data()
+    assert [e["field"] for e in answer.json["errors"]] == [field]
+
+
+def test_two_operators_setting_up_one_protection_at_once_both_succeed(app, db):
+    citizen = create_user(db.session)
+    operators = [create_user(db.session, role="operator") for _ in range(10)]
+    answers, start, url = [], threading.Barrier(len(operators)), f"/api/v1/protected-persons/{citizen.id}"
+
+    def put(headers):
+        start.wait()
+        answers.append(app.test_client().put(url, headers=headers,
+                                             json={"agency": "관악경찰서", "case_reference": "2026-1",
+                                                   "contact_phones": [], "note": None}).status_code)
+
+    threads = [threading.Thread(target=put, args=(auth_header(operator),)) for operator in operators]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sorted(answers) == [200] * len(operators)

@@ -17,7 +17,7 @@ from safety_api.models import (
     PushDevice,
     User,
 )
-from safety_api.services import accounts, escort, escort_live
+from safety_api.services import accounts, escort, escort_live, staff
 from tests.factories import GWANAK, PASSWORD, auth_header, create_user, next_phone
 from tests.integration.test_escort import event_kinds, make_booking, post, run_job, scout, timer_jobs
 
@@ -125,7 +125,7 @@ def test_a_shift_switched_on_by_a_request_that_passed_its_gate_before_the_suspen
     stale = db.session.get(User, operator.id)  # as the duty request's gate loaded it, before the suspension
     assert admin_post(client, admin, f"{operator.id}/suspend", {"reason": "퇴사"}).status_code == 200
     with pytest.raises(Unauthorized):
-        accounts.set_duty(db.session, user=stale, on_duty=True)
+        staff.set_duty(db.session, user=stale, on_duty=True, escalate_after_s=60)
     assert db.session.get(User, operator.id).on_duty is False
     # Even a flag set behind the service's back does not put a suspended person on shift.
     db.session.execute(text("UPDATE users SET on_duty = true WHERE id = :id"), {"id": operator.id})
@@ -582,3 +582,58 @@ def test_the_deployment_sets_the_only_admins_forgotten_password_from_the_command
     trail = db.session.scalars(select(AccountEvent).where(AccountEvent.user_id == admin.id)
                                .order_by(AccountEvent.id)).all()
     assert [(e.kind, e.actor_id) for e in trail][-1] == ("password_set", None)
+
+
+def test_an_operator_going_off_shift_lets_go_of_the_incidents_they_took(client, db):
+    """Shown as taken, nobody else would take it: off shift, it is open again for the district, pushed to who is
+    on shift, with a new escalation timer. What they dispatched keeps its state."""
+    leaving = on_duty(db, create_user(db.session, role="operator", name="퇴근"))
+    staying = on_duty(db, create_user(db.session, role="operator", name="근무"))
+    db.session.add(PushDevice(user_id=staying.id, token="staying-operator", platform="android"))
+    db.session.commit()
+    taken = client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(create_user(db.session))).json
+    taken_id = taken["incident"]["id"]
+    assert client.post(f"/api/v1/incidents/{taken_id}/ack", headers=auth_header(leaving)).status_code == 200
+
+    assert client.put("/api/v1/me/duty", json={"on_duty": False}, headers=auth_header(leaving)).status_code == 200
+
+    released = db.session.get(Incident, taken_id)
+    assert (released.status, released.acknowledged_by) == ("open", None)
+    alerts = db.session.scalars(select(Delivery.reason).where(Delivery.subject == f"incident:{taken_id}",
+                                                              Delivery.token == "staying-operator")).all()
+    assert sorted(alerts) == ["staff.created", "staff.released"]
+
+
+def test_an_operator_signing_out_everywhere_leaves_the_shift_and_what_they_took(client, db):
+    operator = on_duty(db, create_user(db.session, role="operator"))
+    console = sign_in(client, operator)
+    taken_id = client.post("/api/v1/sos", json=IN_GWANAK,
+                           headers=auth_header(create_user(db.session))).json["incident"]["id"]
+    assert client.post(f"/api/v1/incidents/{taken_id}/ack", headers=console["access"]).status_code == 200
+    assert client.post("/api/v1/auth/logout-all", headers=console["access"]).status_code == 204
+    db.session.expire_all()
+    assert db.session.get(User, operator.id).on_duty is False
+    assert db.session.get(Incident, taken_id).status == "open"
+
+
+def test_a_dispatch_or_resolve_that_passed_its_gate_before_a_suspension_or_move_is_refused(client, db):
+    """As for an acknowledgement: no incident is dispatched (and so never released) or closed by someone
+    who can no longer act on the district's incidents."""
+    from safety_api.errors import Forbidden
+    from safety_api.services import incidents
+    admin = create_user(db.session, role="admin")
+    suspended, moved = create_user(db.session, role="operator"), create_user(db.session, role="operator")
+    alarm = client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(create_user(db.session))).json
+    stale = {person.id: db.session.get(User, person.id) for person in (suspended, moved)}
+    for person in stale.values():
+        db.session.expunge(person)  # as the request's gate read them, before what follows
+    assert admin_post(client, admin, f"{suspended.id}/suspend", {"reason": "퇴사"}).status_code == 200
+    assert client.patch(f"/api/v1/admin/users/{moved.id}", headers=auth_header(admin),
+                        json={"district": "11680", "reason": "발령"}).status_code == 200
+    for person in stale.values():
+        with pytest.raises(Forbidden):
+            incidents.dispatch(db.session, user=person, incident_id=alarm["incident"]["id"], agency="경찰", note=None)
+        with pytest.raises(Forbidden):
+            incidents.resolve(db.session, user=person, incident_id=alarm["incident"]["id"], outcome="false_alarm",
+                              note=None)
+    assert db.session.get(Incident, alarm["incident"]["id"]).status == "open"

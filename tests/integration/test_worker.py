@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 from notifications.push import PushMessage, PushOutcome
 from safety_api.clock import utcnow
 from safety_api.models import Delivery, Job
-from safety_api.services import accounts, deliveries, devices, jobs
+from safety_api.services import accounts, deliveries, devices, jobs, staff
 from safety_api.worker import RetryLater, Worker, backoff
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL
 from tests.factories import create_user
@@ -316,7 +316,7 @@ def test_a_push_whose_phone_left_its_recipient_before_the_send_is_withdrawn_unse
     worker.handlers["push.deliver"] = push_with(sender)
     recipient = plan_push(db)
     if left == "signed out everywhere":
-        accounts.sign_out_everywhere(db.session, user=recipient)
+        accounts.sign_out_everywhere(db.session, user=recipient, escalate_after_s=60)
     elif left == "handed on":
         devices.register_device(db.session, user=create_user(db.session), token="tok-1", platform="android")
     else:
@@ -540,7 +540,7 @@ def test_a_push_waiting_for_its_send_goes_only_to_who_still_may_receive_it(app, 
     worker.handlers["push.deliver"] = push_with(sender)
     caller, guardian = create_user(db.session), create_user(db.session)
     operator = create_user(db.session, role="operator")
-    accounts.set_duty(db.session, user=operator, on_duty=True)
+    staff.set_duty(db.session, user=operator, on_duty=True, escalate_after_s=60)
     link = guardians.invite(db.session, protected=caller, guardian_phone=guardian.phone)
     guardians.accept(db.session, guardian=guardian, link_id=link.id)
     for person, token in ((guardian, "guardian-phone"), (operator, "operator-phone")):
