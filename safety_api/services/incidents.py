@@ -120,7 +120,10 @@ def acknowledge(session, *, user, incident_id) -> Incident:
         session.refresh(incident)
         if incident.acknowledged_by == user.id and incident.status == "acknowledged":
             return incident
-        raise Conflict(f"Already {incident.status} by another operator.")
+        if incident.status in CLOSED:
+            raise Conflict(f"The incident is already {incident.status}.")
+        taker = "you" if incident.acknowledged_by == user.id else "another operator"
+        raise Conflict(f"Already {incident.status} by {taker}.")
     session.refresh(incident)
     add_event(session, incident, "acknowledged", actor=user)
     _log_reads(session, user, [incident], purpose="incident.act")

@@ -693,3 +693,19 @@ def test_two_operators_setting_up_one_protection_at_once_both_succeed(app, db):
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert sorted(answers) == [200] * len(operators)
+
+
+def test_a_refused_acknowledgement_says_who_has_the_incident(client, db):
+    operator, other = create_user(db.session, role="operator"), create_user(db.session, role="operator")
+    incident_id = sos(client, create_user(db.session)).json["incident"]["id"]
+    url = f"/api/v1/incidents/{incident_id}"
+    assert client.post(f"{url}/dispatch", json={"agency": "경찰", "note": None},
+                       headers=auth_header(operator)).status_code == 200
+    mine = client.post(f"{url}/ack", headers=auth_header(operator))
+    theirs = client.post(f"{url}/ack", headers=auth_header(other))
+    assert (mine.status_code, mine.json["detail"]) == (409, "Already dispatched by you.")
+    assert (theirs.status_code, theirs.json["detail"]) == (409, "Already dispatched by another operator.")
+    assert client.post(f"{url}/resolve", json={"outcome": "resolved", "note": None},
+                       headers=auth_header(operator)).status_code == 200
+    closed = client.post(f"{url}/ack", headers=auth_header(other))
+    assert (closed.status_code, closed.json["detail"]) == (409, "The incident is already resolved.")
