@@ -90,10 +90,11 @@ def by_user(devices_rows) -> dict:
 
 def sender_for(config: dict) -> PushSender:
     """One PushSender per process and configuration (firebase-admin App objects are heavy)."""
-    key = (config["FCM_PROJECT_ID"], config.get("FCM_CREDENTIALS"), config.get("FCM_ENDPOINT"))
+    key = (config["FCM_PROJECT_ID"], config.get("FCM_CREDENTIALS"), config.get("FCM_ENDPOINT"),
+           config.get("FCM_HTTP_TIMEOUT_S", 10.0))
     with _senders_lock:
         if key not in _senders:
-            app = init_firebase_app(credentials_path=key[1], project_id=key[0], endpoint=key[2],
+            app = init_firebase_app(credentials_path=key[1], project_id=key[0], endpoint=key[2], timeout_s=key[3],
                                     name=f"push-{len(_senders)}")
             _senders[key] = PushSender(app)
         return _senders[key]
