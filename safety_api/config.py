@@ -114,9 +114,11 @@ class Config:
         # people invite a handful of guardians, mistypes included.
         self.GUARDIAN_INVITE_LIMIT = _env("GUARDIAN_INVITE_LIMIT", "10/day")
 
-        self.FCM_PROJECT_ID = _env("FCM_PROJECT_ID", "ansimi-local")
-        self.FCM_CREDENTIALS = _env("GOOGLE_APPLICATION_CREDENTIALS")
-        self.FCM_ENDPOINT = _env("FCM_ENDPOINT")  # a stand-in FCM server for tests and demos
+        # Unset (or empty, as docker-compose passes an unset one): the project of the service account in
+        # GOOGLE_APPLICATION_CREDENTIALS, the only one it may send to. The worker checks both at start.
+        self.FCM_PROJECT_ID = _env("FCM_PROJECT_ID") or None
+        self.FCM_CREDENTIALS = _env("GOOGLE_APPLICATION_CREDENTIALS") or None
+        self.FCM_ENDPOINT = _env("FCM_ENDPOINT") or None  # a stand-in FCM server for tests and demos
         # How long one FCM request may wait for its connection, and again for its answer.
         self.FCM_HTTP_TIMEOUT_S = _float("FCM_HTTP_TIMEOUT_S", 10, positive=True)
 

@@ -15,8 +15,16 @@ if [ -z "${SECRET_KEY:-}" ] || [ -z "${JWT_SECRET_KEY:-}" ]; then
   fi
   fill_unset_from .local-secrets
 fi
+# Pushes: without FCM credentials the worker refuses to start (FCM would refuse every push), so a machine with
+# none sends them to a local stand-in FCM server that accepts and lists them (GET $FCM_ENDPOINT/_requests).
+if [ -z "${GOOGLE_APPLICATION_CREDENTIALS:-}" ] && [ -z "${FCM_ENDPOINT:-}" ]; then
+  FCM_PORT=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  export FCM_ENDPOINT="http://127.0.0.1:$FCM_PORT"
+  start_child stand-in-fcm .venv/bin/python -m tests.support.fake_fcm --port "$FCM_PORT"
+  echo "no GOOGLE_APPLICATION_CREDENTIALS: pushes go to a stand-in FCM at $FCM_ENDPOINT (GET /_requests lists them)"
+fi
 # Worker class, threads or connections: gunicorn.conf.py (SOCKETIO_ASYNC_MODE, API_THREADS, API_CONNECTIONS).
 start_child api .venv/bin/gunicorn --no-control-socket -b "0.0.0.0:$PORT" wsgi:app
 start_child worker .venv/bin/python worker.py
-echo "serving on http://127.0.0.1:$PORT (api pid ${CHILDREN[0]}, worker pid ${CHILDREN[1]}); Ctrl-C stops both"
+echo "serving on http://127.0.0.1:$PORT (${CHILD_NAMES[*]}: pids ${CHILDREN[*]}); Ctrl-C stops them all"
 supervise
