@@ -65,6 +65,18 @@ DEVELOPMENT_SECRET = "dev-only-change-me-in-production-0123456789"
 LEASE_PER_SEND_TIMEOUT = 1.5
 
 
+def default_channel(redis_url: str) -> str:
+    """The Socket.IO channel of a deployment on this Redis database: "safety-socketio" on database 0 (the name
+    every release before used, so a rolling deploy's old and new processes still hear each other),
+    "safety-socketio-db<N>" on database N."""
+    from redis.connection import parse_url
+    try:
+        number = int(parse_url(redis_url).get("db") or 0)
+    except ValueError as exc:
+        raise ValueError(f"REDIS_URL: {redis_url!r} is not a Redis URL ({exc})") from None
+    return "safety-socketio" if number == 0 else f"safety-socketio-db{number}"
+
+
 class Config:
     """Settings with local defaults; every one can be overridden by an environment variable."""
 
@@ -81,7 +93,9 @@ class Config:
             "connect_args": {"connect_timeout": _int("DB_CONNECT_TIMEOUT_S", 3, at_least=1)},
         }
         self.REDIS_URL = _env("REDIS_URL", "redis://127.0.0.1:6379/0")
-        self.SOCKETIO_CHANNEL = _env("SOCKETIO_CHANNEL", "safety-socketio")
+        # Redis pub/sub ignores the database number: deployments sharing a Redis on different databases would
+        # hear each other's events (callers' positions) on one channel. The default channel carries the number.
+        self.SOCKETIO_CHANNEL = _env("SOCKETIO_CHANNEL") or default_channel(self.REDIS_URL)
         self.SOCKETIO_ASYNC_MODE = _env("SOCKETIO_ASYNC_MODE", "threading")
         # How often each api process checks its open sockets against the database (realtime.open_sockets.Sweep)
         self.SOCKET_SWEEP_S = _float("SOCKET_SWEEP_S", 30.0, positive=True)

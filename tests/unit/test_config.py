@@ -78,3 +78,32 @@ def test_the_defaults_are_valid():
 def test_night_hours_are_read_as_two_hours(monkeypatch):
     monkeypatch.setenv("ROUTE_NIGHT_HOURS", " 21-5 ")
     assert Config().ROUTE_NIGHT_HOURS == (21, 5)
+
+
+@pytest.mark.parametrize("redis_url, channel", [
+    ("redis://127.0.0.1:6379/0", "safety-socketio"),  # the name before: a rolling deploy's processes still agree
+    ("redis://127.0.0.1:6379", "safety-socketio"),
+    ("redis://redis:6379/1", "safety-socketio-db1"),
+    ("rediss://user:secret@redis.internal:6380/15", "safety-socketio-db15"),
+    ("redis://redis:6379?db=3", "safety-socketio-db3"),
+    ("unix:///run/redis.sock?db=2", "safety-socketio-db2"),
+])
+def test_the_default_socketio_channel_is_per_redis_database(monkeypatch, redis_url, channel):
+    """Redis pub/sub ignores the database number: staging on /1 and production on /0 of one Redis shared the
+    channel "safety-socketio", and each one's operators received the other's events and callers' positions."""
+    monkeypatch.delenv("SOCKETIO_CHANNEL", raising=False)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    assert Config().SOCKETIO_CHANNEL == channel
+
+
+def test_a_socketio_channel_that_is_set_is_kept(monkeypatch):
+    monkeypatch.setenv("REDIS_URL", "redis://redis:6379/1")
+    monkeypatch.setenv("SOCKETIO_CHANNEL", "staging")
+    assert Config().SOCKETIO_CHANNEL == "staging"
+
+
+def test_an_unreadable_redis_url_names_its_variable(monkeypatch):
+    monkeypatch.delenv("SOCKETIO_CHANNEL", raising=False)
+    monkeypatch.setenv("REDIS_URL", "http://redis:6379/1")
+    with pytest.raises(ValueError, match="^REDIS_URL: 'http://redis:6379/1' is not a Redis URL"):
+        Config()
