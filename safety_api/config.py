@@ -137,11 +137,10 @@ class Config:
         self.FCM_HTTP_TIMEOUT_S = _float("FCM_HTTP_TIMEOUT_S", 10, positive=True)
 
         self.SOS_ESCALATE_AFTER_S = _float("SOS_ESCALATE_AFTER_S", 60, positive=True)
-        self.POSITIONS_FLUSH_S = _float("POSITIONS_FLUSH_S", 0.3)
+        self.POSITIONS_FLUSH_S = _float("POSITIONS_FLUSH_S", 0.3, positive=True)
 
         self.WORKER_POLL_S = _float("WORKER_POLL_S", 0.5, positive=True)
         self.WORKER_BATCH = _int("WORKER_BATCH", 20, at_least=1)
-        self.JOB_MAX_ATTEMPTS = _int("JOB_MAX_ATTEMPTS", 8)
         # A job claimed by a worker that died comes back after its lease, so the lease must outlast the longest
         # job, one push send: shorter, and another worker takes over a push still on the wire and sends it again.
         self.JOB_LEASE_S = _float("JOB_LEASE_S", 60, positive=True)
