@@ -74,9 +74,18 @@ class PushOutcome:
     retry_after_s: float | None = None
 
 
+def service_account_project(credentials_path):
+    """The project of a service-account JSON key file (None if it names none).
+
+    Raises OSError if the file cannot be read, ValueError if it is not a service-account key."""
+    return credentials.Certificate(credentials_path).project_id
+
+
 def init_firebase_app(*, credentials_path, project_id, endpoint=None, name="notifications",
                       timeout_s=10.0, http_retries=0):
-    """Create a firebase-admin App for FCM, optionally pointed at a stand-in server."""
+    """Create a firebase-admin App for FCM, optionally pointed at a stand-in server.
+
+    ``project_id`` None sends to the project of the credentials (firebase-admin reads it from the key)."""
     cred = (credentials.Certificate(credentials_path) if credentials_path
             else AnonymousCredentials())  # local and demo runs, where nothing checks auth
     app = firebase_admin.initialize_app(

@@ -5,6 +5,7 @@ import os
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from sqlalchemy import text
 
 from safety_api.extensions import db
 
@@ -133,16 +134,33 @@ def _staff_by_phone(phone):
 
 
 @click.command("load-demo")
-def load_demo():
-    """Load the demo data: Seoul's districts and dongs, and Gwanak's safety geodata."""
+@click.option("--only-missing", is_flag=True,
+              help="Load only the parts whose tables are empty, keeping what was imported or edited since.")
+def load_demo(only_missing):
+    """Load the demo data: Seoul's districts and dongs, and Gwanak's safety geodata.
+
+    Loading again puts the demo's rows back: the demo's street network replaces any other, facilities and
+    meeting points return to the demo's names and places. --only-missing (docker-compose runs it at every
+    start) leaves each part alone once its tables hold rows."""
+    for name, tables, loader in DEMO_PARTS:
+        if only_missing and any(_has_rows(table) for table in tables):
+            click.echo(f"{name}: already loaded, kept")
+        else:
+            loader(click.echo)
+
+
+def _has_rows(table: str) -> bool:
+    return db.session.scalar(text(f'SELECT EXISTS (SELECT 1 FROM "{table}")'))
+
+
+def load_boundaries(echo):
+    """Seoul's districts and administrative dongs."""
     from geo.boundaries import read_districts, read_dongs
     from safety_api.services import districts
     n_districts, n_dongs = districts.load_boundaries(
         db.session, districts=read_districts(_data("seoul_districts.geojson")),
         dongs=read_dongs(_data("seoul_admin_dongs.geojson")))
-    click.echo(f"districts: {n_districts}, dongs: {n_dongs}")
-    for hook in DEMO_LOADERS:
-        hook(click.echo)
+    echo(f"districts: {n_districts}, dongs: {n_dongs}")
 
 
 geo_cli = AppGroup("geo", help="Safety geodata.")
@@ -222,8 +240,11 @@ def load_meeting_points(echo):
     echo(f"meeting points: {meeting_points.load(db.session, records=read_meeting_points(_data(GWANAK_NETWORK)))}")
 
 
-# Each capability appends its demo loader here; they run in order.
-DEMO_LOADERS = [load_gwanak_geodata, load_meeting_points]
+# The demo's parts in order, each with the tables it fills (--only-missing skips a part any of them has rows
+# in); each capability appends its own.
+DEMO_PARTS = [("districts", ("districts", "dongs"), load_boundaries),
+              ("Gwanak geodata", ("facilities", "street_edges"), load_gwanak_geodata),
+              ("meeting points", ("meeting_points",), load_meeting_points)]
 
 
 def init_app(app: Flask):

@@ -1,4 +1,5 @@
 """Configuration: the one module that reads the environment."""
+import math
 import os
 from datetime import timedelta
 
@@ -7,21 +8,73 @@ def _env(name, default=None):
     return os.environ.get(name, default)
 
 
-def _int(name, default):
-    return int(os.environ.get(name, default))
+def _read(name, default, parse, what):
+    """The variable parsed, or `default` when unset; an unreadable value stops the start, naming the variable."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return parse(raw.strip())
+    except ValueError:
+        raise ValueError(f"{name}: {raw!r} is not {what}") from None
 
 
-def _float(name, default):
-    return float(os.environ.get(name, default))
+def _int(name, default, *, at_least=None):
+    value = _read(name, default, int, "a whole number")
+    if at_least is not None and value < at_least:
+        raise ValueError(f"{name}: {value} is below its least value, {at_least}")
+    return value
+
+
+def _float(name, default, *, positive=False):
+    value = _read(name, default, float, "a number")
+    if not math.isfinite(value):  # "nan" and "inf" read as floats; neither is a setting anyone means
+        raise ValueError(f"{name}: {value} is not a finite number")
+    if positive and value <= 0:
+        raise ValueError(f"{name}: {value} must be more than 0")
+    return value
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _bool(name, default):
-    return os.environ.get(name, str(default)).lower() in ("1", "true", "yes", "on")
+    """A yes or a no; anything else ("ture") stops the start rather than silently reading as no."""
+    def parse(raw):
+        if raw.lower() in _TRUE + _FALSE:
+            return raw.lower() in _TRUE
+        raise ValueError(raw)
+    return _read(name, default, parse, f"one of {', '.join(_TRUE + _FALSE)}")
+
+
+def _hours(name, default):
+    """A window of Seoul hours written START-END (e.g. 20-6, across midnight)."""
+    def parse(raw):
+        start, end = (int(part) for part in raw.split("-"))  # not two whole numbers: ValueError
+        if not (0 <= start <= 24 and 0 <= end <= 24):
+            raise ValueError(raw)
+        return start, end
+    return _read(name, default, parse, "START-END, two hours from 0 to 24 (e.g. 20-6)")
 
 
 # The key used when none is set: printed here, so anyone could sign tokens with it. `make run` sets random ones
 # (scripts/serve.sh) and docker-compose refuses to start without them; the app warns when it signs with this.
 DEVELOPMENT_SECRET = "dev-only-change-me-in-production-0123456789"
+# A job's lease against FCM_HTTP_TIMEOUT_S: one push send waits up to the timeout for its answer, and the lease
+# also covers the job's database work and the connection; half as much again.
+LEASE_PER_SEND_TIMEOUT = 1.5
+
+
+def default_channel(redis_url: str) -> str:
+    """The Socket.IO channel of a deployment on this Redis database: "safety-socketio" on database 0 (the name
+    every release before used, so a rolling deploy's old and new processes still hear each other),
+    "safety-socketio-db<N>" on database N."""
+    from redis.connection import parse_url
+    try:
+        number = int(parse_url(redis_url).get("db") or 0)
+    except ValueError as exc:
+        raise ValueError(f"REDIS_URL: {redis_url!r} is not a Redis URL ({exc})") from None
+    return "safety-socketio" if number == 0 else f"safety-socketio-db{number}"
 
 
 class Config:
@@ -33,24 +86,22 @@ class Config:
             "DATABASE_URL", "postgresql+psycopg://safety:safety@127.0.0.1:5432/safety")
         self.SQLALCHEMY_ENGINE_OPTIONS = {
             "pool_pre_ping": True,
-            "pool_size": _int("DB_POOL_SIZE", 10),
-            "max_overflow": _int("DB_MAX_OVERFLOW", 20),
-            "pool_timeout": _float("DB_POOL_TIMEOUT_S", 5),
-            # Fail fast when PostgreSQL is away so callers get a 503, never a hang.
-            "connect_args": {"connect_timeout": _int("DB_CONNECT_TIMEOUT_S", 3)},
+            "pool_size": _int("DB_POOL_SIZE", 10, at_least=1),
+            "max_overflow": _int("DB_MAX_OVERFLOW", 20, at_least=0),
+            "pool_timeout": _float("DB_POOL_TIMEOUT_S", 5, positive=True),
+            # Fail fast when PostgreSQL is away so callers get a 503, never a hang (libpq reads 0 as "wait forever").
+            "connect_args": {"connect_timeout": _int("DB_CONNECT_TIMEOUT_S", 3, at_least=1)},
         }
         self.REDIS_URL = _env("REDIS_URL", "redis://127.0.0.1:6379/0")
-        self.SOCKETIO_CHANNEL = _env("SOCKETIO_CHANNEL", "safety-socketio")
+        # Redis pub/sub ignores the database number: deployments sharing a Redis on different databases would
+        # hear each other's events (callers' positions) on one channel. The default channel carries the number.
+        self.SOCKETIO_CHANNEL = _env("SOCKETIO_CHANNEL") or default_channel(self.REDIS_URL)
         self.SOCKETIO_ASYNC_MODE = _env("SOCKETIO_ASYNC_MODE", "threading")
         # How often each api process checks its open sockets against the database (realtime.open_sockets.Sweep)
-        self.SOCKET_SWEEP_S = _float("SOCKET_SWEEP_S", 30.0)
-        if not self.SOCKET_SWEEP_S > 0:
-            raise ValueError("SOCKET_SWEEP_S must be a positive number of seconds")
+        self.SOCKET_SWEEP_S = _float("SOCKET_SWEEP_S", 30.0, positive=True)
         self.CORS_ORIGINS = _env("CORS_ORIGINS", "*")
         # How many reverse proxies in front append to X-Forwarded-For (nginx: 1); 0 trusts none (safety_api.proxies)
-        self.TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0)
-        if self.TRUSTED_PROXY_HOPS < 0:
-            raise ValueError("TRUSTED_PROXY_HOPS must be 0 or more")
+        self.TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0, at_least=0)
 
         self.JWT_SECRET_KEY = _env("JWT_SECRET_KEY", self.SECRET_KEY)
         self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=_int("JWT_ACCESS_TTL_S", 900))
@@ -60,9 +111,7 @@ class Config:
         self.ARGON2_MEMORY_KIB = _int("ARGON2_MEMORY_KIB", 65536)
         # Hashes one process runs at once (each holds ARGON2_MEMORY_KIB), and how long a request waits for its
         # turn before a 503: a burst of registrations or logins must not starve the SOS of memory and CPU.
-        self.ARGON2_MAX_CONCURRENT = _int("ARGON2_MAX_CONCURRENT", 4)
-        if self.ARGON2_MAX_CONCURRENT < 1:
-            raise ValueError("ARGON2_MAX_CONCURRENT must be at least 1")
+        self.ARGON2_MAX_CONCURRENT = _int("ARGON2_MAX_CONCURRENT", 4, at_least=1)
         self.ARGON2_WAIT_S = _float("ARGON2_WAIT_S", 2.0)
         # Password attempts (login, and the account's changes that ask for it): accounts.check_password says why.
         self.LOGIN_LIMIT_PER_ADDRESS = _env("LOGIN_LIMIT_PER_ADDRESS", "30/minute")
@@ -79,18 +128,26 @@ class Config:
         # people invite a handful of guardians, mistypes included.
         self.GUARDIAN_INVITE_LIMIT = _env("GUARDIAN_INVITE_LIMIT", "10/day")
 
-        self.FCM_PROJECT_ID = _env("FCM_PROJECT_ID", "ansimi-local")
-        self.FCM_CREDENTIALS = _env("GOOGLE_APPLICATION_CREDENTIALS")
-        self.FCM_ENDPOINT = _env("FCM_ENDPOINT")  # a stand-in FCM server for tests and demos
+        # Unset (or empty, as docker-compose passes an unset one): the project of the service account in
+        # GOOGLE_APPLICATION_CREDENTIALS, the only one it may send to. The worker checks both at start.
+        self.FCM_PROJECT_ID = _env("FCM_PROJECT_ID") or None
+        self.FCM_CREDENTIALS = _env("GOOGLE_APPLICATION_CREDENTIALS") or None
+        self.FCM_ENDPOINT = _env("FCM_ENDPOINT") or None  # a stand-in FCM server for tests and demos
+        # How long one FCM request may wait for its connection, and again for its answer.
+        self.FCM_HTTP_TIMEOUT_S = _float("FCM_HTTP_TIMEOUT_S", 10, positive=True)
 
-        self.SOS_ESCALATE_AFTER_S = _float("SOS_ESCALATE_AFTER_S", 60)
-        self.POSITIONS_FLUSH_S = _float("POSITIONS_FLUSH_S", 0.3)
+        self.SOS_ESCALATE_AFTER_S = _float("SOS_ESCALATE_AFTER_S", 60, positive=True)
+        self.POSITIONS_FLUSH_S = _float("POSITIONS_FLUSH_S", 0.3, positive=True)
 
-        self.WORKER_POLL_S = _float("WORKER_POLL_S", 0.5)
-        self.WORKER_BATCH = _int("WORKER_BATCH", 20)
-        self.JOB_MAX_ATTEMPTS = _int("JOB_MAX_ATTEMPTS", 8)
-        # A job claimed by a worker that died comes back after its lease; longer than any one job runs.
-        self.JOB_LEASE_S = _float("JOB_LEASE_S", 60)
+        self.WORKER_POLL_S = _float("WORKER_POLL_S", 0.5, positive=True)
+        self.WORKER_BATCH = _int("WORKER_BATCH", 20, at_least=1)
+        # A job claimed by a worker that died comes back after its lease, so the lease must outlast the longest
+        # job, one push send: shorter, and another worker takes over a push still on the wire and sends it again.
+        self.JOB_LEASE_S = _float("JOB_LEASE_S", 60, positive=True)
+        if self.JOB_LEASE_S < LEASE_PER_SEND_TIMEOUT * self.FCM_HTTP_TIMEOUT_S:
+            raise ValueError(f"JOB_LEASE_S: {self.JOB_LEASE_S:g} s is shorter than one push send may take; make it at "
+                             f"least {LEASE_PER_SEND_TIMEOUT:g} x FCM_HTTP_TIMEOUT_S "
+                             f"({LEASE_PER_SEND_TIMEOUT * self.FCM_HTTP_TIMEOUT_S:g} s)")
 
         self.LOG_LEVEL = _env("LOG_LEVEL", "INFO")
         # How long a thread may hold the GIL while others wait (Python's default is 5 ms). A serving process
@@ -114,7 +171,7 @@ class Config:
         self.ROUTE_SNAP_MAX_M = _float("ROUTE_SNAP_MAX_M", 150)
         self.WALKING_SPEED_MPS = _float("WALKING_SPEED_MPS", 1.3)
         self.ROUTE_VERSION_CHECK_S = _float("ROUTE_VERSION_CHECK_S", 5)
-        self.ROUTE_NIGHT_HOURS = tuple(int(h) for h in _env("ROUTE_NIGHT_HOURS", "20-6").split("-"))
+        self.ROUTE_NIGHT_HOURS = _hours("ROUTE_NIGHT_HOURS", (20, 6))
         self.FACILITY_MAX_RADIUS_M = _float("FACILITY_MAX_RADIUS_M", 2000)
         self.FACILITY_MAX_LIMIT = _int("FACILITY_MAX_LIMIT", 200)
 

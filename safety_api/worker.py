@@ -155,9 +155,17 @@ class Worker:
 
 
 def main(app=None):
-    """Run one worker in the foreground until SIGTERM or SIGINT."""
+    """Run one worker in the foreground until SIGTERM or SIGINT; refuse to start without a push sender that can
+    deliver, rather than take jobs and fail every push one retry after another."""
     from safety_api import create_app
-    worker = Worker(app or create_app())
+    from safety_api.services import deliveries
+    app = app or create_app()
+    try:
+        deliveries.sender_for(app.config)
+    except deliveries.PushSettingsError as exc:
+        log.critical("worker not started: %s", exc)
+        raise SystemExit(f"worker not started: {exc}") from None
+    worker = Worker(app)
     worker.keep_retention_scheduled()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop_event.set())

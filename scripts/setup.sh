@@ -14,6 +14,10 @@ install_system_packages() {
   for pkg in $APT_PACKAGES; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
   done
+  # Debian's python3 makes no virtual environment without python3-venv (ensurepip), needed until .venv exists.
+  [ -x .venv/bin/python ] || python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$missing python3-venv"
+  # Any npm will do (Debian's, or NodeSource's nodejs, which brings its own and conflicts with Debian's).
+  command -v npm >/dev/null 2>&1 || missing="$missing npm"
   if [ -n "$missing" ]; then
     step "installing Debian packages:$missing"
     $SUDO apt-get update -q
@@ -59,7 +63,7 @@ install_node() {
   fi
 }
 
-create_database() {  # $1 = database name; only for the local default role
+create_database() {  # $1 = database name, owned by the local default role (made here if missing)
   "${PG_ADMIN[@]}" -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='safety')
       THEN CREATE ROLE safety LOGIN SUPERUSER PASSWORD 'safety'; END IF; END \$\$;"
   "${PG_ADMIN[@]}" -tc "SELECT 1 FROM pg_database WHERE datname='$1'" | grep -q 1 \
@@ -73,8 +77,12 @@ install_system_packages
 start_services
 install_python
 install_node
+# Each local default database unless its URL points elsewhere: a DATABASE_URL of your own still leaves
+# `make test` its default safety_test (and the safety role that owns it).
 if [ -z "${DATABASE_URL:-}" ]; then
   create_database safety
+fi
+if [ -z "${TEST_DATABASE_URL:-}" ]; then
   create_database safety_test
 fi
 step "set-up complete"

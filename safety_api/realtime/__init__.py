@@ -3,6 +3,7 @@ from flask import Flask
 
 from safety_api.extensions import socketio
 from safety_api.realtime.open_sockets import Sweep
+from safety_api.realtime.positions import batcher
 
 
 def init_app(app: Flask):
@@ -20,6 +21,8 @@ def init_app(app: Flask):
     # its own so that emits go through the queue of the app they are made in.
     app.extensions["socketio_server"] = socketio.server
     app.extensions["socket_sweep"] = Sweep(app)
+    # One batcher per process, as there is one app per serving process; its loop reads the interval each round.
+    batcher.interval_s = app.config["POSITIONS_FLUSH_S"]
     register_namespaces(socketio)
 
 

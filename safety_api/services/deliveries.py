@@ -12,6 +12,7 @@ from notifications.push import (
     PushSender,
     backoff_seconds,
     init_firebase_app,
+    service_account_project,
 )
 from safety_api.clock import utcnow
 from safety_api.models import Delivery, User
@@ -26,6 +27,8 @@ JOB_MAX_ATTEMPTS = 2 * MAX_ATTEMPTS
 # The longest an FCM Retry-After may hold a push back; a larger (or infinite) one is read as this.
 MAX_RETRY_AFTER_S = 3600.0
 SETTLED = ("delivered", "dead", "failed", "withdrawn")
+# The project a stand-in FCM server (FCM_ENDPOINT, for tests and demos) is addressed with when none is set.
+STAND_IN_PROJECT = "stand-in"
 _senders: dict = {}
 _senders_lock = threading.Lock()
 
@@ -88,13 +91,47 @@ def by_user(devices_rows) -> dict:
     return grouped
 
 
+class PushSettingsError(ValueError):
+    """The FCM settings cannot make a sender that delivers anything; the message names the variables."""
+
+
+def push_project(config: dict) -> str:
+    """The Firebase project the pushes go to, once the settings are checked to make a sender that can deliver.
+
+    Each refusal stands for every push failing later, one by one: no credentials sends anonymously (FCM answers
+    401), a key file that is missing raises at every send, and a project that is not the key's own is refused
+    (403) and read as a dead token. A stand-in server (FCM_ENDPOINT, tests and demos) needs no credentials."""
+    path, project = config.get("FCM_CREDENTIALS"), config.get("FCM_PROJECT_ID")
+    if not path:
+        if not config.get("FCM_ENDPOINT"):
+            raise PushSettingsError(
+                "no FCM credentials: set GOOGLE_APPLICATION_CREDENTIALS to the Firebase project's service-account "
+                "JSON key (FCM_ENDPOINT, a stand-in FCM server, is for tests and demos); without them FCM refuses "
+                "every push")
+        return project or STAND_IN_PROJECT
+    try:
+        own = service_account_project(path)
+    except (OSError, ValueError) as exc:
+        raise PushSettingsError(f"GOOGLE_APPLICATION_CREDENTIALS={path} is not a readable service-account JSON "
+                                f"key: {exc}") from exc
+    if project and own and project != own:
+        raise PushSettingsError(
+            f"FCM_PROJECT_ID={project} is not the project of the service account in GOOGLE_APPLICATION_CREDENTIALS "
+            f"({own}): FCM would refuse every push. Unset FCM_PROJECT_ID to send to {own}")
+    if not (project or own):
+        raise PushSettingsError(f"GOOGLE_APPLICATION_CREDENTIALS={path} names no project_id: set FCM_PROJECT_ID")
+    return project or own
+
+
 def sender_for(config: dict) -> PushSender:
-    """One PushSender per process and configuration (firebase-admin App objects are heavy)."""
-    key = (config["FCM_PROJECT_ID"], config.get("FCM_CREDENTIALS"), config.get("FCM_ENDPOINT"))
+    """One PushSender per process and configuration (firebase-admin App objects are heavy); PushSettingsError if
+    the settings cannot make one that delivers (push_project)."""
+    key = (config.get("FCM_PROJECT_ID"), config.get("FCM_CREDENTIALS"), config.get("FCM_ENDPOINT"),
+           config.get("FCM_HTTP_TIMEOUT_S", 10.0))
     with _senders_lock:
         if key not in _senders:
-            app = init_firebase_app(credentials_path=key[1], project_id=key[0], endpoint=key[2],
-                                    name=f"push-{len(_senders)}")
+            app = init_firebase_app(credentials_path=key[1], project_id=push_project(config), endpoint=key[2],
+                                    timeout_s=key[3], name=f"push-{len(_senders)}")
             _senders[key] = PushSender(app)
         return _senders[key]
 

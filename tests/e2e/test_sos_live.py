@@ -141,7 +141,8 @@ def test_a_worker_killed_mid_delivery_leaves_nothing_undelivered_and_nothing_twi
         db.session.add(PushDevice(user_id=op.id, token=f"dev-{uuid.uuid4().hex[:8]}", platform="android"))
     db.session.commit()
     with FakeFCM() as fake:
-        env = fcm_env(live_env, fake, JOB_LEASE_S=2, WORKER_BATCH=5)
+        # A lease of 2 s must outlast a send (config.LEASE_PER_SEND_TIMEOUT): the fake answers at once.
+        env = fcm_env(live_env, fake, JOB_LEASE_S=2, FCM_HTTP_TIMEOUT_S=1, WORKER_BATCH=5)
         first = spawn_worker(env)
         for i in range(15):
             post_sos(live_server, create_user(db.session), key=f"k{i}")

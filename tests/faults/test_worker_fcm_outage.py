@@ -104,7 +104,8 @@ def test_a_slow_fcm_never_makes_two_workers_send_the_same_push(db, fault_env, fc
     create_operators(db.session, OPERATORS, prefix="op")
     citizens = create_citizens(db.session, 5)
     api = spawn.api(fault_env)
-    env = {**fault_env, "JOB_LEASE_S": "4", "WORKER_BATCH": "5", "LOG_LEVEL": "INFO"}  # a batch takes 7.5 s
+    # A batch takes 7.5 s, one send 1.5 s; a lease must outlast a send at its timeout (config.LEASE_PER_SEND_TIMEOUT).
+    env = {**fault_env, "JOB_LEASE_S": "4", "FCM_HTTP_TIMEOUT_S": "2.5", "WORKER_BATCH": "5", "LOG_LEVEL": "INFO"}
     workers = [spawn.worker(env), spawn.worker(env)]
     assert all(worker_started(w) for w in workers), "a worker did not start"
     raise_many(api, citizens)

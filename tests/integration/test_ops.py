@@ -10,9 +10,10 @@ import schemathesis
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from safety_api.api import ops
 from safety_api.clock import utcnow
 from safety_api.errors import to_problem
-from tests.conftest import another_app
+from tests.conftest import TEST_DATABASE_URL, another_app
 from tests.support.live import free_port
 
 PROBLEM = "application/problem+json"
@@ -51,7 +52,7 @@ def test_healthz_is_200(reader):
 def test_readyz_is_200_with_its_checks(reader):
     answer = reader.get("/readyz")
     assert answer.status_code == 200
-    assert answer.json == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    assert answer.json == {"status": "ok", "checks": {"database": "ok", "redis": "ok", "schema": "ok"}}
 
 
 def test_metrics_are_prometheus_text_counting_requests(reader):
@@ -166,6 +167,46 @@ def test_readyz_is_503_when_the_database_is_unreachable(app):
         assert client.get("/healthz").status_code == 200
         assert time.monotonic() - started < 15
     assert app.test_client().get("/readyz").status_code == 200
+
+
+def test_readyz_is_503_on_a_database_never_migrated(app):
+    """Before, /readyz answered 200 on an empty database: a load balancer sent SOS requests to an api whose
+    every write was a 500 (no tables)."""
+    unmigrated = TEST_DATABASE_URL.rsplit("/", 1)[0] + "/postgres"  # exists everywhere; none of our tables
+    with another_app(SQLALCHEMY_DATABASE_URI=unmigrated) as bare:
+        answer = bare.test_client().get("/readyz")
+    head = ", ".join(sorted(ops._release_revisions(app)[0]))
+    assert_unavailable(answer, f"schema=the database is at no revision (never migrated), this release needs {head}")
+    assert "database=ok" in answer.json["detail"] and "db upgrade" in answer.json["detail"]
+
+
+def test_readyz_is_503_while_the_database_lacks_this_releases_migrations(app, monkeypatch):
+    """As after a deploy that skipped `db upgrade`: the release's head is made one the database has not
+    reached."""
+    heads, known = ops._release_revisions(app)
+    monkeypatch.setitem(app.extensions, "migration_revisions", (frozenset({"0011"}), known | {"0011"}))
+    answer = app.test_client().get("/readyz")
+    assert_unavailable(answer, f"schema=the database is at {', '.join(sorted(heads))}, this release needs 0011")
+
+
+def test_readyz_stays_200_on_a_database_migrated_by_a_newer_release(app, monkeypatch):
+    """A rolling deploy migrates first: the old processes must keep serving until they are replaced."""
+    heads, _known = ops._release_revisions(app)
+    monkeypatch.setitem(app.extensions, "migration_revisions", (frozenset({"older"}), frozenset({"older"})))
+    answer = app.test_client().get("/readyz")
+    assert answer.status_code == 200
+    assert answer.json["checks"]["schema"] == (f"ok (the database is at {', '.join(sorted(heads))}, newer than "
+                                               f"this release's older)")
+
+
+@pytest.mark.parametrize("applied, verdict", [
+    (set(), "the database is at no revision (never migrated), this release needs 0010"),
+    ({"0009"}, "the database is at 0009, this release needs 0010"),
+    ({"0010"}, "ok"),
+    ({"0011"}, "ok (the database is at 0011, newer than this release's 0010)"),
+])
+def test_the_schema_verdict(applied, verdict):
+    assert ops.schema_state(applied, (frozenset({"0010"}), frozenset({"0009", "0010"}))).startswith(verdict)
 
 
 def test_a_transaction_the_database_undoes_in_a_deadlock_is_a_503_to_retry_not_an_outage(db):

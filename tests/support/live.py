@@ -22,6 +22,9 @@ def free_port() -> int:
 def process_env(database_url: str, redis_url: str, channel: str, **extra) -> dict:
     """Environment of a server or worker under test: the test database, Redis and channel."""
     env = dict(os.environ)
+    # A worker refuses to start with nowhere to send pushes. Nothing listens at this address: a push a test does
+    # not look at waits in retry; the tests that look at pushes pass a FakeFCM's url.
+    env.setdefault("FCM_ENDPOINT", "http://127.0.0.1:9")
     env.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "SOCKETIO_CHANNEL": channel,
                 "LOG_JSON": "0", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
                 "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024"})
