@@ -18,7 +18,8 @@ def point_of(geography) -> tuple[float, float]:
 
 
 def operator_view(incident: Incident) -> dict:
-    """The incident as operators see it (duress visible, priority, caller)."""
+    """The incident as operators see it (duress visible, priority, caller). `revision` orders views of one
+    incident; the caller's view never carries it (after a duress PIN it would tell that work goes on)."""
     lon, lat = point_of(incident.location)
     return {
         "id": str(incident.id), "status": incident.status, "trigger": incident.trigger,
@@ -31,6 +32,7 @@ def operator_view(incident: Incident) -> dict:
         "closed_at": _iso(incident.closed_at), "nearest_cctvs": incident.nearest_cctvs,
         "last_fix": incident.last_fix, "walk_id": str(incident.walk_id) if incident.walk_id else None,
         "caller_id": str(incident.caller_id) if incident.caller_id else None,
+        "revision": incident.revision,
     }
 
 
