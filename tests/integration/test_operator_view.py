@@ -1,4 +1,5 @@
-"""The operators' view of incidents on the real database: its revision."""
+"""The operators' view of incidents on the real database: its revision and the lists."""
+import pytest
 from sqlalchemy import func, select, text
 
 from safety_api.models import IncidentEvent
@@ -69,3 +70,40 @@ def test_the_callers_view_carries_no_revision(client, db):
     incident_id = sos(client, citizen)
     mine = client.get(f"/api/v1/sos/{incident_id}", headers=auth_header(citizen)).json["incident"]
     assert "revision" not in mine
+
+
+def add_incidents(db, count: int, *, status: str, minutes_ago: int):
+    """`count` incidents of 관악구 raised one second apart, the newest `minutes_ago` minutes ago."""
+    closed = status in ("resolved", "cancelled")
+    db.session.execute(text("""
+        INSERT INTO incidents (id, trigger, status, priority, district_code, location, created_at, closed_at)
+        SELECT gen_random_uuid(), 'button', :status, 'normal', '11620',
+               ST_SetSRID(ST_MakePoint(126.919, 37.4705), 4326)::geography, t, CASE WHEN :closed THEN t END
+        FROM (SELECT now() - make_interval(mins => :ago) - make_interval(secs => n) AS t
+              FROM generate_series(1, :count) n) s
+    """), {"status": status, "closed": closed, "ago": minutes_ago, "count": count})
+    db.session.commit()
+
+
+def test_the_open_list_holds_every_active_incident_however_many_wait(client, db):
+    """A console drops every open incident the list leaves out: with 600 older ones waiting, the newest SOS
+    (normal priority, last in the order) must be in it all the same."""
+    operator = create_user(db.session, role="operator")
+    add_incidents(db, 600, status="open", minutes_ago=30)
+    add_incidents(db, 10, status="dispatched", minutes_ago=20)
+    newest = sos(client, create_user(db.session))
+    listed = client.get("/api/v1/incidents?status=open", headers=auth_header(operator)).json["items"]
+    assert len(listed) == 611 and listed[-1]["id"] == newest
+    assert len(client.get("/api/v1/incidents?status=dispatched", headers=auth_header(operator)).json["items"]) == 10
+
+
+@pytest.mark.parametrize("status", ["all", "resolved"])
+def test_all_and_closed_lists_are_the_newest_first(client, db, status):
+    operator = create_user(db.session, role="operator")
+    add_incidents(db, 600, status="resolved", minutes_ago=60)
+    newest = sos(client, create_user(db.session))
+    post(client, operator, f"incidents/{newest}/resolve", {"outcome": "resolved"})
+    listed = client.get(f"/api/v1/incidents?status={status}", headers=auth_header(operator)).json["items"]
+    assert len(listed) == 500 and listed[0]["id"] == newest
+    times = [i["created_at"] for i in listed]
+    assert times == sorted(times, reverse=True)
