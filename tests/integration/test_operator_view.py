@@ -1,8 +1,12 @@
-"""The operators' view of incidents on the real database: its revision and the lists."""
+"""The operators' view of incidents on the real database: its revision, the lists and the detail's trail."""
+from datetime import datetime, timedelta
+
 import pytest
 from sqlalchemy import func, select, text
 
+from safety_api.clock import utcnow
 from safety_api.models import IncidentEvent
+from safety_api.services import incident_views
 from safety_api.worker import Worker
 from tests.factories import PASSWORD, auth_header, create_user
 
@@ -107,3 +111,24 @@ def test_all_and_closed_lists_are_the_newest_first(client, db, status):
     assert len(listed) == 500 and listed[0]["id"] == newest
     times = [i["created_at"] for i in listed]
     assert times == sorted(times, reverse=True)
+
+
+def test_the_detail_trail_is_the_newest_fixes_and_says_when_older_ones_were_left_out(client, db, monkeypatch):
+    monkeypatch.setattr(incident_views, "TRAIL_LIMIT", 3)
+    operator, citizen = create_user(db.session, role="operator"), create_user(db.session)
+    incident_id = sos(client, citizen)
+    start = utcnow() - timedelta(minutes=5)
+    fixes = [{"lat": 37.4705 + i * 1e-4, "lon": 126.9190, "accuracy_m": 9,
+              "t": (start + timedelta(seconds=i)).isoformat()}
+             for i in range(3)]
+    assert client.post(f"/api/v1/sos/{incident_id}/fixes", json={"fixes": fixes},
+                       headers=auth_header(citizen)).json["accepted"] == 3
+    whole = detail(client, operator, incident_id)
+    assert len(whole["trail"]) == 3 and whole["trail_truncated"] is False
+    later = [{**f, "lat": f["lat"] + 1e-3, "t": (start + timedelta(seconds=10 + i)).isoformat()}
+             for i, f in enumerate(fixes[:2])]
+    client.post(f"/api/v1/sos/{incident_id}/fixes", json={"fixes": later}, headers=auth_header(citizen))
+    cut = detail(client, operator, incident_id)
+    assert cut["trail_truncated"] is True
+    got = [datetime.fromisoformat(p["t"]) for p in cut["trail"]]
+    assert got == [datetime.fromisoformat(f["t"]) for f in (fixes[2], *later)]  # the newest, oldest first

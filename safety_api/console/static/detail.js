@@ -115,11 +115,12 @@ export class DetailPanel {
     const [lon, lat] = d.location.coordinates;
     const el = $(this.root, "#d-location");
     el.dataset.trailPoints = String(this.trailPoints);
+    el.dataset.trailTruncated = String(Boolean(d.trail_truncated));
     el.innerHTML = `
       <span>${(fix.lat ?? lat).toFixed(5)}, ${(fix.lon ?? lon).toFixed(5)}</span>
       ${d.accuracy_m || fix.accuracy_m ? `<span class="muted">± ${esc(metres(fix.accuracy_m ?? d.accuracy_m))}</span>` : ""}
       <br><span class="muted">${esc(t("detail.last_fix"))} ${esc(clock(fix.t || d.created_at))} ·
-      ${esc(t("detail.trail", { n: this.trailPoints }))}</span>`;
+      ${esc(t(d.trail_truncated ? "detail.trail_cut" : "detail.trail", { n: this.trailPoints }))}</span>`;
   }
 
   renderCameras() {
