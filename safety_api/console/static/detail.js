@@ -53,6 +53,7 @@ export class DetailPanel {
   /** A newer operator view of the same incident (from an event or an action's answer). */
   update(incident) {
     if (!this.detail || incident.id !== this.detail.id) return;
+    if ((incident.revision ?? 0) < (this.detail.revision ?? 0)) return; // older than what is shown
     const takenByOther = incident.acknowledged_by && incident.acknowledged_by !== this.meId
       && incident.acknowledged_by !== this.detail.acknowledged_by;
     this.detail = { ...this.detail, ...incident };
