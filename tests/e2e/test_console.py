@@ -527,3 +527,46 @@ def test_the_store_orders_views_by_revision_whatever_their_status(browser, live_
     assert got == {"afterOverlap": ["acknowledged", "high", 3], "lateEvent": "stale",
                    "reopened": ["open", 1, "critical"], "gone": None, "olderAfterGone": "stale",
                    "newerAfterGone": "new"}
+
+
+@needs_chromium
+def test_choosing_another_incident_never_lets_an_action_land_on_the_one_shown_before(live_server, db, consoles):
+    """While the newly chosen incident's detail is slow or fails, the panel shows nothing of the previous one
+    and no action can be sent; a failed read says so."""
+    operator = create_user(db.session, role="operator")
+    first = raise_sos(live_server, create_user(db.session))
+    second = raise_sos(live_server, create_user(db.session), NEAR_IT)
+    page = consoles(live_server, operator)
+    page.click(queue_item(first["id"]))
+    page.wait_for_selector(f'#detail[data-incident-id="{first["id"]}"] #d-events li')
+    assert page.is_enabled("#act-ack")
+    held = []
+    detail_of_second = re.compile(rf"/api/v1/incidents/{second['id']}$")
+    page.route(detail_of_second, lambda route: held.append(route))
+
+    page.click(queue_item(second["id"]))
+    page.wait_for_selector("#act-ack:disabled", timeout=2000)  # at once: the previous incident is off limits
+    for button in ("#act-ack", "#act-dispatch", "#act-resolve"):
+        assert page.is_disabled(button), button
+    assert page.get_attribute("#detail", "data-incident-id") == second["id"]
+    assert page.get_attribute("#detail", "data-state") == "loading"
+    assert page.locator("#d-events li").count() == 0 and page.locator("path.cam-focus").count() == 0
+    deadline = time.time() + 5
+    while not held:
+        assert time.time() < deadline, "the page did not ask for the incident"
+        page.wait_for_timeout(50)
+    held[0].fulfill(status=503, content_type="application/problem+json",
+                    body=json.dumps({"type": "about:blank", "title": "Unavailable", "status": 503,
+                                     "detail": "The database is unreachable."}))
+    page.wait_for_selector("#d-notice.notice-error", timeout=3000)
+    assert "The database is unreachable." in page.inner_text("#d-notice")
+    assert page.get_attribute("#detail", "data-state") == "failed" and page.is_disabled("#act-ack")
+    page.unroute(detail_of_second)
+
+    page.click(queue_item(second["id"]))  # chosen again, it loads and is acted on, and only it
+    page.wait_for_selector(f'#detail[data-incident-id="{second["id"]}"][data-state="ready"]', timeout=3000)
+    page.click("#act-ack")
+    page.wait_for_selector(queue_item(second["id"], "acknowledged"), timeout=3000)
+    statuses = {i["id"]: i["status"] for i in requests.get(f"{live_server.url}/api/v1/incidents", timeout=10,
+                                                          headers=bearer(operator)).json()["items"]}
+    assert statuses == {first["id"]: "open", second["id"]: "acknowledged"}

@@ -160,7 +160,7 @@ function receive(incident) {
   ui.overlay.syncIncident(now);
   renderQueue();
   cue(before, now);
-  if (now.id === ui.panel.incidentId) {
+  if (now.id === selectedId) {
     ui.panel.update(now);
     reloadSoon(now.id);
   }
@@ -190,8 +190,16 @@ async function select(id) {
     ui.overlay.select(null);
     return;
   }
-  const detail = await reload(id).catch(() => null);
-  if (detail) ui.map.setView(incidentLatLng(detail), Math.max(ui.map.getZoom(), 16));
+  if (ui.panel.incidentId !== id) { // until it arrives, nothing of the previous incident shows or can be acted on
+    ui.panel.loading(id);
+    ui.overlay.select(null);
+  }
+  try {
+    const detail = await reload(id);
+    if (detail) ui.map.setView(incidentLatLng(detail), Math.max(ui.map.getZoom(), 16));
+  } catch (err) {
+    if (selectedId === id) ui.panel.loadFailed(id, err.message);
+  }
 }
 
 /** Load one incident's full view and show it, if it is still the selected one. */
@@ -222,6 +230,7 @@ function reloadSoon(id) {
 /** Acknowledge, dispatch or resolve; a conflict with another operator is shown with the true state. */
 async function act(kind, body) {
   const id = ui.panel.incidentId;
+  if (!id || id !== selectedId) return; // the panel holds no loaded view of the chosen incident to act on
   ui.panel.busy(true);
   ui.panel.clearNotice();
   try {
@@ -246,7 +255,7 @@ function onUp() {
   pollTimer = null;
   showLiveState();
   refetch();
-  if (ui.panel.incidentId) reload(ui.panel.incidentId).catch(() => {});
+  if (selectedId) reload(selectedId).catch(() => {});
 }
 
 function onDown() {

@@ -35,14 +35,44 @@ export class DetailPanel {
     return this.detail?.id ?? null;
   }
 
+  /**
+   * Another incident was chosen and its full view is on its way: nothing of the one shown before stays, and
+   * no action can be sent until it arrives (it would land on the incident shown before).
+   */
+  loading(id) {
+    this.detail = null;
+    this.loadingId = id;
+    this.trailPoints = 0;
+    this.root.hidden = false;
+    this.root.dataset.incidentId = id;
+    this.root.dataset.state = "loading";
+    delete this.root.dataset.status;
+    this.clearNotice();
+    ["dispatch", "resolve"].forEach((k) => { $(this.root, `#${k}-form`).hidden = true; });
+    this.renderActions();
+    $(this.root, "#d-title").textContent = t("detail.loading");
+    for (const part of ["#d-caller", "#d-location", "#d-cameras", "#d-events", "#d-earlier"]) {
+      $(this.root, part).innerHTML = "";
+    }
+  }
+
+  /** The chosen incident could not be read: say so; the actions stay off until it is chosen again. */
+  loadFailed(id, detail) {
+    if (this.detail || this.loadingId !== id) return;
+    this.root.dataset.state = "failed";
+    this.notice("error", t("notice.load_failed", { detail }));
+  }
+
   /** Show a freshly loaded incident (GET /api/v1/incidents/{id}). */
   show(detail, meId) {
     const switched = detail.id !== this.detail?.id;
     this.detail = detail;
+    this.loadingId = null;
     this.meId = meId;
     this.trailPoints = detail.trail?.length ?? 0;
     this.root.hidden = false;
     this.root.dataset.incidentId = detail.id;
+    this.root.dataset.state = "ready";
     if (switched) {
       this.clearNotice();
       ["dispatch", "resolve"].forEach((k) => { $(this.root, `#${k}-form`).hidden = true; });
@@ -63,8 +93,10 @@ export class DetailPanel {
 
   hide() {
     this.detail = null;
+    this.loadingId = null;
     this.root.hidden = true;
     delete this.root.dataset.incidentId;
+    delete this.root.dataset.state;
   }
 
   renderAll() {
@@ -92,6 +124,10 @@ export class DetailPanel {
   }
 
   renderActions() {
+    if (!this.detail) { // nothing loaded to act on
+      this.root.querySelectorAll(".d-actions button, .d-form button").forEach((b) => { b.disabled = true; });
+      return;
+    }
     const s = this.detail.status;
     $(this.root, "#act-ack").disabled = s !== "open";
     $(this.root, "#act-dispatch").disabled = !(s === "open" || s === "acknowledged");
