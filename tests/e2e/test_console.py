@@ -236,6 +236,35 @@ def test_streets_come_as_geojson_within_a_bbox(client, db):
     assert client.get("/api/v1/layers/streets?bbox=1,2,3", headers=bearer(operator)).status_code == 422
 
 
+def test_streets_of_an_unknown_district_are_404_and_a_cut_answer_says_so(client, db):
+    operator = create_user(db.session, role="operator")
+    assert client.get("/api/v1/layers/streets?district=99999", headers=bearer(operator)).status_code == 404
+    whole = client.get("/api/v1/layers/streets?district=11620", headers=bearer(operator)).json
+    cut = client.get("/api/v1/layers/streets?district=11620&limit=10", headers=bearer(operator)).json
+    assert whole["truncated"] is False and len(whole["features"]) > 10
+    assert cut["truncated"] is True and len(cut["features"]) == 10
+
+
+@needs_chromium
+def test_the_layer_switch_says_when_the_street_network_is_cut(live_server, db, browser):
+    operator = create_user(db.session, role="operator")
+
+    def cut(route):
+        answer = route.fetch()
+        route.fulfill(response=answer, json={**answer.json(), "truncated": True})
+
+    context = browser.new_context()
+    context.route(re.compile(r"/api/v1/layers/streets\?"), cut)
+    page = context.new_page()
+    page.goto(live_server.url + "/console/")
+    page.fill("input[name=phone]", operator.phone)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("body[data-layers=ready]", timeout=15_000)
+    assert page.inner_text(".layer-switch small.partial") == "일부만 표시"
+    context.close()
+
+
 def test_an_admin_names_the_district_of_a_facility_layer(client, db):
     admin = create_user(db.session, role="admin")
     assert client.get("/api/v1/layers/facilities?kind=bell", headers=bearer(admin)).status_code == 422
