@@ -71,6 +71,7 @@ class FacilityLayer(StrictSchema):
 class StreetNetwork(StrictSchema):
     type = fields.String()
     features = fields.List(fields.Dict())
+    truncated = fields.Boolean(metadata={"description": "More edges matched than `limit`: the first ones by id"})
 
 
 class ConsoleConfig(StrictSchema):
@@ -92,7 +93,7 @@ def district(code):
 @blp.response(200, StreetNetwork)
 @require("operator", "admin")
 def streets(query):
-    """The walking street network as GeoJSON lines, optionally within a bbox and/or a district."""
+    """The walking street network as GeoJSON lines, optionally within a bbox and/or a district (404 if unknown)."""
     return layers.streets(db.session, **query), 200, CACHEABLE
 
 

@@ -55,6 +55,10 @@ class Incident(db.Model):
     dispatched_agency = db.Column(db.Text)
     outcome = db.Column(db.String(24))
     closed_at = db.Column(db.DateTime(timezone=True))
+    # One more at every change recorded in the audit trail (services.incidents.add_event; the first event,
+    # written with the incident, is 1): viewers order what they hear by it, never by the status, which a
+    # duress PIN or a release moves back to open.
+    revision = db.Column(db.Integer, nullable=False, server_default="1")
 
 
 class IncidentEvent(db.Model):

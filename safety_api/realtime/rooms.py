@@ -16,6 +16,13 @@ def incident_operators(district_code: str | None, *, escalated: bool) -> tuple:
     return (district(district_code), CENTRAL) if escalated else (district(district_code),)
 
 
+def central_centre(district_codes) -> tuple:
+    """Every room an admin's /control socket joins: the central centre's and every district's. Admins list
+    every district's incidents (GET /incidents), so their sockets follow them all live; an emit to several
+    rooms (an escalated incident's: its district and the central centre) still reaches a socket once."""
+    return (CENTRAL, *(district(code) for code in district_codes))
+
+
 def user(user_id) -> str:
     """Every socket of one person."""
     return f"user:{user_id}"

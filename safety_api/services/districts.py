@@ -13,6 +13,11 @@ def district_at(session, *, lat: float, lon: float) -> District | None:
                           .limit(1))
 
 
+def codes(session) -> list[str]:
+    """Every district's code."""
+    return list(session.scalars(select(District.code).order_by(District.code)))
+
+
 def served_district_code(*, lat: float, lon: float):
     """A SELECT of only the code of the served district at a point (no row outside the served area): the SOS
     composes it into its one read and needs no polygon."""

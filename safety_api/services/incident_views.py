@@ -10,6 +10,10 @@ from safety_api.models import (
     User,
 )
 
+# The detail is read again at every change of the selected incident: an SOS streaming for hours (or a walk's
+# SOS with the walk's fixes) must not send them all each time. As a walk's trail (services.walks.TRAIL_LIMIT).
+TRAIL_LIMIT = 5000
+
 
 def point_of(geography) -> tuple[float, float]:
     """(lon, lat) of a stored geography point."""
@@ -18,7 +22,8 @@ def point_of(geography) -> tuple[float, float]:
 
 
 def operator_view(incident: Incident) -> dict:
-    """The incident as operators see it (duress visible, priority, caller)."""
+    """The incident as operators see it (duress visible, priority, caller). `revision` orders views of one
+    incident; the caller's view never carries it (after a duress PIN it would tell that work goes on)."""
     lon, lat = point_of(incident.location)
     return {
         "id": str(incident.id), "status": incident.status, "trigger": incident.trigger,
@@ -31,6 +36,7 @@ def operator_view(incident: Incident) -> dict:
         "closed_at": _iso(incident.closed_at), "nearest_cctvs": incident.nearest_cctvs,
         "last_fix": incident.last_fix, "walk_id": str(incident.walk_id) if incident.walk_id else None,
         "caller_id": str(incident.caller_id) if incident.caller_id else None,
+        "revision": incident.revision,
     }
 
 
@@ -56,11 +62,19 @@ def detail_view(session, incident: Incident) -> dict:
     if incident.walk_id is not None:  # raised by a walk: the walk's fixes filed under it are its trail too
         own = or_(own, and_(LocationFix.subject_kind == "walk", LocationFix.subject_id == incident.walk_id,
                             LocationFix.incident_id == incident.id))
-    fixes = session.scalars(select(LocationFix).where(own).order_by(LocationFix.t))
-    view["trail"] = [{"lat": f.lat, "lon": f.lon, "accuracy_m": f.accuracy_m, "t": f.t.isoformat()} for f in fixes]
+    view["trail"], view["trail_truncated"] = _trail(session, own)
     view["caller"] = _caller(session, incident)
     view["earlier_incidents"] = _earlier(session, incident)
     return view
+
+
+def _trail(session, own) -> tuple[list, bool]:
+    """The newest TRAIL_LIMIT fixes in time order, and whether older ones were left out."""
+    newest = list(session.scalars(select(LocationFix).where(own).order_by(LocationFix.t.desc())
+                                  .limit(TRAIL_LIMIT + 1)))
+    kept = newest[:TRAIL_LIMIT][::-1]
+    return [{"lat": f.lat, "lon": f.lon, "accuracy_m": f.accuracy_m, "t": f.t.isoformat()} for f in kept], \
+        len(newest) > TRAIL_LIMIT
 
 
 def _caller(session, incident):

@@ -12,6 +12,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.expression import ColumnElement
 
 from notifications import messages
@@ -29,6 +30,8 @@ from safety_api.services.incident_views import caller_view, operator_view
 log = logging.getLogger(__name__)
 
 CLOSED = ("resolved", "cancelled")
+ACTIVE = ("open", "acknowledged", "dispatched")
+CLOSED_LIST_LIMIT = 500  # closed incidents pile up for ever: a list of them (or of all) is the newest only
 # Why an incident went to the central centre (its "escalated" event says which).
 NOT_TAKEN_IN_TIME = "not acknowledged in time"
 NOBODY_ON_SHIFT = "nobody on shift in the district"
@@ -39,8 +42,14 @@ def max_priority(a: str, b: str) -> str:
 
 
 def add_event(session, incident: Incident, kind: str, *, actor: User | None = None, **data):
-    """Append to the audit trail (inside the caller's transaction)."""
+    """Append to the audit trail (inside the caller's transaction) and count the change in the incident's
+    `revision`, which viewers order what they hear by. The database adds one under the row's lock, so two
+    transactions never give two states the same revision, whichever lock the caller took."""
     session.add(IncidentEvent(incident_id=incident.id, kind=kind, actor_id=actor.id if actor else None, data=data))
+    revision = session.execute(update(Incident).where(Incident.id == incident.id)
+                               .values(revision=Incident.revision + 1).returning(Incident.revision)
+                               .execution_options(synchronize_session=False)).scalar_one()
+    set_committed_value(incident, "revision", revision)
 
 
 def on_duty_staff(district_code):
@@ -82,8 +91,11 @@ def read_for_operator(session, *, user, incident_id) -> Incident:
 
 
 def list_for_operator(session, *, user, status: str | None) -> list:
-    """Open (or given-status) incidents of the operator's district; admins see all; by priority, then age.
-    The list carries each caller's position, so the read is logged too (once an hour per incident)."""
+    """Incidents of the operator's district (admins: every district). The active ones (`open`: every status
+    not closed; or one active status) come whole, by priority then age: a console takes such a list as the
+    truth and drops what it does not name, so a cut list would hide the newest SOS. Closed ones (and `None`:
+    every status) are the newest `CLOSED_LIST_LIMIT`, newest first. The list carries each caller's position,
+    so the read is logged too (once an hour per incident)."""
     query = select(Incident)
     if user.role != "admin":
         query = query.where(Incident.district_code == user.district_code)
@@ -91,8 +103,11 @@ def list_for_operator(session, *, user, status: str | None) -> list:
         query = query.where(Incident.status.not_in(CLOSED))
     elif status:
         query = query.where(Incident.status == status)
-    rank = case(PRIORITY_RANK, value=Incident.priority, else_=9)
-    found = list(session.scalars(query.order_by(rank, Incident.created_at).limit(500)))
+    if status == "open" or status in ACTIVE:
+        query = query.order_by(case(PRIORITY_RANK, value=Incident.priority, else_=9), Incident.created_at)
+    else:
+        query = query.order_by(Incident.created_at.desc(), Incident.id).limit(CLOSED_LIST_LIMIT)
+    found = list(session.scalars(query))
     _log_reads(session, user, found, purpose="incident.list")
     session.commit()
     return found

@@ -60,15 +60,19 @@ def facilities_of_district(session, *, code: str, kind: str) -> dict:
 
 
 def streets(session, *, bbox=None, district: str | None = None, limit: int) -> dict:
-    """Street edges as a GeoJSON FeatureCollection, within a bbox and/or a district, with camera coverage."""
+    """Street edges as a GeoJSON FeatureCollection, within a bbox and/or a district, with camera coverage;
+    `truncated` when more edges than `limit` matched. 404 for an unknown district."""
+    if district is not None and session.execute(text("SELECT 1 FROM districts WHERE code = :code"),
+                                                {"code": district}).first() is None:
+        raise NotFound("No such district.")
     x0, y0, x1, y1 = bbox or (None, None, None, None)
     rows = session.execute(_STREETS, {"x0": x0, "y0": y0, "x1": x1, "y1": y1, "district": district,
-                                      "limit": limit})
+                                      "limit": limit + 1}).all()
     features = [{"type": "Feature", "geometry": json.loads(r.geometry), "properties": {
         "id": str(r.id), "highway": r.highway, "name": r.name, "length_m": round(r.length_m, 1),
         "covered_ratio": round(min(1.0, r.covered_m / r.length_m), 2) if r.length_m else 0.0}}
-        for r in rows]
-    return {"type": "FeatureCollection", "features": features}
+        for r in rows[:limit]]
+    return {"type": "FeatureCollection", "features": features, "truncated": len(rows) > limit}
 
 
 def echo_heartbeat(emitter, *, sid: str, nonce: str) -> bool:

@@ -236,6 +236,35 @@ def test_streets_come_as_geojson_within_a_bbox(client, db):
     assert client.get("/api/v1/layers/streets?bbox=1,2,3", headers=bearer(operator)).status_code == 422
 
 
+def test_streets_of_an_unknown_district_are_404_and_a_cut_answer_says_so(client, db):
+    operator = create_user(db.session, role="operator")
+    assert client.get("/api/v1/layers/streets?district=99999", headers=bearer(operator)).status_code == 404
+    whole = client.get("/api/v1/layers/streets?district=11620", headers=bearer(operator)).json
+    cut = client.get("/api/v1/layers/streets?district=11620&limit=10", headers=bearer(operator)).json
+    assert whole["truncated"] is False and len(whole["features"]) > 10
+    assert cut["truncated"] is True and len(cut["features"]) == 10
+
+
+@needs_chromium
+def test_the_layer_switch_says_when_the_street_network_is_cut(live_server, db, browser):
+    operator = create_user(db.session, role="operator")
+
+    def cut(route):
+        answer = route.fetch()
+        route.fulfill(response=answer, json={**answer.json(), "truncated": True})
+
+    context = browser.new_context()
+    context.route(re.compile(r"/api/v1/layers/streets\?"), cut)
+    page = context.new_page()
+    page.goto(live_server.url + "/console/")
+    page.fill("input[name=phone]", operator.phone)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("body[data-layers=ready]", timeout=15_000)
+    assert page.inner_text(".layer-switch small.partial") == "일부만 표시"
+    context.close()
+
+
 def test_an_admin_names_the_district_of_a_facility_layer(client, db):
     admin = create_user(db.session, role="admin")
     assert client.get("/api/v1/layers/facilities?kind=bell", headers=bearer(admin)).status_code == 422
@@ -373,3 +402,200 @@ def test_the_banner_shows_while_redis_restarts_and_the_page_catches_up(two_serve
     assert page.locator("#live-state[data-state=up]").count() == 1
     assert consoles.external == []
     record_timings(banner_after_redis_down_s=banner_s, banner_cleared_after_redis_up_s=recovered_s)
+
+
+def set_pins(server, citizen):
+    answer = requests.put(server.url + "/api/v1/me/pins", headers=bearer(citizen), timeout=10,
+                          json={"cancel_pin": "1111", "duress_pin": "2222", "password": PASSWORD})
+    assert answer.status_code == 204, answer.text
+
+
+def enter_pin(server, citizen, incident_id, pin):
+    answer = requests.post(f"{server.url}/api/v1/sos/{incident_id}/cancel", json={"pin": pin},
+                           headers=bearer(citizen), timeout=10)
+    assert answer.json() == {"status": "cancelled"}
+
+
+def last_cue(page) -> str:
+    return page.get_attribute("body", "data-last-cue") or ""
+
+
+def wait_for_cue(page, after: str, kind: str):
+    """The page rang (a newer cue than `after`), of that kind (critical or normal)."""
+    page.wait_for_function("([after, kind]) => (document.body.dataset.lastCue || '') !== after"
+                           " && document.body.dataset.lastCueKind === kind", arg=[after, kind], timeout=3000)
+
+
+@needs_chromium
+def test_a_duress_pin_on_a_closed_incident_brings_it_back_on_every_open_console(two_servers, db, consoles):
+    """The server reopens it (open, critical, duress): each console open at the close must show it again,
+    pinned, glowing and ringing, with no reload."""
+    server_a, server_b = two_servers
+    operator = create_user(db.session, role="operator")
+    citizen = create_user(db.session)
+    set_pins(server_b, citizen)
+    page = consoles(server_a, operator)
+    incident = raise_sos(server_b, citizen)
+    page.wait_for_selector(queue_item(incident["id"], "open"))
+    assert operator_post(server_b, operator, incident["id"], "resolve", {"outcome": "false_alarm"}).status_code == 200
+    page.wait_for_selector(queue_item(incident["id"]), state="detached", timeout=3000)
+    page.wait_for_selector(map_pin(incident["id"]), state="detached", timeout=3000)
+    before = last_cue(page)
+
+    enter_pin(server_b, citizen, incident["id"], "2222")
+    page.wait_for_selector(queue_item(incident["id"], "open"), timeout=3000)
+    page.wait_for_selector(f'{map_pin(incident["id"])}[data-status="open"].is-duress', timeout=3000)
+    wait_for_cue(page, before, "critical")
+    item = page.locator(queue_item(incident["id"]))
+    assert "is-new" in item.get_attribute("class") and "prio-critical" in item.get_attribute("class")
+    assert "강압 신호" in item.inner_text()
+
+
+@needs_chromium
+def test_an_incident_whose_operator_is_suspended_shows_as_open_again_and_rings(two_servers, db, consoles):
+    """A release turns acknowledged back into open: the queue must stop saying it is taken."""
+    server_a, server_b = two_servers
+    admin = create_user(db.session, role="admin")
+    leaving, staying = (create_user(db.session, role="operator") for _ in range(2))
+    page = consoles(server_a, staying)
+    incident = raise_sos(server_b, create_user(db.session))
+    assert operator_post(server_b, leaving, incident["id"], "ack").status_code == 200
+    page.wait_for_selector(queue_item(incident["id"], "acknowledged"), timeout=3000)
+    assert "다른 요원 접수" in page.inner_text(queue_item(incident["id"]))
+    before = last_cue(page)
+
+    answer = requests.post(f"{server_b.url}/api/v1/admin/users/{leaving.id}/suspend", json={"reason": "퇴사"},
+                           headers=bearer(admin), timeout=10)
+    assert answer.status_code == 200, answer.text
+    page.wait_for_selector(queue_item(incident["id"], "open"), timeout=3000)
+    page.wait_for_selector(f'{map_pin(incident["id"])}[data-status="open"]', timeout=3000)
+    wait_for_cue(page, before, "normal")
+    assert "다른 요원 접수" not in page.inner_text(queue_item(incident["id"]))
+    assert "is-new" in page.get_attribute(queue_item(incident["id"]), "class")
+
+
+@needs_chromium
+def test_a_duress_pin_on_an_incident_already_shown_rings_as_critical(two_servers, db, consoles):
+    server_a, server_b = two_servers
+    operator = create_user(db.session, role="operator")
+    citizen = create_user(db.session)
+    set_pins(server_b, citizen)
+    page = consoles(server_a, operator)
+    incident = raise_sos(server_b, citizen)
+    page.wait_for_selector(queue_item(incident["id"], "open"))
+    assert operator_post(server_b, operator, incident["id"], "ack").status_code == 200
+    page.wait_for_selector(queue_item(incident["id"], "acknowledged"), timeout=3000)
+    before = last_cue(page)
+
+    enter_pin(server_b, citizen, incident["id"], "2222")  # acknowledged still, now critical and duress
+    wait_for_cue(page, before, "critical")
+    item = page.locator(queue_item(incident["id"], "acknowledged"))
+    assert "prio-critical" in item.get_attribute("class") and "강압 신호" in item.inner_text()
+
+
+@needs_chromium
+def test_a_list_fetched_before_a_change_never_undoes_it(two_servers, db, consoles):
+    """The open list is read (say, on coming back to the tab), a duress PIN's event arrives while its answer
+    is on the way, then the older answer lands: the incident must stay critical and flagged."""
+    server_a, server_b = two_servers
+    operator = create_user(db.session, role="operator")
+    citizen = create_user(db.session)
+    set_pins(server_b, citizen)
+    page = consoles(server_a, operator)
+    incident = raise_sos(server_b, citizen)
+    page.wait_for_selector(queue_item(incident["id"], "open"))
+    held = []
+    page.route(re.compile(r"/api/v1/incidents\?status=open$"), lambda route: held.append((route, route.fetch())))
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # the page reads the list again
+    deadline = time.time() + 5
+    while not held:
+        assert time.time() < deadline, "the page did not read the list"
+        page.wait_for_timeout(50)
+    route, older = held[0]
+    assert json.loads(older.text())["items"][0]["duress"] is False
+
+    enter_pin(server_b, citizen, incident["id"], "2222")
+    page.wait_for_selector(f'{queue_item(incident["id"], "open")}.prio-critical', timeout=3000)
+    route.fulfill(response=older)
+    page.unroute(re.compile(r"/api/v1/incidents\?status=open$"))
+    page.wait_for_timeout(700)  # the older list has been merged by now
+    item = page.locator(queue_item(incident["id"], "open"))
+    assert "prio-critical" in item.get_attribute("class") and "강압 신호" in item.inner_text()
+
+
+@needs_chromium
+def test_the_store_orders_views_by_revision_whatever_their_status(browser, live_server):
+    """store.js on its own, in the browser: overlapping list answers, a late event, a reopening."""
+    page = browser.new_page()
+    page.goto(live_server.url + "/console/")
+    got = page.evaluate("""async () => {
+      const store = await import("/console/store.js");
+      const base = {id: "x", status: "open", priority: "normal", duress: false, escalated_at: null,
+                    created_at: new Date().toISOString(), revision: 1};
+      const out = {};
+      store.upsert(base);
+      const first = performance.now();               // a refetch starts ...
+      const second = performance.now() + 1;          // ... and another one after it
+      store.upsert({...base, escalated_at: "2026-01-01T00:00:00Z", priority: "high", revision: 2}, second + 1);
+      store.reconcile([{...base, status: "acknowledged", priority: "high", escalated_at: "2026-01-01T00:00:00Z",
+                        revision: 3}], second);      // the later refetch answers first
+      store.reconcile([base], first);                // then the earlier one, older than all of it
+      out.afterOverlap = [store.get("x").status, store.get("x").priority, store.get("x").revision];
+      store.upsert({...base, status: "resolved", revision: 4});
+      out.lateEvent = store.upsert({...base, status: "acknowledged", revision: 3});
+      const before = store.get("x");
+      store.upsert({...base, status: "open", priority: "critical", duress: true, revision: 6});
+      out.reopened = [store.get("x").status, store.queue().length, store.cueOf(before, store.get("x"))];
+      store.reconcile([], performance.now());        // closed meanwhile, its event lost
+      out.gone = store.get("x");
+      out.olderAfterGone = store.upsert({...base, revision: 6});
+      out.newerAfterGone = store.upsert({...base, revision: 7});
+      return out;
+    }""")
+    page.close()
+    assert got == {"afterOverlap": ["acknowledged", "high", 3], "lateEvent": "stale",
+                   "reopened": ["open", 1, "critical"], "gone": None, "olderAfterGone": "stale",
+                   "newerAfterGone": "new"}
+
+
+@needs_chromium
+def test_choosing_another_incident_never_lets_an_action_land_on_the_one_shown_before(live_server, db, consoles):
+    """While the newly chosen incident's detail is slow or fails, the panel shows nothing of the previous one
+    and no action can be sent; a failed read says so."""
+    operator = create_user(db.session, role="operator")
+    first = raise_sos(live_server, create_user(db.session))
+    second = raise_sos(live_server, create_user(db.session), NEAR_IT)
+    page = consoles(live_server, operator)
+    page.click(queue_item(first["id"]))
+    page.wait_for_selector(f'#detail[data-incident-id="{first["id"]}"] #d-events li')
+    assert page.is_enabled("#act-ack")
+    held = []
+    detail_of_second = re.compile(rf"/api/v1/incidents/{second['id']}$")
+    page.route(detail_of_second, lambda route: held.append(route))
+
+    page.click(queue_item(second["id"]))
+    page.wait_for_selector("#act-ack:disabled", timeout=2000)  # at once: the previous incident is off limits
+    for button in ("#act-ack", "#act-dispatch", "#act-resolve"):
+        assert page.is_disabled(button), button
+    assert page.get_attribute("#detail", "data-incident-id") == second["id"]
+    assert page.get_attribute("#detail", "data-state") == "loading"
+    assert page.locator("#d-events li").count() == 0 and page.locator("path.cam-focus").count() == 0
+    deadline = time.time() + 5
+    while not held:
+        assert time.time() < deadline, "the page did not ask for the incident"
+        page.wait_for_timeout(50)
+    held[0].fulfill(status=503, content_type="application/problem+json",
+                    body=json.dumps({"type": "about:blank", "title": "Unavailable", "status": 503,
+                                     "detail": "The database is unreachable."}))
+    page.wait_for_selector("#d-notice.notice-error", timeout=3000)
+    assert "The database is unreachable." in page.inner_text("#d-notice")
+    assert page.get_attribute("#detail", "data-state") == "failed" and page.is_disabled("#act-ack")
+    page.unroute(detail_of_second)
+
+    page.click(queue_item(second["id"]))  # chosen again, it loads and is acted on, and only it
+    page.wait_for_selector(f'#detail[data-incident-id="{second["id"]}"][data-state="ready"]', timeout=3000)
+    page.click("#act-ack")
+    page.wait_for_selector(queue_item(second["id"], "acknowledged"), timeout=3000)
+    statuses = {i["id"]: i["status"] for i in requests.get(f"{live_server.url}/api/v1/incidents", timeout=10,
+                                                          headers=bearer(operator)).json()["items"]}
+    assert statuses == {first["id"]: "open", second["id"]: "acknowledged"}

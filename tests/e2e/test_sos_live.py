@@ -3,6 +3,7 @@ import signal
 import threading
 import time
 import uuid
+from datetime import datetime, timezone
 
 import requests
 import socketio
@@ -164,3 +165,63 @@ def test_a_worker_killed_mid_delivery_leaves_nothing_undelivered_and_nothing_twi
     twice = {k for k, n in counts.items() if n > 1}
     # At-least-once: only a push that was on the wire when the worker died may go twice.
     assert twice <= in_flight and len(twice) <= 1
+
+
+def test_an_admins_socket_hears_every_districts_incidents_each_event_once(two_servers, live_env, db, spawn_worker):
+    """Admins list every district's incidents (GET /incidents), so their console must hear each change of each
+    live, exactly once, escalated ones (sent to the district and the central centre at once) included; a
+    district's operators still hear only their own."""
+    first, second = two_servers
+    names = ["incident.created", "incident.updated", "positions"]
+    operator = create_user(db.session, role="operator")
+    admin = Listener(second.url, "/control", token_for(create_user(db.session, role="admin")), names)
+    gwanak = Listener(first.url, "/control", token_for(operator), names)
+    gangnam = Listener(first.url, "/control", token_for(create_user(db.session, role="operator", district="11680")),
+                       names)
+    citizen = create_user(db.session)
+
+    def raise_at(where) -> str:
+        answer = requests.post(first.url + "/api/v1/sos", json=where, headers={
+            "Authorization": f"Bearer {token_for(citizen)}", "Idempotency-Key": uuid.uuid4().hex}, timeout=10)
+        assert answer.status_code == 201, answer.text
+        return answer.json()["incident"]["id"]
+
+    def heard(listener) -> dict:
+        """(event, incident id) -> how many times it was heard; positions counted per item."""
+        counts = {}
+        for event in ("incident.created", "incident.updated"):
+            for payload in list(listener.received[event]):
+                counts[(event, payload["id"])] = counts.get((event, payload["id"]), 0) + 1
+        for batch in list(listener.received["positions"]):
+            for item in batch["items"]:
+                counts[("positions", item["id"])] = counts.get(("positions", item["id"]), 0) + 1
+        return counts
+
+    try:
+        taken, waiting = raise_at(IN_GWANAK), raise_at({**IN_GWANAK, "lat": 37.4712})
+        south, outside = raise_at({"lat": 37.5172, "lon": 127.0473}), raise_at({"lat": 35.1796, "lon": 129.0756})
+        answer = requests.post(f"{first.url}/api/v1/incidents/{taken}/ack", headers={
+            "Authorization": f"Bearer {token_for(operator)}"}, timeout=10)
+        assert answer.status_code == 200
+        db.session.execute(text("UPDATE jobs SET run_at = now() - interval '1 second' "
+                                "WHERE kind = 'incident.escalate'"))
+        db.session.commit()
+        with FakeFCM() as fake:  # escalates the three still open: the updates go to district and centre at once
+            worker = spawn_worker(fcm_env(live_env, fake))
+            assert wait_for(lambda: sum(1 for e, _ in heard(admin) if e == "incident.updated") >= 4, 15), heard(admin)
+            assert worker.stop() == 0
+        fix = {**IN_GWANAK, "t": datetime.now(timezone.utc).isoformat()}
+        assert requests.post(f"{first.url}/api/v1/sos/{waiting}/fixes", json={"fixes": [fix]}, timeout=10,
+                             headers={"Authorization": f"Bearer {token_for(citizen)}"}).json()["accepted"] == 1
+        assert wait_for(lambda: ("positions", waiting) in heard(admin), 5)
+        time.sleep(1)  # anything sent twice would be here by now
+
+        every = {taken, waiting, south, outside}
+        assert heard(admin) == {**{("incident.created", i): 1 for i in every},
+                                **{("incident.updated", i): 1 for i in every}, ("positions", waiting): 1}
+        assert heard(gwanak) == {**{("incident.created", i): 1 for i in (taken, waiting)},
+                                 **{("incident.updated", i): 1 for i in (taken, waiting)}, ("positions", waiting): 1}
+        assert heard(gangnam) == {("incident.created", south): 1, ("incident.updated", south): 1}
+    finally:
+        for listener in (admin, gwanak, gangnam):
+            listener.close()

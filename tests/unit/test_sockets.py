@@ -335,3 +335,23 @@ def test_a_refused_connect_leaves_no_record_of_its_socket(app, db, app_sockets, 
     operator_console.connect("/control", auth={"token": token})  # a citizen on /control: 403
     assert not operator_console.is_connected("/control")
     assert app.extensions["redis"].zcard(_key(citizen.id)) == 0
+
+
+def test_an_admin_follows_the_central_centre_and_every_district_and_an_operator_only_their_own(app, db,
+                                                                                                app_sockets):
+    """Admins list every district's incidents: their /control sockets are in every district's room."""
+    from sqlalchemy import text
+
+    from tests.factories import create_user
+    codes = db.session.scalars(text("SELECT code FROM districts")).all()
+    assert len(codes) > 1
+
+    def rooms_of(user):
+        client = open_socket(app, app_sockets, user, "/control")
+        sid = app_sockets.server.manager.sid_from_eio_sid(client.eio_sid, "/control")
+        joined = set(app_sockets.server.rooms(sid, namespace="/control")) - {sid}
+        client.disconnect("/control")
+        return joined
+
+    assert rooms_of(create_user(db.session, role="admin")) == {"central", *(f"district:{c}" for c in codes)}
+    assert rooms_of(create_user(db.session, role="operator", district="11680")) == {"district:11680"}

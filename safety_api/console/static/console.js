@@ -123,16 +123,18 @@ function showSound() {
   apply(button.parentElement);
 }
 
-/** Read the open incidents again; what arrived while we were not live gets the arrival cue. */
+/** Read the open incidents again; what arrived or changed while we were not live gets its cue. */
 async function refetch() {
   const fetchStartedAt = performance.now();
   try {
     const { items } = await session.api("/api/v1/incidents?status=open");
-    const added = store.reconcile(items, fetchStartedAt);
+    const changes = store.reconcile(items, fetchStartedAt);
     ui.overlay.syncAll(store.queue());
     renderQueue();
-    if (loadedOnce) added.forEach((id) => cue(store.get(id)));
+    if (loadedOnce) changes.forEach(([before, now]) => cue(before, now));
     loadedOnce = true;
+    const selected = changes.find(([, now]) => now.id === ui.panel.incidentId);
+    if (selected) ui.panel.update(selected[1]);
   } catch (err) {
     console.warn("refetch failed", err);
   }
@@ -153,22 +155,23 @@ function onPositions(items) {
 
 function receive(incident) {
   const before = store.get(incident.id);
-  const result = store.upsert(incident);
-  if (result === "stale") return;
+  if (store.upsert(incident) === "stale") return;
   const now = store.get(incident.id);
   ui.overlay.syncIncident(now);
   renderQueue();
-  if (result === "new" && !store.CLOSED.has(now.status)) cue(now);
-  else if (now.escalated_at && !before?.escalated_at) beep(true); // nobody took it in time: ring again
-  if (now.id === ui.panel.incidentId) {
+  cue(before, now);
+  if (now.id === selectedId) {
     ui.panel.update(now);
     reloadSoon(now.id);
   }
 }
 
-function cue(incident) {
-  ui.queue.markNew(incident.id);
-  beep(incident.priority === "critical" || incident.duress);
+/** Sound and glow for what must be heard: an arrival, a return to open, a duress PIN, a raised priority. */
+function cue(before, now) {
+  const kind = store.cueOf(before, now);
+  if (!kind) return;
+  ui.queue.markNew(now.id);
+  beep(kind === "critical");
 }
 
 function renderQueue() {
@@ -187,19 +190,34 @@ async function select(id) {
     ui.overlay.select(null);
     return;
   }
-  const detail = await reload(id).catch(() => null);
-  if (detail) ui.map.setView(incidentLatLng(detail), Math.max(ui.map.getZoom(), 16));
+  if (ui.panel.incidentId !== id) { // until it arrives, nothing of the previous incident shows or can be acted on
+    ui.panel.loading(id);
+    ui.overlay.select(null);
+  }
+  try {
+    const detail = await reload(id);
+    if (detail) ui.map.setView(incidentLatLng(detail), Math.max(ui.map.getZoom(), 16));
+  } catch (err) {
+    if (selectedId === id) ui.panel.loadFailed(id, err.message);
+  }
 }
 
 /** Load one incident's full view and show it, if it is still the selected one. */
 async function reload(id) {
   const { incident } = await session.api(`/api/v1/incidents/${id}`);
   if (selectedId !== id) return null;
-  store.upsert(incident);
-  ui.overlay.syncIncident(store.get(id));
+  const before = store.get(id);
+  const stale = store.upsert(store.summaryOf(incident)) === "stale";
+  const now = store.get(id);
+  if (now) ui.overlay.syncIncident(now);
   renderQueue();
+  if (!stale) cue(before, now);
   ui.panel.show(incident, me.id);
   ui.overlay.select(incident);
+  if (stale && now) { // an event overtook this answer: show the state it brought, and read the timeline again
+    ui.panel.update(now);
+    reloadSoon(id);
+  }
   return incident;
 }
 
@@ -212,6 +230,7 @@ function reloadSoon(id) {
 /** Acknowledge, dispatch or resolve; a conflict with another operator is shown with the true state. */
 async function act(kind, body) {
   const id = ui.panel.incidentId;
+  if (!id || id !== selectedId) return; // the panel holds no loaded view of the chosen incident to act on
   ui.panel.busy(true);
   ui.panel.clearNotice();
   try {
@@ -236,7 +255,7 @@ function onUp() {
   pollTimer = null;
   showLiveState();
   refetch();
-  if (ui.panel.incidentId) reload(ui.panel.incidentId).catch(() => {});
+  if (selectedId) reload(selectedId).catch(() => {});
 }
 
 function onDown() {

@@ -27,6 +27,7 @@ export function toggleMute() {
 /** One soft beep, two for a critical incident. */
 export function beep(critical = false) {
   document.body.dataset.lastCue = String(Date.now()); // lets a test (or an operator tool) see that it rang
+  document.body.dataset.lastCueKind = critical ? "critical" : "normal";
   if (muted || !audio) return;
   const starts = critical ? [0, 0.25] : [0];
   for (const offset of starts) tone(audio.currentTime + offset, critical ? 988 : 880);

@@ -35,14 +35,44 @@ export class DetailPanel {
     return this.detail?.id ?? null;
   }
 
+  /**
+   * Another incident was chosen and its full view is on its way: nothing of the one shown before stays, and
+   * no action can be sent until it arrives (it would land on the incident shown before).
+   */
+  loading(id) {
+    this.detail = null;
+    this.loadingId = id;
+    this.trailPoints = 0;
+    this.root.hidden = false;
+    this.root.dataset.incidentId = id;
+    this.root.dataset.state = "loading";
+    delete this.root.dataset.status;
+    this.clearNotice();
+    ["dispatch", "resolve"].forEach((k) => { $(this.root, `#${k}-form`).hidden = true; });
+    this.renderActions();
+    $(this.root, "#d-title").textContent = t("detail.loading");
+    for (const part of ["#d-caller", "#d-location", "#d-cameras", "#d-events", "#d-earlier"]) {
+      $(this.root, part).innerHTML = "";
+    }
+  }
+
+  /** The chosen incident could not be read: say so; the actions stay off until it is chosen again. */
+  loadFailed(id, detail) {
+    if (this.detail || this.loadingId !== id) return;
+    this.root.dataset.state = "failed";
+    this.notice("error", t("notice.load_failed", { detail }));
+  }
+
   /** Show a freshly loaded incident (GET /api/v1/incidents/{id}). */
   show(detail, meId) {
     const switched = detail.id !== this.detail?.id;
     this.detail = detail;
+    this.loadingId = null;
     this.meId = meId;
     this.trailPoints = detail.trail?.length ?? 0;
     this.root.hidden = false;
     this.root.dataset.incidentId = detail.id;
+    this.root.dataset.state = "ready";
     if (switched) {
       this.clearNotice();
       ["dispatch", "resolve"].forEach((k) => { $(this.root, `#${k}-form`).hidden = true; });
@@ -53,6 +83,7 @@ export class DetailPanel {
   /** A newer operator view of the same incident (from an event or an action's answer). */
   update(incident) {
     if (!this.detail || incident.id !== this.detail.id) return;
+    if ((incident.revision ?? 0) < (this.detail.revision ?? 0)) return; // older than what is shown
     const takenByOther = incident.acknowledged_by && incident.acknowledged_by !== this.meId
       && incident.acknowledged_by !== this.detail.acknowledged_by;
     this.detail = { ...this.detail, ...incident };
@@ -62,8 +93,10 @@ export class DetailPanel {
 
   hide() {
     this.detail = null;
+    this.loadingId = null;
     this.root.hidden = true;
     delete this.root.dataset.incidentId;
+    delete this.root.dataset.state;
   }
 
   renderAll() {
@@ -91,6 +124,10 @@ export class DetailPanel {
   }
 
   renderActions() {
+    if (!this.detail) { // nothing loaded to act on
+      this.root.querySelectorAll(".d-actions button, .d-form button").forEach((b) => { b.disabled = true; });
+      return;
+    }
     const s = this.detail.status;
     $(this.root, "#act-ack").disabled = s !== "open";
     $(this.root, "#act-dispatch").disabled = !(s === "open" || s === "acknowledged");
@@ -115,11 +152,12 @@ export class DetailPanel {
     const [lon, lat] = d.location.coordinates;
     const el = $(this.root, "#d-location");
     el.dataset.trailPoints = String(this.trailPoints);
+    el.dataset.trailTruncated = String(Boolean(d.trail_truncated));
     el.innerHTML = `
       <span>${(fix.lat ?? lat).toFixed(5)}, ${(fix.lon ?? lon).toFixed(5)}</span>
       ${d.accuracy_m || fix.accuracy_m ? `<span class="muted">± ${esc(metres(fix.accuracy_m ?? d.accuracy_m))}</span>` : ""}
       <br><span class="muted">${esc(t("detail.last_fix"))} ${esc(clock(fix.t || d.created_at))} ·
-      ${esc(t("detail.trail", { n: this.trailPoints }))}</span>`;
+      ${esc(t(d.trail_truncated ? "detail.trail_cut" : "detail.trail", { n: this.trailPoints }))}</span>`;
   }
 
   renderCameras() {

@@ -33,8 +33,9 @@ export async function loadBase(map, district) {
     style: { color: "#46505c", weight: 1, fill: false } });
   L.geoJSON(outline.boundary, { renderer, interactive: false,
     style: { color: "#9aa7b4", weight: 2.5, fillColor: "#1d232a", fillOpacity: 0.35 } }).addTo(map);
-  const streets = L.geoJSON(await api(`/api/v1/layers/streets?district=${encodeURIComponent(district)}`), {
-    renderer, interactive: false, style: { color: "#3b4450", weight: 1.2 } });
+  const network = await api(`/api/v1/layers/streets?district=${encodeURIComponent(district)}`);
+  const streets = L.geoJSON(network, { renderer, interactive: false, style: { color: "#3b4450", weight: 1.2 } });
+  streets.partial = Boolean(network.truncated); // more edges than the server sends at once: the switch says so
   return { name: outline.name, nameEn: outline.name_en, overlays: { dongs, streets } };
 }
 
@@ -60,7 +61,8 @@ export function layerSwitch(map, overlays) {
       box.innerHTML = `<strong data-i18n="layers.title"></strong>` + Object.entries(overlays).map(([key, layer]) => `
         <label><input type="checkbox" name="${esc(key)}" ${DEFAULT_ON.has(key) ? "checked" : ""}>
         <i class="swatch swatch-${esc(key)}"></i><span data-i18n="layers.${esc(key)}"></span>
-        ${layer.meta ? `<small>${layer.meta.cameras.toLocaleString()}</small>` : ""}</label>`).join("");
+        ${layer.meta ? `<small>${layer.meta.cameras.toLocaleString()}</small>` : ""}
+        ${layer.partial ? `<small class="partial" data-i18n="layers.partial"></small>` : ""}</label>`).join("");
       L.DomEvent.disableClickPropagation(box);
       box.addEventListener("change", (e) => toggle(map, overlays[e.target.name], e.target.checked));
       apply(box);

@@ -1,36 +1,73 @@
-// The incidents this page knows, merged from REST answers and socket events without ever stepping back.
-const STEP = { open: 0, acknowledged: 1, dispatched: 2, resolved: 3, cancelled: 3 };
+// The incidents this page knows, merged from REST answers and socket events in the order of their revision.
+// The server adds one to an incident's `revision` at every change it records; the status alone cannot order
+// them, since a duress PIN reopens a closed incident and a release turns an acknowledged one back to open.
 const PRIORITY = { critical: 0, high: 1, normal: 2 };
 export const CLOSED = new Set(["resolved", "cancelled"]);
 
 const incidents = new Map(); // id -> {incident, seenAt}
+const dropped = new Map(); // id -> the revision known when a list left it out: older news of it is stale
+
+const revisionOf = (incident) => (Number.isFinite(incident?.revision) ? incident.revision : 0);
+const fixTime = (fix) => (fix?.t ? Date.parse(fix.t) : -Infinity);
 
 /**
- * Take a newer view of an incident. Returns "new", "changed" or "stale": an answer that would move the
- * status backwards (a late event, or a list fetched before the change) is ignored.
+ * Take a view of an incident. Returns "new", "changed" or "stale": a view older than the one held (a late
+ * event, a list or a detail fetched before a change) is ignored, whatever its status. Views of the same
+ * revision differ only in the live position: the newest fix is kept either way.
  */
 export function upsert(incident, seenAt = performance.now()) {
   const known = incidents.get(incident.id);
-  if (known && (STEP[incident.status] ?? 0) < (STEP[known.incident.status] ?? 0)) return "stale";
-  incidents.set(incident.id, { incident: { ...known?.incident, ...incident }, seenAt });
+  const floor = known ? revisionOf(known.incident) : (dropped.get(incident.id) ?? -1);
+  if (revisionOf(incident) < floor || (!known && revisionOf(incident) === floor)) return "stale";
+  const merged = { ...known?.incident, ...incident };
+  if (fixTime(known?.incident.last_fix) > fixTime(incident.last_fix)) merged.last_fix = known.incident.last_fix;
+  incidents.set(incident.id, { incident: merged, seenAt });
+  dropped.delete(incident.id);
   return known ? "changed" : "new";
 }
 
 /**
- * Reconcile with a fresh list of the open incidents, fetched from fetchStartedAt: anything absent from it
- * was closed meanwhile, unless an event told us about it after the fetch began.
+ * Reconcile with a fresh list of every open incident, fetched from fetchStartedAt. The list is the truth about
+ * what it names (unless an event brought something newer meanwhile); anything open it leaves out was closed
+ * meanwhile, unless an event told us about it after the fetch began. Answers [before, now] for each incident
+ * it added or changed, for the caller to cue.
  */
 export function reconcile(items, fetchStartedAt) {
   const listed = new Set();
-  const added = [];
+  const changes = [];
   for (const incident of items) {
     listed.add(incident.id);
-    if (upsert(incident) === "new") added.push(incident.id);
+    const before = get(incident.id);
+    if (upsert(incident) !== "stale") changes.push([before, get(incident.id)]);
   }
   for (const [id, entry] of incidents) {
-    if (!listed.has(id) && entry.seenAt < fetchStartedAt && !CLOSED.has(entry.incident.status)) incidents.delete(id);
+    if (!listed.has(id) && entry.seenAt < fetchStartedAt && !CLOSED.has(entry.incident.status)) {
+      incidents.delete(id);
+      dropped.set(id, revisionOf(entry.incident));
+    }
   }
-  return added;
+  return changes;
+}
+
+/**
+ * Whether a change must be heard: "critical", "normal" or null. An arrival and a return to open (a duress PIN
+ * on a closed incident, a release) cue by priority; a duress PIN, a priority raised or an escalation on an
+ * incident already shown cue as critical.
+ */
+export function cueOf(before, now) {
+  if (!now || CLOSED.has(now.status)) return null;
+  const urgent = now.priority === "critical" || now.duress;
+  if (!before || (before.status !== "open" && now.status === "open")) return urgent ? "critical" : "normal";
+  if (now.duress && !before.duress) return "critical";
+  if ((PRIORITY[now.priority] ?? 9) < (PRIORITY[before.priority] ?? 9)) return "critical";
+  if (now.escalated_at && !before.escalated_at) return "critical";
+  return null;
+}
+
+/** The operator view within a detail (GET /incidents/{id}): what the store keeps of it. */
+export function summaryOf(detail) {
+  const { events, trail, trail_truncated: truncated, caller, earlier_incidents: earlier, ...summary } = detail;
+  return summary;
 }
 
 export function get(id) {
