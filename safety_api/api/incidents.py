@@ -169,7 +169,8 @@ def my_incident(incident_id):
                  "POST /api/v1/incidents/{incident_id}/resolve"))
 @require("operator", "admin")
 def list_incidents(query):
-    """Incidents of my district (admins: all), by priority then age."""
+    """Incidents of my district (admins: all): the active ones whole, by priority then age; `all` and closed
+    statuses the newest 500, newest first."""
     status = None if query["status"] == "all" else query["status"]
     return {"items": [operator_view(i) for i in incidents.list_for_operator(db.session, user=me(), status=status)]}
 
