@@ -62,14 +62,23 @@ class ListQuery(StrictSchema):
         ["open", "acknowledged", "dispatched", "resolved", "cancelled", "all"]))
 
 
+# The operator view's `revision` the operator acted on: a change recorded since (a duress PIN, an escalation, a
+# colleague's act) makes the act a 409 rather than close or redirect an incident the operator has not seen.
+Seen = lambda: fields.Integer(load_default=None, allow_none=True, strict=True,  # noqa: E731
+                              validate=validate.Range(1, 2**31 - 1),
+                              metadata={"description": "The revision acted on; 409 if the incident changed since"})
+
+
 class DispatchSchema(StrictSchema):
     agency = Text(80, required=True)
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    revision = Seen()
 
 
 class ResolveSchema(StrictSchema):
     outcome = fields.String(required=True, validate=validate.OneOf(["resolved", "false_alarm", "cancelled_by_user"]))
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    revision = Seen()
 
 
 class IncidentEnvelope(StrictSchema):

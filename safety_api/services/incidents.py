@@ -157,9 +157,9 @@ def _hold_operator(session, user, incident: Incident):
         raise Forbidden("You can no longer act on this district's incidents.")
 
 
-def dispatch(session, *, user, incident_id, agency: str, note: str | None) -> Incident:
+def dispatch(session, *, user, incident_id, agency: str, note: str | None, revision: int | None = None) -> Incident:
     """Record that help was sent (police, fire, ...)."""
-    incident = _lock_open(session, user=user, incident_id=incident_id)
+    incident = _lock_open(session, user=user, incident_id=incident_id, revision=revision)
     if incident.status == "open":
         incident.acknowledged_by = user.id
         if incident.acknowledged_at is None:  # the database's clock, as at an acknowledgement
@@ -170,9 +170,9 @@ def dispatch(session, *, user, incident_id, agency: str, note: str | None) -> In
     return _commit_and_tell(session, incident, tell_caller=incident.caller_closed_at is None)
 
 
-def resolve(session, *, user, incident_id, outcome: str, note: str | None) -> Incident:
+def resolve(session, *, user, incident_id, outcome: str, note: str | None, revision: int | None = None) -> Incident:
     """Close the incident with its outcome."""
-    incident = _lock_open(session, user=user, incident_id=incident_id)
+    incident = _lock_open(session, user=user, incident_id=incident_id, revision=revision)
     incident.status, incident.outcome, incident.closed_at = "resolved", outcome, utcnow()
     caller_view_open = incident.caller_closed_at is None  # after a duress PIN the phone keeps its "cancelled"
     if caller_view_open:
@@ -182,9 +182,11 @@ def resolve(session, *, user, incident_id, outcome: str, note: str | None) -> In
     return _commit_and_tell(session, incident, tell_caller=caller_view_open)
 
 
-def _lock_open(session, *, user, incident_id) -> Incident:
+def _lock_open(session, *, user, incident_id, revision: int | None = None) -> Incident:
     """The incident locked for an operator's act, the operator held first as for an acknowledgement (in the
-    order a suspension locks: the person, then their incidents)."""
+    order a suspension locks: the person, then their incidents). With the `revision` the operator saw, a change
+    recorded since refuses the act: closing as a false alarm an incident that a duress PIN has just made
+    critical must be a decision taken on what the PIN said."""
     incident = get_for_operator(session, user=user, incident_id=incident_id)
     _hold_operator(session, user, incident)
     incident = session.scalar(select(Incident).where(Incident.id == incident_id).with_for_update()
@@ -192,6 +194,10 @@ def _lock_open(session, *, user, incident_id) -> Incident:
     if incident.status in CLOSED:
         session.rollback()
         raise Conflict(f"The incident is already {incident.status}.")
+    if revision is not None and incident.revision != revision:
+        session.rollback()
+        raise Conflict(f"The incident changed since revision {revision} (now {incident.revision}): "
+                       "read it again before acting.")
     return incident
 
 

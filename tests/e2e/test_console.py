@@ -599,3 +599,36 @@ def test_choosing_another_incident_never_lets_an_action_land_on_the_one_shown_be
     statuses = {i["id"]: i["status"] for i in requests.get(f"{live_server.url}/api/v1/incidents", timeout=10,
                                                           headers=bearer(operator)).json()["items"]}
     assert statuses == {first["id"]: "open", second["id"]: "acknowledged"}
+
+
+@needs_chromium
+def test_resolving_as_a_false_alarm_just_as_a_duress_pin_lands_is_refused_and_the_change_shown(
+        two_servers, db, consoles):
+    """The operator hears "false alarm" on the phone and closes it; the coerced caller enters the duress PIN as
+    the click leaves. The close named the revision the operator saw: it is refused, and the panel says why."""
+    server_a, server_b = two_servers
+    operator = create_user(db.session, role="operator")
+    citizen = create_user(db.session)
+    set_pins(server_b, citizen)
+    page = consoles(server_a, operator)
+    incident = raise_sos(server_b, citizen)
+    page.click(queue_item(incident["id"]))
+    page.wait_for_selector(f'#detail[data-incident-id="{incident["id"]}"][data-state="ready"]', timeout=3000)
+    page.click("#act-resolve")
+    page.select_option("#resolve-form select[name=outcome]", "false_alarm")
+
+    citizen_headers = bearer(citizen)  # made here: the route handler runs outside the app context
+
+    def duress_first(route):
+        answer = requests.post(f"{server_b.url}/api/v1/sos/{incident['id']}/cancel", json={"pin": "2222"},
+                               headers=citizen_headers, timeout=10)
+        assert answer.json() == {"status": "cancelled"}
+        route.continue_()
+
+    page.route("**/api/v1/incidents/*/resolve", duress_first)
+    page.click("#resolve-form button[type=submit]")
+    page.wait_for_selector("#d-notice.notice-conflict", timeout=3000)
+    assert "바뀌었습니다" in page.inner_text("#d-notice")
+    listed = {i["id"]: i for i in requests.get(f"{server_a.url}/api/v1/incidents", timeout=10,
+                                               headers=bearer(operator)).json()["items"]}
+    assert (listed[incident["id"]]["status"], listed[incident["id"]]["duress"]) == ("open", True)

@@ -85,3 +85,23 @@ def test_a_duress_pin_checked_once_past_the_limit_is_recorded_once(client, db):
         assert enter(client, citizen, incident_id, DURESS).status_code == 429
     kinds = db.session.scalars(select(IncidentEvent.kind).where(IncidentEvent.incident_id == incident_id)).all()
     assert kinds.count("duress") == 1
+
+
+def test_an_act_naming_the_revision_seen_is_refused_once_a_duress_pin_changed_the_incident(client, db):
+    operator = create_user(db.session, role="operator")
+    citizen, incident_id = alarm(client, db)
+    seen = client.get(f"/api/v1/incidents/{incident_id}", headers=auth_header(operator)).json["incident"]["revision"]
+    assert enter(client, citizen, incident_id, DURESS).status_code == 200
+    url = f"/api/v1/incidents/{incident_id}"
+    stale = client.post(f"{url}/resolve", json={"outcome": "false_alarm", "note": None, "revision": seen},
+                        headers=auth_header(operator))
+    assert stale.status_code == 409 and "changed since" in stale.json["detail"]
+    db.session.expire_all()
+    assert db.session.get(Incident, incident_id).status == "open"
+    now = client.get(url, headers=auth_header(operator)).json["incident"]["revision"]
+    assert now > seen
+    current = client.post(f"{url}/dispatch", json={"agency": "경찰", "note": None, "revision": now},
+                          headers=auth_header(operator))
+    assert current.status_code == 200 and current.json["incident"]["status"] == "dispatched"
+    assert client.post(f"{url}/resolve", json={"outcome": "resolved", "note": None},
+                       headers=auth_header(operator)).status_code == 200  # naming none: as before

@@ -227,10 +227,16 @@ function reloadSoon(id) {
   reloadTimer = setTimeout(() => reload(id).catch(() => {}), 250);
 }
 
-/** Acknowledge, dispatch or resolve; a conflict with another operator is shown with the true state. */
+/**
+ * Acknowledge, dispatch or resolve; a conflict with another operator is shown with the true state. Dispatch and
+ * resolve name the revision shown: if the incident changed since (a duress PIN, an escalation), the server
+ * refuses, and the operator sees the change before deciding again.
+ */
 async function act(kind, body) {
   const id = ui.panel.incidentId;
   if (!id || id !== selectedId) return; // the panel holds no loaded view of the chosen incident to act on
+  const seen = store.get(id);
+  if (kind !== "ack" && seen?.revision) body = { ...body, revision: seen.revision };
   ui.panel.busy(true);
   ui.panel.clearNotice();
   try {
@@ -240,7 +246,9 @@ async function act(kind, body) {
   } catch (err) {
     if (err.status === 409) {
       await reload(id).catch(() => {});
-      ui.panel.notice("conflict", t("notice.conflict", { status: label("status", store.get(id)?.status) }));
+      const now = store.get(id);
+      const key = now && seen && now.status === seen.status ? "notice.changed" : "notice.conflict";
+      ui.panel.notice("conflict", t(key, { status: label("status", now?.status) }));
     } else {
       ui.panel.notice("error", t("notice.error", { detail: err.message }));
     }
