@@ -22,6 +22,9 @@ class ProtectedOut(StrictSchema):
     agency = fields.String()
     case_reference = fields.String()
     contact_phones = fields.List(fields.String())
+    reached_contacts = fields.List(fields.String(), metadata={
+        "description": "The contact phones that reach an account (held when the list was set), to check with the "
+                       "agency; the others reach no one"})
     note = fields.String(allow_none=True)
 
 
@@ -44,7 +47,10 @@ class BellOut(StrictSchema):
 @require("operator", "admin")
 def protect(body, user_id):
     """Put a citizen under protection: their SOS gets priority and the agency's contacts are alerted."""
-    return protection.protect(db.session, actor=me(), user_id=user_id, **body)
+    record = protection.protect(db.session, actor=me(), user_id=user_id, **body)
+    return {"user_id": str(record.user_id), "agency": record.agency, "case_reference": record.case_reference,
+            "contact_phones": record.contact_phones, "note": record.note,
+            "reached_contacts": protection.reached_contacts(db.session, record)}
 
 
 @blp.delete("/protected-persons/<uuid:user_id>")

@@ -136,6 +136,9 @@ class ProtectedPerson(db.Model):
     # setter, so that moving the setter to another district does not hand the protection over with them.
     district_code = db.Column(db.String(5), db.ForeignKey("districts.code"))
     created_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
+    # When staff last set the contact phones: only accounts that existed then are reached through them (phones
+    # are not verified at registration; an account made for an officer's number later could be anyone's).
+    contacts_set_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
 
 
 class BellDevice(db.Model):

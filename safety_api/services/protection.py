@@ -3,13 +3,14 @@ import hashlib
 import secrets
 
 from geoalchemy2 import WKTElement
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Invalid, NotFound, Unauthorized
 from safety_api.models import BellDevice, ProtectedPerson, User
 from safety_api.policy import check_change_protection
+from safety_api.services.sos_raise import agency_contacts
 
 KEY_PREFIX = "bell_"
 
@@ -28,11 +29,19 @@ def protect(session, *, actor: User, user_id, agency: str, case_reference: str, 
         record = ProtectedPerson(user_id=person.id, created_by=actor.id, district_code=actor.district_code)
     else:
         check_change_protection(actor, record)
+    if record.contact_phones != contact_phones:  # newly set phones reach the accounts that hold them now
+        record.contacts_set_at = func.now()
     record.agency, record.case_reference, record.contact_phones = agency, case_reference, contact_phones
     record.note = note
     session.add(record)
     session.commit()
     return record
+
+
+def reached_contacts(session, record: ProtectedPerson) -> list[str]:
+    """Which of a protection's contact phones reach an account, for the staff who set them to check with the
+    agency (a phone with no account, or with one made after the list was set, reaches no one)."""
+    return sorted(session.scalars(select(User.phone).where(User.id.in_(agency_contacts(record.user_id)))))
 
 
 def unprotect(session, *, actor: User, user_id):

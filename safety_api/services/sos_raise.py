@@ -187,11 +187,20 @@ def _camera(facility_id, distance_m, name, camera_count, lon, lat) -> dict:
 
 def watchers(caller_id):
     """Who is told of a person's SOS besides the operators: accepted guardians and, for a protected person,
-    the protecting agency's officers (by the phones recorded with the protection)."""
-    phones = select(func.jsonb_array_elements_text(ProtectedPerson.contact_phones)).where(
-        ProtectedPerson.user_id == caller_id)
-    agency = select(User.id).where(User.phone.in_(phones))  # by the unique index on phone, not a scan of users
-    return guardians.active_guardians(protected_id=caller_id).union(agency)
+    the protecting agency's officers: the accounts that held the phones recorded with the protection when staff
+    set them (`protection.agency_contacts`)."""
+    return guardians.active_guardians(protected_id=caller_id).union(agency_contacts(caller_id))
+
+
+def agency_contacts(caller_id):
+    """The accounts a protection's contact phones reach, as a SELECT of ids. Phones are not verified at
+    registration, so an account made for one of them after staff set the list is not reached: it could be
+    anyone who knows an officer's number, the stalker included."""
+    protection = select(ProtectedPerson.contact_phones, ProtectedPerson.contacts_set_at).where(
+        ProtectedPerson.user_id == caller_id).subquery()
+    phones = select(func.jsonb_array_elements_text(protection.c.contact_phones))
+    return select(User.id).where(User.phone.in_(phones),  # by the unique index on phone, not a scan of users
+                                 User.created_at <= select(protection.c.contacts_set_at).scalar_subquery())
 
 
 def raise_bell_sos(session, *, device, lat, lon, idempotency_key, escalate_after_s) -> tuple[Incident, bool]:

@@ -5,7 +5,7 @@ import uuid
 import pytest
 from sqlalchemy import select, text
 
-from safety_api.models import Delivery, Incident, IncidentEvent, Job, PushDevice
+from safety_api.models import Delivery, Incident, IncidentEvent, Job, PushDevice, User
 from safety_api.services import incidents
 from safety_api.worker import Worker
 from tests.factories import PASSWORD, auth_header, create_user
@@ -709,3 +709,29 @@ def test_a_refused_acknowledgement_says_who_has_the_incident(client, db):
                        headers=auth_header(operator)).status_code == 200
     closed = client.post(f"{url}/ack", headers=auth_header(other))
     assert (closed.status_code, closed.json["detail"]) == (409, "The incident is already resolved.")
+
+
+def test_an_account_made_for_an_officers_phone_after_the_protection_was_set_receives_nothing(client, db):
+    """Phones are not verified at registration: whoever knows the officer's number (the stalker included) could
+    register it. Only accounts that held a contact phone when staff set the list are pushed; the operator is
+    shown which phones reach someone."""
+    operator = create_user(db.session, role="operator")
+    officer = with_device(db, create_user(db.session, name="담당 경찰관"), "officer-token")
+    citizen = create_user(db.session)
+    squatted = "010-5555-0199"
+    marked = client.put(f"/api/v1/protected-persons/{citizen.id}", headers=auth_header(operator), json={
+        "agency": "관악경찰서", "case_reference": "2026-1", "contact_phones": [officer.phone, squatted]})
+    assert marked.status_code == 200 and marked.json["reached_contacts"] == [officer.phone]
+    registered = client.post("/api/v1/auth/register", json={"phone": squatted, "password": "squatter-pass-1",
+                                                            "name": "경찰관 사칭"})
+    assert registered.status_code == 201
+    squatter = db.session.get(User, registered.json["user"]["id"])
+    with_device(db, squatter, "squatter-token")
+
+    incident_id = sos(client, citizen).json["incident"]["id"]
+    tokens = db.session.scalars(select(Delivery.token).where(Delivery.subject == f"incident:{incident_id}")).all()
+    assert "officer-token" in tokens and "squatter-token" not in tokens
+
+    again = client.put(f"/api/v1/protected-persons/{citizen.id}", headers=auth_header(operator), json={
+        "agency": "관악경찰서", "case_reference": "2026-1", "contact_phones": [officer.phone, squatted]})
+    assert again.json["reached_contacts"] == [officer.phone]  # the same list kept: still not reached
