@@ -17,7 +17,7 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from notifications import messages
 from safety_api.clock import utcnow
-from safety_api.errors import Conflict, Forbidden, Unavailable
+from safety_api.errors import Conflict, Forbidden, NotFound, Unavailable
 from safety_api.models import Incident, IncidentEvent, User
 from safety_api.models.accounts import not_suspended, on_shift
 from safety_api.models.incidents import PRIORITY_RANK
@@ -124,7 +124,7 @@ def acknowledge(session, *, user, incident_id) -> Incident:
     _hold_operator(session, user, incident)
     # The first acknowledgement's time stays: the caller's view was frozen against it (a duress incident can be
     # reopened and taken again). It is read from the database's clock once the row is ours, as a PIN's time is
-    # (`_lock_for_caller`): an acknowledgement that waited for a duress PIN's commit is later than it, so the
+    # (`_locked`): an acknowledgement that waited for a duress PIN's commit is later than it, so the
     # phone reads "not acknowledged" exactly as it would after the cancel PIN, which the same wait refuses.
     won = session.execute(update(Incident).where(Incident.id == incident.id, Incident.status == "open")
                           .values(status="acknowledged", acknowledged_by=user.id,
@@ -159,11 +159,9 @@ def _hold_operator(session, user, incident: Incident):
 
 def dispatch(session, *, user, incident_id, agency: str, note: str | None, revision: int | None = None) -> Incident:
     """Record that help was sent (police, fire, ...)."""
-    incident = _lock_open(session, user=user, incident_id=incident_id, revision=revision)
+    incident, now = _lock_open(session, user=user, incident_id=incident_id, revision=revision)
     if incident.status == "open":
-        incident.acknowledged_by = user.id
-        if incident.acknowledged_at is None:  # the database's clock, as at an acknowledgement
-            incident.acknowledged_at = func.clock_timestamp()
+        incident.acknowledged_by, incident.acknowledged_at = user.id, incident.acknowledged_at or now
     incident.status, incident.dispatched_agency = "dispatched", agency
     add_event(session, incident, "dispatched", actor=user, agency=agency, note=note)
     _log_reads(session, user, [incident], purpose="incident.act")
@@ -172,8 +170,8 @@ def dispatch(session, *, user, incident_id, agency: str, note: str | None, revis
 
 def resolve(session, *, user, incident_id, outcome: str, note: str | None, revision: int | None = None) -> Incident:
     """Close the incident with its outcome."""
-    incident = _lock_open(session, user=user, incident_id=incident_id, revision=revision)
-    incident.status, incident.outcome, incident.closed_at = "resolved", outcome, utcnow()
+    incident, now = _lock_open(session, user=user, incident_id=incident_id, revision=revision)
+    incident.status, incident.outcome, incident.closed_at = "resolved", outcome, now
     caller_view_open = incident.caller_closed_at is None  # after a duress PIN the phone keeps its "cancelled"
     if caller_view_open:
         incident.caller_status, incident.caller_closed_at = "resolved", incident.closed_at
@@ -182,15 +180,14 @@ def resolve(session, *, user, incident_id, outcome: str, note: str | None, revis
     return _commit_and_tell(session, incident, tell_caller=caller_view_open)
 
 
-def _lock_open(session, *, user, incident_id, revision: int | None = None) -> Incident:
+def _lock_open(session, *, user, incident_id, revision: int | None = None) -> tuple[Incident, object]:
     """The incident locked for an operator's act, the operator held first as for an acknowledgement (in the
     order a suspension locks: the person, then their incidents). With the `revision` the operator saw, a change
     recorded since refuses the act: closing as a false alarm an incident that a duress PIN has just made
     critical must be a decision taken on what the PIN said."""
     incident = get_for_operator(session, user=user, incident_id=incident_id)
     _hold_operator(session, user, incident)
-    incident = session.scalar(select(Incident).where(Incident.id == incident_id).with_for_update()
-                              .execution_options(populate_existing=True))
+    incident, now = _locked(session, incident_id)
     if incident.status in CLOSED:
         session.rollback()
         raise Conflict(f"The incident is already {incident.status}.")
@@ -198,7 +195,7 @@ def _lock_open(session, *, user, incident_id, revision: int | None = None) -> In
         session.rollback()
         raise Conflict(f"The incident changed since revision {revision} (now {incident.revision}): "
                        "read it again before acting.")
-    return incident
+    return incident, now
 
 
 def _commit_and_tell(session, incident: Incident, *, tell_caller: bool) -> Incident:
@@ -258,10 +255,10 @@ def _tell_operators(incident: Incident):
 
 def escalate(session, *, incident_id, reason: str = NOT_TAKEN_IN_TIME) -> bool:
     """The durable timer: still unacknowledged, so tell the central centre and push again. Fires once."""
-    incident = session.scalar(select(Incident).where(Incident.id == incident_id).with_for_update())
+    incident, now = _locked(session, incident_id)
     if incident is None or incident.status != "open" or incident.escalated_at is not None:
         return False
-    incident.escalated_at, incident.priority = utcnow(), max_priority(incident.priority, "high")
+    incident.escalated_at, incident.priority = now, max_priority(incident.priority, "high")
     add_event(session, incident, "escalated", reason=reason)
     _plan_staff_alert(session, incident, reason="escalated")
     if incident.district_code is not None:  # the central centre too
@@ -282,7 +279,10 @@ def cancel_with_pin(session, *, user, incident_id, pin: str, escalate_after_s: f
     if not (is_cancel or is_duress):
         session.rollback()
         raise Forbidden("Wrong PIN.")
-    incident, now = _lock_for_caller(session, incident_id)
+    incident, now = _locked(session, incident_id)
+    if incident is None:  # incidents are kept for good; only a database restored from before it would lack it
+        session.rollback()
+        raise NotFound("No such incident.")
     if is_duress and not incident.duress:
         _record_duress(session, incident, user=user, now=now, escalate_after_s=escalate_after_s)
     elif is_cancel and incident.caller_closed_at is None and incident.status not in CLOSED:
@@ -314,19 +314,21 @@ def heed_duress(session, *, user, incident_id, pin: str, escalate_after_s: float
     if not matched:
         session.rollback()
         return
-    incident, now = _lock_for_caller(session, incident_id)
-    if incident.duress:
+    incident, now = _locked(session, incident_id)
+    if incident is None or incident.duress:
         session.rollback()
         return
     _record_duress(session, incident, user=user, now=now, escalate_after_s=escalate_after_s)
 
 
-def _lock_for_caller(session, incident_id) -> tuple[Incident, object]:
-    """The incident locked for a PIN, and the database's clock once it is: the time the phone's view closes,
-    comparable with an acknowledgement's (which takes the same clock after the same lock)."""
+def _locked(session, incident_id) -> tuple[Incident | None, object]:
+    """The incident locked for a change, and the database's clock once it is: the one clock an incident's times
+    are read from (created, acknowledged, escalated, closed, the phone's view closed), so that their order is
+    the order of the changes, whatever the clocks of the hosts the api and the worker run on. The phone's view
+    compares them (`caller_view`: acknowledged before it closed?)."""
     row = session.execute(select(Incident, func.clock_timestamp()).where(Incident.id == incident_id)
-                          .with_for_update(of=Incident).execution_options(populate_existing=True)).one()
-    return row[0], row[1]
+                          .with_for_update(of=Incident).execution_options(populate_existing=True)).first()
+    return (row[0], row[1]) if row else (None, None)
 
 
 def _record_duress(session, incident: Incident, *, user, now, escalate_after_s: float):

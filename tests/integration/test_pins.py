@@ -105,3 +105,23 @@ def test_an_act_naming_the_revision_seen_is_refused_once_a_duress_pin_changed_th
     assert current.status_code == 200 and current.json["incident"]["status"] == "dispatched"
     assert client.post(f"{url}/resolve", json={"outcome": "resolved", "note": None},
                        headers=auth_header(operator)).status_code == 200  # naming none: as before
+
+
+def test_an_api_host_whose_clock_is_behind_the_databases_keeps_the_order_of_an_incidents_changes(
+        client, db, monkeypatch):
+    """Acknowledged, then resolved: the phone must read "acknowledged", whatever the api host's clock says. Every
+    time of an incident comes from the database's clock, taken once its row is locked."""
+    from datetime import timedelta
+
+    from safety_api.clock import utcnow
+    monkeypatch.setattr(incidents, "utcnow", lambda: utcnow() - timedelta(minutes=5))  # this host is 5 min slow
+    operator = create_user(db.session, role="operator")
+    citizen, incident_id = alarm(client, db)
+    url = f"/api/v1/incidents/{incident_id}"
+    assert client.post(f"{url}/ack", headers=auth_header(operator)).status_code == 200
+    assert client.post(f"{url}/resolve", json={"outcome": "resolved", "note": None},
+                       headers=auth_header(operator)).status_code == 200
+    mine = client.get(f"/api/v1/sos/{incident_id}", headers=auth_header(citizen)).json["incident"]
+    assert (mine["status"], mine["acknowledged"]) == ("resolved", True)
+    incident = db.session.get(Incident, incident_id)
+    assert incident.created_at <= incident.acknowledged_at <= incident.closed_at
