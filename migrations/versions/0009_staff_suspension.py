@@ -44,6 +44,12 @@ def upgrade():
 
 
 def downgrade():
+    # The older schema cannot hold a suspension: dropping the column would let every suspended account log in
+    # again. Reinstate or delete them first, on purpose.
+    suspended = op.get_bind().execute(sa.text("SELECT count(*) FROM users WHERE suspended_at IS NOT NULL")).scalar()
+    if suspended:
+        raise RuntimeError(f"{suspended} suspended account(s) would be able to log in again under revision 0008: "
+                           "reinstate or delete them before downgrading past 0009")
     op.drop_constraint(op.f("fk_protected_persons_district_code_districts"), "protected_persons", type_="foreignkey")
     op.drop_column("protected_persons", "district_code")
     op.drop_index(op.f("ix_account_events_user_id"), table_name="account_events")

@@ -73,3 +73,23 @@ def test_upgrade_downgrade_upgrade(scratch_url):
         flask_migrate.upgrade()
         assert models <= tables(db) and current_revision(db) == head
 
+
+
+def test_a_downgrade_past_suspensions_is_refused_while_an_account_is_suspended(scratch_url):
+    """Revision 0008 has no word for a suspension: going back to it would let every suspended account in."""
+    with another_app(SQLALCHEMY_DATABASE_URI=scratch_url) as app, app.app_context():
+        db = extensions.db
+        flask_migrate.upgrade()
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO users (id, phone, password_hash, name, role, district_code, suspended_at) "
+                              "VALUES (gen_random_uuid(), '01099990000', 'x', '정지됨', 'admin', NULL, now())"))
+        head = current_revision(db)
+        with pytest.raises(SystemExit):  # flask-migrate prints the reason and exits 1, as the command line does
+            flask_migrate.downgrade(revision="0008")
+        assert current_revision(db) == head and "suspended_at" in {  # the whole downgrade was undone
+            c["name"] for c in inspect(db.engine).get_columns("users")}
+        with db.engine.begin() as conn:
+            conn.execute(text("DELETE FROM users"))
+        flask_migrate.downgrade(revision="0008")
+        assert current_revision(db) == "0008"
+        flask_migrate.upgrade()
