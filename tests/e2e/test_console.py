@@ -410,10 +410,23 @@ def set_pins(server, citizen):
     assert answer.status_code == 204, answer.text
 
 
-def enter_pin(server, citizen, incident_id, pin):
+def enter_pin(server, citizen, incident_id, pin, headers=None):
+    """`headers` made beforehand where there is no app context to sign a token in (a route handler)."""
     answer = requests.post(f"{server.url}/api/v1/sos/{incident_id}/cancel", json={"pin": pin},
-                           headers=bearer(citizen), timeout=10)
+                           headers=headers or bearer(citizen), timeout=10)
     assert answer.json() == {"status": "cancelled"}
+
+
+def alarm_on_a_console(two_servers, db, consoles):
+    """An operator's console on the first server and, raised on the second, the alarm of a citizen who has set
+    PINs, in the console's queue: (operator, citizen, page, incident)."""
+    server_a, server_b = two_servers
+    operator, citizen = create_user(db.session, role="operator"), create_user(db.session)
+    set_pins(server_b, citizen)
+    page = consoles(server_a, operator)
+    incident = raise_sos(server_b, citizen)
+    page.wait_for_selector(queue_item(incident["id"], "open"))
+    return operator, citizen, page, incident
 
 
 def last_cue(page) -> str:
@@ -430,13 +443,8 @@ def wait_for_cue(page, after: str, kind: str):
 def test_a_duress_pin_on_a_closed_incident_brings_it_back_on_every_open_console(two_servers, db, consoles):
     """The server reopens it (open, critical, duress): each console open at the close must show it again,
     pinned, glowing and ringing, with no reload."""
-    server_a, server_b = two_servers
-    operator = create_user(db.session, role="operator")
-    citizen = create_user(db.session)
-    set_pins(server_b, citizen)
-    page = consoles(server_a, operator)
-    incident = raise_sos(server_b, citizen)
-    page.wait_for_selector(queue_item(incident["id"], "open"))
+    server_b = two_servers[1]  # the alarm's and the PIN's; the console is on the first
+    operator, citizen, page, incident = alarm_on_a_console(two_servers, db, consoles)
     assert operator_post(server_b, operator, incident["id"], "resolve", {"outcome": "false_alarm"}).status_code == 200
     page.wait_for_selector(queue_item(incident["id"]), state="detached", timeout=3000)
     page.wait_for_selector(map_pin(incident["id"]), state="detached", timeout=3000)
@@ -476,13 +484,8 @@ def test_an_incident_whose_operator_is_suspended_shows_as_open_again_and_rings(t
 
 @needs_chromium
 def test_a_duress_pin_on_an_incident_already_shown_rings_as_critical(two_servers, db, consoles):
-    server_a, server_b = two_servers
-    operator = create_user(db.session, role="operator")
-    citizen = create_user(db.session)
-    set_pins(server_b, citizen)
-    page = consoles(server_a, operator)
-    incident = raise_sos(server_b, citizen)
-    page.wait_for_selector(queue_item(incident["id"], "open"))
+    server_b = two_servers[1]  # the alarm's and the PIN's; the console is on the first
+    operator, citizen, page, incident = alarm_on_a_console(two_servers, db, consoles)
     assert operator_post(server_b, operator, incident["id"], "ack").status_code == 200
     page.wait_for_selector(queue_item(incident["id"], "acknowledged"), timeout=3000)
     before = last_cue(page)
@@ -497,13 +500,8 @@ def test_a_duress_pin_on_an_incident_already_shown_rings_as_critical(two_servers
 def test_a_list_fetched_before_a_change_never_undoes_it(two_servers, db, consoles):
     """The open list is read (say, on coming back to the tab), a duress PIN's event arrives while its answer
     is on the way, then the older answer lands: the incident must stay critical and flagged."""
-    server_a, server_b = two_servers
-    operator = create_user(db.session, role="operator")
-    citizen = create_user(db.session)
-    set_pins(server_b, citizen)
-    page = consoles(server_a, operator)
-    incident = raise_sos(server_b, citizen)
-    page.wait_for_selector(queue_item(incident["id"], "open"))
+    server_b = two_servers[1]  # the alarm's and the PIN's; the console is on the first
+    operator, citizen, page, incident = alarm_on_a_console(two_servers, db, consoles)
     held = []
     page.route(re.compile(r"/api/v1/incidents\?status=open$"), lambda route: held.append((route, route.fetch())))
     page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # the page reads the list again
@@ -607,11 +605,7 @@ def test_resolving_as_a_false_alarm_just_as_a_duress_pin_lands_is_refused_and_th
     """The operator hears "false alarm" on the phone and closes it; the coerced caller enters the duress PIN as
     the click leaves. The close named the revision the operator saw: it is refused, and the panel says why."""
     server_a, server_b = two_servers
-    operator = create_user(db.session, role="operator")
-    citizen = create_user(db.session)
-    set_pins(server_b, citizen)
-    page = consoles(server_a, operator)
-    incident = raise_sos(server_b, citizen)
+    operator, citizen, page, incident = alarm_on_a_console(two_servers, db, consoles)
     page.click(queue_item(incident["id"]))
     page.wait_for_selector(f'#detail[data-incident-id="{incident["id"]}"][data-state="ready"]', timeout=3000)
     page.click("#act-resolve")
@@ -620,9 +614,7 @@ def test_resolving_as_a_false_alarm_just_as_a_duress_pin_lands_is_refused_and_th
     citizen_headers = bearer(citizen)  # made here: the route handler runs outside the app context
 
     def duress_first(route):
-        answer = requests.post(f"{server_b.url}/api/v1/sos/{incident['id']}/cancel", json={"pin": "2222"},
-                               headers=citizen_headers, timeout=10)
-        assert answer.json() == {"status": "cancelled"}
+        enter_pin(server_b, citizen, incident["id"], "2222", headers=citizen_headers)
         route.continue_()
 
     page.route("**/api/v1/incidents/*/resolve", duress_first)
