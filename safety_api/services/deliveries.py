@@ -49,16 +49,17 @@ _PLAN = text("""
         FROM jsonb_to_recordset(:deliveries) AS d(reason text, recipient_id uuid, token text, message jsonb)
         RETURNING id)
     INSERT INTO jobs (kind, payload, run_at, dedupe_key, max_attempts)
-    SELECT 'push.deliver', jsonb_build_object('delivery_id', id), :now, 'push:' || id, :deliver_attempts
+    SELECT 'push.deliver', jsonb_build_object('delivery_id', id), now(), 'push:' || id, :deliver_attempts
     FROM planned
     UNION ALL
-    SELECT kind, payload, coalesce(run_at, :now), dedupe_key, coalesce(max_attempts, :job_attempts)
-    FROM jsonb_to_recordset(:jobs) AS j(kind text, payload jsonb, run_at timestamptz, dedupe_key text,
-                                        max_attempts int)
+    SELECT kind, payload, coalesce(run_at, now() + make_interval(secs => coalesce(delay_s, 0))), dedupe_key,
+           coalesce(max_attempts, :job_attempts)
+    FROM jsonb_to_recordset(:jobs) AS j(kind text, payload jsonb, run_at timestamptz, delay_s float8,
+                                        dedupe_key text, max_attempts int)
     ON CONFLICT (dedupe_key) DO NOTHING
     RETURNING kind
 """).bindparams(bindparam("deliveries", type_=JSONB), bindparam("jobs", type_=JSONB),
-                bindparam("now", type_=DateTime(timezone=True)), bindparam("planned_at", type_=DateTime(timezone=True)))
+                bindparam("planned_at", type_=DateTime(timezone=True)))
 
 
 def plan_many(session, *, subject: str, messages: dict, with_jobs: list = (), planned_at=None) -> int:
@@ -71,7 +72,7 @@ def plan_many(session, *, subject: str, messages: dict, with_jobs: list = (), pl
     if not rows and not with_jobs:
         return 0
     other_jobs = [{**job, "run_at": job["run_at"].isoformat() if job.get("run_at") else None} for job in with_jobs]
-    kinds = session.scalars(_PLAN, {"subject": subject, "deliveries": rows, "jobs": other_jobs, "now": utcnow(),
+    kinds = session.scalars(_PLAN, {"subject": subject, "deliveries": rows, "jobs": other_jobs,
                                     "planned_at": planned_at,
                                     "deliver_attempts": JOB_MAX_ATTEMPTS,
                                     "job_attempts": jobs.DEFAULT_MAX_ATTEMPTS}).all()

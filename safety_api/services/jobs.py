@@ -2,10 +2,9 @@
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
-from safety_api.clock import utcnow
 from safety_api.models import Job
 
 # A claim counts nothing: a claimed job may never run here (its lease runs out behind slow jobs and another
@@ -54,7 +53,8 @@ _FAIL = text("""
 """)
 
 _RETRY = text("""
-    UPDATE jobs SET status = 'pending', run_at = :at, last_error = :e, locked_by = NULL, locked_until = NULL
+    UPDATE jobs SET status = 'pending', run_at = now() + make_interval(secs => :delay), last_error = :e,
+                    locked_by = NULL, locked_until = NULL
     WHERE id = :id AND status = 'running' AND locked_by = :worker
     RETURNING id
 """)
@@ -78,10 +78,13 @@ DEFAULT_MAX_ATTEMPTS = 8
 MAX_DELAY_S = 86400.0
 
 
-def enqueue(session, *, kind: str, payload: dict, run_at: datetime | None = None,
+def enqueue(session, *, kind: str, payload: dict, run_at: datetime | None = None, delay_s: float = 0.0,
             dedupe_key: str | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS):
-    """Add a job inside the caller's transaction; a repeated dedupe_key adds nothing."""
-    stmt = insert(Job).values(kind=kind, payload=payload, run_at=run_at or utcnow(),
+    """Add a job inside the caller's transaction, due at `run_at` or else `delay_s` from the database's now (the
+    clock the claim reads: a timer measured from an api or worker host's own clock would fire early or late by
+    that host's drift); a repeated dedupe_key adds nothing."""
+    due = run_at if run_at is not None else func.now() + timedelta(seconds=bounded_delay(delay_s))
+    stmt = insert(Job).values(kind=kind, payload=payload, run_at=due,
                               dedupe_key=dedupe_key, max_attempts=max_attempts)
     if dedupe_key is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])
@@ -144,8 +147,8 @@ def retry_or_fail(session, *, job_id: int, worker: str, attempts: int, max_attem
     if attempts >= max_attempts:
         held = session.execute(_FAIL, {"id": job_id, "worker": worker, "e": error}).first()
         return "failed" if held else None
-    run_at = utcnow() + timedelta(seconds=bounded_delay(delay_s))
-    held = session.execute(_RETRY, {"id": job_id, "worker": worker, "e": error, "at": run_at}).first()
+    delay_s = bounded_delay(delay_s)
+    held = session.execute(_RETRY, {"id": job_id, "worker": worker, "e": error, "delay": delay_s}).first()
     return "pending" if held else None
 
 

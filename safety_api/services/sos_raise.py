@@ -2,7 +2,6 @@
 transaction, the operators told after the commit. Also the Idempotency-Key's scope and a bell's SOS."""
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
 from geoalchemy2 import WKTElement
 from sqlalchemy import Float, String, and_, bindparam, exists, func, insert, literal, literal_column, or_, select
@@ -93,7 +92,7 @@ def _escalation_timer(incident: Incident, scene, escalate_after_s: float) -> dic
     unstaffed = scene.district_code is not None and not scene.staffed
     payload = {"incident_id": str(incident.id), **({"reason": NOBODY_ON_SHIFT} if unstaffed else {})}
     return {"kind": "incident.escalate", "payload": payload, "dedupe_key": f"escalate:{incident.id}",
-            "run_at": utcnow() + timedelta(seconds=0 if unstaffed else escalate_after_s)}
+            "delay_s": 0 if unstaffed else escalate_after_s}  # from the database's clock, as the claim reads it
 
 
 @dataclass(frozen=True)

@@ -504,17 +504,17 @@ def test_an_escalated_incidents_positions_and_updates_reach_the_central_centre_t
     client.post(f"/api/v1/sos/{incident_id}/fixes", json={"fixes": [{**fix, "t": utcnow().isoformat()}]},
                 headers=auth_header(citizen))
     batcher.flush()
-    assert rooms_of("positions") == [("district:11620",)]
+    assert rooms_of("positions") == [("district:11620", "districts")]
     make_due(db, "incident.escalate")
     Worker(app, name="w").run_once()
-    assert rooms_of("incident.updated")[-1] == ("district:11620", "central")
+    assert rooms_of("incident.updated")[-1] == ("district:11620", "districts", "central")
     emitted.clear()
     client.post(f"/api/v1/sos/{incident_id}/fixes", json={"fixes": [{**fix, "t": utcnow().isoformat()}]},
                 headers=auth_header(citizen))
     batcher.flush()
-    assert rooms_of("positions") == [("district:11620", "central")]
+    assert rooms_of("positions") == [("district:11620", "districts", "central")]
     client.post(f"/api/v1/incidents/{incident_id}/ack", headers=auth_header(create_user(db.session, role="admin")))
-    assert rooms_of("incident.updated") == [("district:11620", "central")]
+    assert rooms_of("incident.updated") == [("district:11620", "districts", "central")]
 
 
 def test_a_bells_key_is_its_own_and_ends_with_its_incident(client, db):
@@ -634,6 +634,25 @@ def test_an_operator_on_shift_without_a_push_device_still_has_the_full_time_to_t
     sos(client, create_user(db.session))
     timer = db.session.scalar(select(Job).where(Job.kind == "incident.escalate"))
     assert timer.run_at > utcnow() + timedelta(seconds=30)
+
+
+def test_the_escalation_timer_runs_on_the_databases_clock_whatever_the_api_hosts_says(app, client, db, monkeypatch):
+    """The worker claims a timer when the database's now() passes it; an api host 5 minutes fast must not push
+    the escalation 5 minutes late (nor a slow one escalate at once)."""
+    from datetime import datetime, timedelta, timezone
+
+    from safety_api.services import deliveries, sos_raise
+    for module in (sos_raise, deliveries):
+        monkeypatch.setattr(module, "utcnow", lambda: datetime.now(timezone.utc) + timedelta(minutes=5))
+    on_shift = create_user(db.session, role="operator")
+    on_shift.on_duty = True
+    db.session.commit()
+    incident_id = sos(client, create_user(db.session)).json["incident"]["id"]
+    timer = db.session.scalar(select(Job).where(Job.kind == "incident.escalate"))
+    created_at = db.session.get(Incident, incident_id).created_at
+    assert abs((timer.run_at - created_at).total_seconds() - app.config["SOS_ESCALATE_AFTER_S"]) < 1
+    assert all(abs((push.run_at - created_at).total_seconds()) < 1
+               for push in db.session.scalars(select(Job).where(Job.kind == "push.deliver")))
 
 
 def test_a_replayed_alarm_gives_way_to_the_phones_next_fix_even_from_a_clock_behind_the_servers(client, db):
