@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,17 +204,30 @@ def _edge_ids(graph: StreetGraph, edges: np.ndarray) -> list[int]:
 
 
 class RouteEngineCache:
-    """One engine per process, rebuilt when the data version changes; builds are serialised."""
+    """One engine per process, rebuilt when the data version changes.
+
+    Building a city's graph takes seconds. The first caller to see a new version builds it; meanwhile every
+    other caller keeps the engine already held (one version behind for those seconds), and only callers with
+    none at all wait for the first build."""
 
     def __init__(self, **engine_options):
         self._options, self._engine, self._lock = engine_options, None, threading.Lock()
 
-    def get(self, version: str, load_edges: Callable[[], Iterable[EdgeInput]]) -> RouteEngine:
-        """Return the engine for ``version``, calling ``load_edges`` only when it must rebuild."""
-        engine = self._engine
-        if engine is not None and engine.graph.version == version:
-            return engine
-        with self._lock:
+    @property
+    def engine(self) -> RouteEngine | None:
+        """The engine held now, if any."""
+        return self._engine
+
+    def get(self, version: str, build_graph: Callable[[], StreetGraph]) -> RouteEngine:
+        """Return the engine for ``version``, calling ``build_graph`` only when it must rebuild (see the class)."""
+        held = self._engine
+        if held is not None and held.graph.version == version:
+            return held
+        if not self._lock.acquire(blocking=held is None):
+            return held  # another caller is building the new version
+        try:
             if self._engine is None or self._engine.graph.version != version:
-                self._engine = RouteEngine(StreetGraph.build(load_edges(), version), **self._options)
+                self._engine = RouteEngine(build_graph(), **self._options)
             return self._engine
+        finally:
+            self._lock.release()

@@ -1,5 +1,4 @@
 """Safe routes: the street graph held in memory per process, reloaded when its data version changes."""
-import threading
 import time
 from datetime import datetime
 
@@ -9,33 +8,32 @@ from sqlalchemy import text
 
 from geo.graph import StreetGraph
 from geo.projection import haversine_m
-from geo.routing import OffNetwork, RouteEngine, RoutingError, Unreachable
+from geo.routing import OffNetwork, RouteEngine, RouteEngineCache, RoutingError, Unreachable
 from safety_api.clock import to_seoul
 from safety_api.errors import Invalid, Unavailable
 from safety_api.services.geodata import current_version
 
 # Apart as the crow flies: a walk home of several hours. Seoul is about 30 km across; farther pairs are not walks.
 MAX_WALK_CHORD_M = 15_000
-_lock = threading.Lock()
-_cache = {"engine": None, "checked_at": 0.0}
+_cache = {"engines": None, "checked_at": 0.0}
 
 
 def engine(session, *, settings: dict) -> RouteEngine:
-    """This process's engine; checks the data version at most every few seconds."""
-    cached = _cache["engine"]
-    if cached is not None and time.monotonic() - _cache["checked_at"] < settings["version_check_s"]:
-        return cached
+    """This process's engine; checks the data version at most every few seconds. While a changed network is
+    read, the other requests keep routing on the graph already held (RouteEngineCache)."""
+    engines = _cache["engines"]
+    if engines is None:
+        engines = _cache["engines"] = RouteEngineCache(
+            max_detour=settings["max_detour"], snap_max_m=settings["snap_max_m"],
+            walking_speed_mps=settings["walking_speed_mps"])
+    if engines.engine is not None and time.monotonic() - _cache["checked_at"] < settings["version_check_s"]:
+        return engines.engine
     version = current_version(session)
     if version is None:
         raise Unavailable("The street network is not loaded yet.")
-    with _lock:
-        cached = _cache["engine"]
-        if cached is None or cached.graph.version != version:
-            cached = RouteEngine(load_graph(session, version), max_detour=settings["max_detour"],
-                                 snap_max_m=settings["snap_max_m"], walking_speed_mps=settings["walking_speed_mps"])
-            _cache["engine"] = cached
-        _cache["checked_at"] = time.monotonic()
-    return cached
+    held = engines.get(version, lambda: load_graph(session, version))
+    _cache["checked_at"] = time.monotonic()
+    return held
 
 
 def load_graph(session, version: str) -> StreetGraph:

@@ -280,14 +280,61 @@ def test_cache_rebuilds_only_when_the_version_changes():
     loads = []
     cache = RouteEngineCache(snap_max_m=50.0)
 
-    def load():
-        loads.append(1)
-        return edges
+    def build(version):
+        loads.append(version)
+        return StreetGraph.build(edges, version)
 
-    first = cache.get("v1", load)
-    assert cache.get("v1", load) is first and len(loads) == 1
-    assert cache.get("v2", load).graph.version == "v2" and len(loads) == 2
+    first = cache.get("v1", lambda: build("v1"))
+    assert cache.get("v1", lambda: build("v1")) is first and loads == ["v1"]
+    assert cache.get("v2", lambda: build("v2")).graph.version == "v2" and loads == ["v1", "v2"]
     assert first.snap_max_m == 50.0
+
+
+def test_while_a_new_version_is_built_other_callers_keep_the_engine_held():
+    """A city's graph takes seconds to build: requests must not queue behind it, only a cache with nothing
+    to give waits."""
+    import threading
+    points, edges = line_graph()
+    cache = RouteEngineCache()
+    first = cache.get("v1", lambda: StreetGraph.build(edges, "v1"))
+    building, release = threading.Event(), threading.Event()
+
+    def slow_build():
+        building.set()
+        release.wait(10)
+        return StreetGraph.build(edges, "v2")
+
+    builder = threading.Thread(target=lambda: cache.get("v2", slow_build))
+    builder.start()
+    assert building.wait(5)
+    answered = []
+    other = threading.Thread(target=lambda: answered.append(cache.get("v2", slow_build)))
+    other.start()
+    other.join(2)
+    assert answered == [first]  # at once, the graph held
+    release.set()
+    builder.join(5)
+    assert cache.get("v2", slow_build).graph.version == "v2"
+
+
+def test_a_cache_with_no_engine_waits_for_the_first_build():
+    import threading
+    points, edges = line_graph()
+    cache, release, answered = RouteEngineCache(), threading.Event(), []
+
+    def slow_build():
+        release.wait(10)
+        return StreetGraph.build(edges, "v1")
+
+    builder = threading.Thread(target=lambda: cache.get("v1", slow_build))
+    builder.start()
+    waiter = threading.Thread(target=lambda: answered.append(cache.get("v1", slow_build)))
+    waiter.start()
+    waiter.join(0.5)
+    assert answered == []  # nothing held: it waits
+    release.set()
+    builder.join(5), waiter.join(5)
+    assert answered[0].graph.version == "v1"
 
 
 def test_cell_grid_returns_every_item_in_the_cells_of_a_box():
