@@ -24,7 +24,8 @@ def _emit(event: str, payload, *, namespace: str, room) -> bool:
 
 def to_district(code: str | None, event: str, payload) -> bool:
     """Operators of a district, or the central centre when the district is unknown."""
-    return _emit(event, payload, namespace=events.CONTROL, room=rooms.district(code) if code else rooms.CENTRAL)
+    return _emit(event, payload, namespace=events.CONTROL,
+                 room=rooms.district_audience(code) if code else rooms.CENTRAL)
 
 
 def to_user(user_id, event: str, payload) -> bool:

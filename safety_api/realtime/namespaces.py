@@ -10,7 +10,7 @@ from safety_api.extensions import db
 from safety_api.models import User
 from safety_api.realtime import handlers, open_sockets, rooms
 from safety_api.security import SIGN_IN_CLAIM
-from safety_api.services import accounts, districts
+from safety_api.services import accounts
 
 LIFECYCLE = ("connect", "disconnect")  # python-socketio's own events: never a client's to send
 
@@ -123,14 +123,14 @@ class MobileNamespace(AudienceNamespace):
 
 
 class ControlNamespace(AudienceNamespace):
-    """Operators join their district's room; admins the central centre's and every district's (they list
-    every district's incidents, and must hear of them as they change)."""
+    """Operators join their district's room; admins the central centre's and the one every district's news
+    goes to (rooms.district_audience)."""
 
     def join(self, user: User):
         if user.role == "operator":
             join_room(rooms.district(user.district_code))
         elif user.role == "admin":
-            for room in rooms.central_centre(districts.codes(db.session)):
+            for room in rooms.ADMIN:
                 join_room(room)
         else:
             raise refuse(403, "The control namespace is for operators.")

@@ -1,6 +1,7 @@
 """Room names, built in one place."""
 
 CENTRAL = "central"  # the city's central 안심이 control centre (admins)
+EVERY_DISTRICT = "districts"  # the news of every district, for admins (district_audience)
 
 
 def district(code: str) -> str:
@@ -8,19 +9,24 @@ def district(code: str) -> str:
     return f"district:{code}"
 
 
+def district_audience(code: str) -> tuple:
+    """Who hears of a district on /control: its operators, and the admins, who list every district's incidents
+    (GET /incidents) and follow them all live. One room for every district's admins, rather than admins in
+    each district's room, so that a district loaded after an admin connected is followed too."""
+    return (district(code), EVERY_DISTRICT)
+
+
 def incident_operators(district_code: str | None, *, escalated: bool) -> tuple:
-    """Who follows an incident on /control: its district's operators, and the central centre's once it was
-    escalated there (an incident outside every district is the central centre's from the start)."""
+    """Who follows an incident on /control: its district's audience, and the central centre's once it was
+    escalated there (an incident outside every district is the central centre's from the start). An emit to
+    several rooms reaches a socket once."""
     if district_code is None:
         return (CENTRAL,)
-    return (district(district_code), CENTRAL) if escalated else (district(district_code),)
+    return (*district_audience(district_code), CENTRAL) if escalated else district_audience(district_code)
 
 
-def central_centre(district_codes) -> tuple:
-    """Every room an admin's /control socket joins: the central centre's and every district's. Admins list
-    every district's incidents (GET /incidents), so their sockets follow them all live; an emit to several
-    rooms (an escalated incident's: its district and the central centre) still reaches a socket once."""
-    return (CENTRAL, *(district(code) for code in district_codes))
+# Every room an admin's /control socket joins: the central centre's, and every district's news.
+ADMIN = (CENTRAL, EVERY_DISTRICT)
 
 
 def user(user_id) -> str:

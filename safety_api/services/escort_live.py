@@ -82,7 +82,7 @@ def record_escort_fixes(session, redis_client, *, scout: User, booking_id, fixes
     newest = fresh[-1] if fresh else None
     if newest and fix_store.set_live(redis_client, subject_kind="escort", subject_id=booking_id, fix=newest):
         item = {"kind": "escort", "id": str(booking_id), "scout_id": str(scout.id), **newest.as_dict()}
-        batcher.add(namespace=events.CONTROL, room=rooms.district(district), event=events.POSITIONS, item=item)
+        batcher.add(namespace=events.CONTROL, room=rooms.district_audience(district), event=events.POSITIONS, item=item)
         batcher.add(namespace=events.MOBILE, room=rooms.user(citizen_id), event=events.ESCORT_POSITION, item=item)
     return {"accepted": len(fresh), "rejected": len(rejected), "duplicates": len(valid) - len(fresh),
             "errors": rejected}

@@ -374,7 +374,7 @@ def test_an_escort_runs_from_confirmed_to_completed_with_positions(client, app, 
     assert redis_client.get(f"live:escort:{booking.id}") is not None
     batcher.flush()
     rooms = {(ns, room, event) for ns, room, event, _ in emitted}
-    assert ("/control", "district:11620", "positions") in rooms
+    assert ("/control", ("district:11620", "districts"), "positions") in rooms
     assert ("/mobile", f"user:{citizen.id}", "escort.position") in rooms
     assert post(client, second, booking.id, "complete").json["status"] == "completed"
     assert event_kinds(db, booking.id) == ["requested", "accepted", "accepted", "confirmed", "started", "completed"]
@@ -439,7 +439,7 @@ def test_a_booking_still_unconfirmed_is_flagged_to_the_citizen_and_the_operators
     flagged = [p for p in push_jobs(db) if p["data"]["event"] == "unconfirmed"]
     assert [p["user_ids"] for p in flagged] == [[str(citizen.id)], [str(operator.id)]]
     assert "reminded" not in event_kinds(db, booking.id) and "unconfirmed" in event_kinds(db, booking.id)
-    assert ("/control", "district:11620", "escort.updated") in [e[:3] for e in emitted]
+    assert ("/control", ("district:11620", "districts"), "escort.updated") in [e[:3] for e in emitted]
     assert db.session.get(EscortBooking, booking.id).flagged_at is not None
 
 
@@ -530,7 +530,8 @@ def test_deleting_the_account_cancels_the_escorts_to_come_and_the_scouts_are_sti
         (confirmed_id, "cancelled", frozenset(pair_ids)), (waiting_id, "cancelled", frozenset({alone_id}))}
     cancelled = {(room, p["booking_id"]) for _ns, room, event, p in emitted
                  if event == "escort.updated" and p["status"] == "cancelled"}
-    assert cancelled >= {("district:11620", confirmed_id), ("district:11620", waiting_id),
+    operators = ("district:11620", "districts")
+    assert cancelled >= {(operators, confirmed_id), (operators, waiting_id),
                          *((f"user:{uid}", confirmed_id) for uid in pair_ids), (f"user:{alone_id}", waiting_id)}
     for job in told:  # the worker expands them after the citizen, and the bookings, are gone
         HANDLERS["push.user"](db.session, job.payload, None)
