@@ -27,6 +27,8 @@ class Incident(db.Model):
         db.Index("uq_incidents_bell_key", "bell_device_id", "idempotency_key", unique=True,
                  postgresql_where=db.text("bell_device_id IS NOT NULL AND caller_closed_at IS NULL")),
         db.Index("ix_incidents_district_status", "district_code", "status"),
+        # A walk's view and every fix group of an escalated walk look up the walk's incident.
+        db.Index("ix_incidents_walk_id", "walk_id", postgresql_where=db.text("walk_id IS NOT NULL")),
     )
 
     id = db.Column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
