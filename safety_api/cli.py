@@ -16,12 +16,14 @@ def _data(name: str) -> str:
 
 @click.command("create-admin")
 @click.option("--phone", required=True)
-@click.option("--password", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="asked for when not given, so that it stays out of the shell's history")
 @click.option("--name", default="관리자")
 def create_admin(phone, password, name):
     """Create the first admin account."""
     from safety_api.services import accounts
-    user = _in_service(accounts.create_staff, phone=_phone(phone), password=password, name=name, role="admin",
+    user = _in_service(accounts.create_staff, phone=_phone(phone), password=_password(password), name=name,
+                       role="admin",
                        district=None)
     click.echo(f"admin {user.phone} created (id {user.id})")
 

@@ -81,8 +81,10 @@ def refresh():
 @require(refresh=True)
 def logout():
     """Sign out of the sign-in whose refresh token is the bearer: the token is revoked, the access tokens issued
-    with it are refused, its sockets are closed and the push devices registered with it stop receiving."""
-    accounts.sign_out(db.session, user=me(), sign_in=get_jwt()["jti"])
+    with it are refused, its sockets are closed and the push devices registered with it stop receiving. Staff
+    leaving their last sign-in leave their shift too."""
+    accounts.sign_out(db.session, user=me(), sign_in=get_jwt()["jti"],
+                      escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])
 
 
 @blp.post("/logout-all")

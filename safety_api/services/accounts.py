@@ -205,32 +205,47 @@ _ENDED_SIGN_INS = select(RefreshToken.jti).where(
     RefreshToken.jti == any_(bindparam("jtis", type_=ARRAY(String))), sign_in_ended())
 
 
-def sign_out(session, *, user: User, sign_in: str):
+def sign_out(session, *, user: User, sign_in: str, escalate_after_s: float):
     """End one sign-in (logout): its refresh token is revoked, its access tokens refused, the push devices it
     registered forgotten and its sockets closed on every api process. A shared or handed-on phone then
-    receives nothing more of this person's: no alert, no ward's position."""
+    receives nothing more of this person's: no alert, no ward's position. Staff signing out of their last
+    sign-in leave their shift, as at `logout-all`."""
     row = session.get(RefreshToken, sign_in)
     if row is None or row.user_id != user.id:
         raise NotFound("Unknown refresh token.")
     row.revoked_at = row.revoked_at or utcnow()
     session.execute(delete(PushDevice).where(PushDevice.sign_in == sign_in))
+    tell = _end_shift_if_signed_out(session, user, escalate_after_s=escalate_after_s)
     session.commit()
     close_sockets_of(user.id, sign_in=sign_in)
+    tell()
 
 
 def sign_out_everywhere(session, *, user: User, escalate_after_s: float):
     """End every sign-in of the person (a lost phone): every refresh token revoked, every push device forgotten,
-    every socket closed. Whoever asks signs in again, here too. Staff leave their shift with it: with nothing
-    signed in they would receive nothing, while counting as on shift and holding what they took."""
+    every socket closed. Whoever asks signs in again, here too. Staff leave their shift with it."""
     end_every_sign_in(session, user.id)
-    tell = lambda: None  # noqa: E731
-    if user.role in STAFF_ROLES:
-        from safety_api.services import staff  # staff -> incidents -> accounts: imported when used
-        session.execute(update(User).where(User.id == user.id).values(on_duty=False))
-        tell = staff.end_shift(session, user, escalate_after_s=escalate_after_s)
+    tell = _end_shift_if_signed_out(session, user, escalate_after_s=escalate_after_s)
     session.commit()
     close_sockets_of(user.id)
     tell()
+
+
+def _end_shift_if_signed_out(session, user: User, *, escalate_after_s: float):
+    """Staff with no sign-in left leave their shift, in the caller's transaction (returns what to tell once
+    committed): with nothing signed in they would receive nothing, while counting as on shift (an SOS in their
+    district would wait its full escalation time for them) and holding what they took. The person's row is
+    locked first, so that two sign-outs at once cannot each see the other's sign-in still alive."""
+    if user.role not in STAFF_ROLES:
+        return lambda: None
+    from safety_api.services import staff  # staff -> incidents -> accounts: imported when used
+    session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    still_in = session.scalar(select(RefreshToken.jti).where(RefreshToken.user_id == user.id,
+                                                             ~sign_in_ended()).limit(1))
+    if still_in is not None:
+        return lambda: None
+    session.execute(update(User).where(User.id == user.id).values(on_duty=False))
+    return staff.end_shift(session, user, escalate_after_s=escalate_after_s)
 
 
 def end_every_sign_in(session, user_id, *, but: str | None = None):

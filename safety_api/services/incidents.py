@@ -1,6 +1,5 @@
 """SOS incidents after they are raised (raising: `sos_raise`): operator workflow, escalation, cancel and duress."""
 import logging
-from datetime import timedelta
 
 from sqlalchemy import (
     String,
@@ -240,7 +239,7 @@ def _alert_again(session, incident: Incident, *, reason: str, escalate_after_s: 
     if incident.escalated_at is None:
         if incident.status == "open":
             jobs.enqueue(session, kind="incident.escalate", payload={"incident_id": str(incident.id)},
-                         run_at=now + timedelta(seconds=escalate_after_s),
+                         delay_s=escalate_after_s,
                          dedupe_key=f"escalate:{incident.id}:{reason}:{now.isoformat()}")
     elif incident.district_code is not None:
         _plan_staff_alert(session, incident, reason=reason, district=None)

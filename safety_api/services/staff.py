@@ -93,10 +93,10 @@ def end_shift(session, person: User, *, escalate_after_s: float):
     """What a shift brought ends with it, in the caller's transaction (the person already off it): the pushes
     planned for them as staff on shift and not sent are withdrawn, and the incidents an operator took and has
     not dispatched are open again for the district, as at a suspension (shown as taken, nobody else would take
-    them). A scout's accepted escorts stay theirs: a booking is a promise for its time, not for the shift.
-    Returns what to tell once committed."""
+    them). Admins acknowledge incidents too, and let go of theirs alike. A scout's accepted escorts stay theirs:
+    a booking is a promise for its time, not for the shift. Returns what to tell once committed."""
     deliveries.withdraw_staff_pushes(session, recipient_id=person.id)
-    if person.role == "operator":
+    if person.role in ("operator", "admin"):
         session.flush()
         return incidents.release_taken_by(session, person, escalate_after_s=escalate_after_s)
     return lambda: None

@@ -17,7 +17,7 @@ from safety_api.models import (
     PushDevice,
     User,
 )
-from safety_api.services import accounts, escort, escort_live, staff
+from safety_api.services import accounts, escort, escort_live, incidents, staff
 from tests.factories import GWANAK, PASSWORD, auth_header, create_user, next_phone
 from tests.integration.test_escort import event_kinds, make_booking, post, run_job, scout, timer_jobs
 
@@ -565,6 +565,19 @@ def test_setting_a_password_names_what_is_wrong(client, db, target, body, status
                        ).status_code == 200  # nothing changed
 
 
+def test_the_first_admin_is_created_with_a_password_asked_for_and_checked_as_the_api_does(app, client, db):
+    runner = app.test_cli_runner()
+    short = runner.invoke(args=["create-admin", "--phone", "010-7777-8888", "--password", "a"])
+    assert short.exit_code != 0 and "8 to 128" in short.output
+    assert db.session.scalar(select(User).where(User.phone == "01077778888")) is None
+    done = runner.invoke(args=["create-admin", "--phone", "010-7777-8888"],
+                         input="first-admin-pass\nfirst-admin-pass\n")
+    assert done.exit_code == 0, done.output
+    assert "first-admin-pass" not in done.output
+    assert client.post("/api/v1/auth/login",
+                       json={"phone": "01077778888", "password": "first-admin-pass"}).json["user"]["role"] == "admin"
+
+
 def test_the_deployment_sets_the_only_admins_forgotten_password_from_the_command_line(app, client, db):
     admin = create_user(db.session, role="admin", phone="01077779999")
     console = sign_in(client, admin)
@@ -614,6 +627,40 @@ def test_an_operator_signing_out_everywhere_leaves_the_shift_and_what_they_took(
     db.session.expire_all()
     assert db.session.get(User, operator.id).on_duty is False
     assert db.session.get(Incident, taken_id).status == "open"
+
+
+def test_staff_signing_out_of_their_last_sign_in_leave_the_shift_and_what_they_took(client, db):
+    """The console's sign-out is `logout`: with no sign-in left the operator receives nothing, and must not count
+    as on shift (an SOS in the district would wait its full escalation time) nor hold what they took."""
+    operator = on_duty(db, create_user(db.session, role="operator"))
+    console, phone = sign_in(client, operator), sign_in(client, operator)
+    taken_id = client.post("/api/v1/sos", json=IN_GWANAK,
+                           headers=auth_header(create_user(db.session))).json["incident"]["id"]
+    assert client.post(f"/api/v1/incidents/{taken_id}/ack", headers=console["access"]).status_code == 200
+    assert client.post("/api/v1/auth/logout", headers=phone["refresh"]).status_code == 204
+    db.session.expire_all()
+    assert db.session.get(User, operator.id).on_duty is True  # the console is still signed in
+    assert db.session.get(Incident, taken_id).status == "acknowledged"
+    assert client.post("/api/v1/auth/logout", headers=console["refresh"]).status_code == 204
+    db.session.expire_all()
+    assert db.session.get(User, operator.id).on_duty is False
+    assert db.session.get(Incident, taken_id).status == "open"
+    next_id = client.post("/api/v1/sos", json=IN_GWANAK,
+                          headers=auth_header(create_user(db.session))).json["incident"]["id"]
+    timer = db.session.scalar(select(Job).where(Job.dedupe_key == f"escalate:{next_id}"))
+    assert timer.payload["reason"] == incidents.NOBODY_ON_SHIFT
+
+
+def test_an_admin_leaving_the_shift_lets_go_of_the_incidents_they_took(client, db):
+    admin = on_duty(db, create_user(db.session, role="admin"))
+    console = sign_in(client, admin)
+    taken_id = client.post("/api/v1/sos", json=IN_GWANAK,
+                           headers=auth_header(create_user(db.session))).json["incident"]["id"]
+    assert client.post(f"/api/v1/incidents/{taken_id}/ack", headers=console["access"]).status_code == 200
+    assert client.post("/api/v1/auth/logout-all", headers=console["access"]).status_code == 204
+    db.session.expire_all()
+    assert (db.session.get(Incident, taken_id).status, db.session.get(Incident, taken_id).acknowledged_by) == (
+        "open", None)
 
 
 def test_a_dispatch_or_resolve_that_passed_its_gate_before_a_suspension_or_move_is_refused(client, db):
