@@ -76,18 +76,9 @@ class DeleteSchema(StrictSchema):
     password = fields.String(required=True)
 
 
-class ExportSchema(StrictSchema):
-    account = fields.List(fields.Dict())
-    devices = fields.List(fields.Dict())
-    guardian_links = fields.List(fields.Dict())
-    incidents = fields.List(fields.Dict())
-    walks = fields.List(fields.Dict())
-    walk_alerts = fields.List(fields.Dict())
-    escort_bookings = fields.List(fields.Dict())
-    escort_assignments = fields.List(fields.Dict())
-    bell_devices = fields.List(fields.Dict())
-    location_fixes = fields.List(fields.Dict())
-    location_reads = fields.List(fields.Dict())
+# One list of rows per section of the export, named where the sections are (privacy.EXPORT_QUERIES).
+ExportSchema = StrictSchema.from_dict({section: fields.List(fields.Dict()) for section in privacy.EXPORT_QUERIES},
+                                      name="Export")
 
 
 @blp.get("/export")

@@ -25,8 +25,10 @@ _DURESS_READ = _DURESS_OWN_AFTER_CLOSE.format(
 
 # (section, SQL selecting the person's rows as JSON); :uid is the person. Secrets never leave.
 EXPORT_QUERIES = {
-    "account": "SELECT id, phone, name, role, district_code, on_duty, created_at, "
+    "account": "SELECT id, phone, name, role, district_code, on_duty, created_at, suspended_at, "
                "cancel_pin_hash IS NOT NULL AS has_pins FROM users WHERE id = :uid",
+    # What admins did to a staff account (created, suspended, moved, password set) and why.
+    "account_history": "SELECT kind, actor_id, data, at FROM account_events WHERE user_id = :uid ORDER BY id",
     "devices": "SELECT platform, created_at, last_seen_at FROM push_devices WHERE user_id = :uid",
     # An invitation the person sent names the invitee only once accepted (as GET /guardians does): until then
     # the invitee has not agreed to be known to them, and the number typed is all the inviter knew.
@@ -39,6 +41,8 @@ EXPORT_QUERIES = {
     "walks": "SELECT id, status, profile, ST_AsGeoJSON(origin)::json AS origin, "
              "ST_AsGeoJSON(destination)::json AS destination, ST_AsGeoJSON(route)::json AS route, route_properties, "
              "last_fix, started_at, expected_arrival, ended_at, escalated_at FROM walks WHERE walker_id = :uid",
+    "walk_guardians": "SELECT g.walk_id, g.guardian_id FROM walk_guardians g JOIN walks w ON w.id = g.walk_id "
+                      "WHERE w.walker_id = :uid ORDER BY g.walk_id, g.guardian_id",
     "walk_alerts": "SELECT a.walk_id, a.kind, a.status, a.t, a.raised_at, a.checkin_by, a.settled_at, a.detail "
                    "FROM walk_alerts a JOIN walks w ON w.id = a.walk_id WHERE w.walker_id = :uid ORDER BY a.id",
     "escort_bookings": "SELECT id, status, district_code, meeting_point_id, meet_at, "
@@ -52,6 +56,10 @@ EXPORT_QUERIES = {
     # What a duress incident brought after its PIN appears once the incident is closed (above).
     "location_fixes": "SELECT subject_kind, subject_id, lat, lon, accuracy_m, t FROM location_fixes f "
                       "WHERE user_id = :uid AND NOT EXISTS (" + _DURESS_FIX + ") ORDER BY t",
+    # The person's escorts as their scouts' phones traced them (the way to the person's door).
+    "escort_fixes": "SELECT f.subject_id AS booking_id, f.lat, f.lon, f.accuracy_m, f.t FROM location_fixes f "
+                    "JOIN escort_bookings b ON b.id = f.subject_id WHERE f.subject_kind = 'escort' "
+                    "AND b.citizen_id = :uid ORDER BY f.t",
     "location_reads": "SELECT viewer_id, subject_kind, subject_id, purpose, at FROM location_access_log l "
                       "WHERE subject_user_id = :uid AND NOT EXISTS (" + _DURESS_READ + ") ORDER BY at",
 }
@@ -85,14 +93,25 @@ def delete_account(session, limiter: AttemptLimiter, limits: PasswordLimits, *, 
     session.execute(text("UPDATE incidents SET idempotency_key = NULL, last_fix = last_fix - 'accuracy_m' "
                          "WHERE caller_id = :uid"), uid)
     session.execute(text("DELETE FROM location_fixes WHERE user_id = :uid"), uid)
-    # Push receipts: those about the person's walks and bookings go with them; those about their incidents stay
-    # as the incidents do, without the text that names them; those they received keep no phone token.
+    # Their escorts' tracks too: stored under the scouts, they are the way to the person's door.
+    session.execute(text("DELETE FROM location_fixes WHERE subject_kind = 'escort' AND incident_id IS NULL "
+                         "AND subject_id IN (SELECT id FROM escort_bookings WHERE citizen_id = :uid)"), uid)
+    # Push receipts: those about the person's walks and bookings go with them, except a booking's push still to
+    # be sent to someone else (the scouts told of its cancellation just above, expanded by a worker meanwhile):
+    # it names no one, and deleting it would lose it.
     session.execute(text("DELETE FROM deliveries WHERE subject IN (SELECT 'walk:' || id FROM walks "
-                         "WHERE walker_id = :uid UNION ALL SELECT 'escort:' || id FROM escort_bookings "
-                         "WHERE citizen_id = :uid)"), uid)
-    # (one still to be sent is an alarm's, and goes as written)
-    session.execute(text("UPDATE deliveries SET message = message - 'body' WHERE status NOT IN ('pending', 'sending') "
-                         "AND subject IN (SELECT 'incident:' || id FROM incidents WHERE caller_id = :uid)"), uid)
+                         "WHERE walker_id = :uid)"), uid)
+    session.execute(text("DELETE FROM deliveries WHERE subject IN (SELECT 'escort:' || id FROM escort_bookings "
+                         "WHERE citizen_id = :uid) AND (recipient_id = :uid OR status NOT IN ('pending', 'sending'))"),
+                    uid)
+    # Those about their incidents stay as the incidents do, without the text that names them. One to their
+    # guardians not sent yet is withdrawn: the guardians are theirs no more (the worker would withdraw it,
+    # name and all). A staff alert still to be sent names no one, and goes.
+    incident_pushes = "subject IN (SELECT 'incident:' || id FROM incidents WHERE caller_id = :uid)"
+    session.execute(text(f"UPDATE deliveries SET status = 'withdrawn', updated_at = now() WHERE {incident_pushes} "
+                         "AND reason LIKE 'guardian.%' AND status = 'pending'"), uid)
+    session.execute(text(f"UPDATE deliveries SET message = message - 'body' WHERE {incident_pushes} "
+                         "AND (reason LIKE 'guardian.%' OR status NOT IN ('pending', 'sending'))"), uid)
     session.execute(text("UPDATE deliveries SET token = 'deleted', message = message - 'token' "
                          "WHERE recipient_id = :uid"), uid)
     # users' foreign keys cascade to tokens, devices, guardian links, walks and bookings, and set

@@ -199,3 +199,67 @@ def test_after_a_duress_pin_the_export_hides_only_what_that_incident_brought_unt
     assert sorted(f["lat"] for f in closed["location_fixes"]) == [37.4701, 37.4702, 37.4703, 37.4704, 37.4705]
     assert {(r["viewer_id"] == str(operator.id), r["purpose"]) for r in closed["location_reads"]} == {
         (False, "walk.read"), (True, "incident.read"), (True, "walk.read"), (True, "incident.act")}
+
+
+def test_deleting_an_account_withdraws_its_guardians_alarm_still_to_be_sent_leaving_no_name(client, db):
+    """Queued behind an FCM outage or a busy worker: the guardians are the person's no longer, and the receipt
+    kept with the incident must not keep the name either."""
+    from safety_api.models import Delivery, PushDevice
+    from safety_api.services import guardians
+    citizen, guardian = create_user(db.session, name="지워질이름"), create_user(db.session)
+    link = guardians.invite(db.session, protected=citizen, guardian_phone=guardian.phone)
+    guardians.accept(db.session, guardian=guardian, link_id=link.id)
+    db.session.add(PushDevice(user_id=guardian.id, token="guardian-phone", platform="android"))
+    db.session.commit()
+    client.post("/api/v1/sos", json=IN_GWANAK, headers=auth_header(citizen))
+    assert db.session.scalars(select(Delivery.status).where(Delivery.reason == "guardian.created")).all() == [
+        "pending"]
+    assert client.delete("/api/v1/me", json={"password": PASSWORD}, headers=auth_header(citizen)).status_code == 204
+    db.session.expire_all()
+    [kept] = db.session.scalars(select(Delivery).where(Delivery.reason == "guardian.created")).all()
+    assert kept.status == "withdrawn" and "지워질이름" not in str(kept.message)
+
+
+def test_deleting_an_account_takes_its_escorts_tracks_and_keeps_the_scouts_pushes_still_to_be_sent(client, app, db):
+    """The scouts' phones traced the way to the person's door: it goes with the person, out of the scouts'
+    exports too. A push to a scout about the booking, expanded just before, is theirs and is still sent."""
+    from safety_api.models import Delivery
+    from tests.integration.test_escort import confirmed, post
+    citizen = create_user(db.session)
+    booking, (first, second) = confirmed(client, app, db, citizen=citizen)
+    assert post(client, first, booking.id, "start").status_code == 200
+    fix = {"lat": 37.4770, "lon": 126.9315, "accuracy_m": 8, "t": utcnow().isoformat()}
+    assert client.post(f"/api/v1/escort/bookings/{booking.id}/fixes", headers=auth_header(second),
+                       json={"fixes": [fix]}).json["accepted"] == 1
+    assert [f["booking_id"] for f in client.get("/api/v1/me/export", headers=auth_header(citizen)).json[
+        "escort_fixes"]] == [str(booking.id)]
+    assert post(client, second, booking.id, "complete").status_code == 200
+    subject = f"escort:{booking.id}"
+    db.session.add(Delivery(subject=subject, reason="escort.cancelled", recipient_id=first.id,
+                            token="first-scouts-phone", message={"token": "first-scouts-phone"}))
+    db.session.commit()
+    assert client.delete("/api/v1/me", json={"password": PASSWORD}, headers=auth_header(citizen)).status_code == 204
+    assert db.session.execute(text("SELECT count(*) FROM location_fixes WHERE subject_kind = 'escort'")).scalar() == 0
+    assert client.get("/api/v1/me/export", headers=auth_header(second)).json["location_fixes"] == []
+    assert db.session.scalars(select(Delivery.token).where(Delivery.subject == subject,
+                                                           Delivery.status == "pending")).all() == [
+        "first-scouts-phone"]
+
+
+def test_export_holds_a_staff_members_account_history_and_whom_my_walks_were_shared_with(client, db):
+    from safety_api.services import guardians
+    admin, operator = create_user(db.session, role="admin"), create_user(db.session, role="operator")
+    assert client.post(f"/api/v1/admin/users/{operator.id}/suspend", json={"reason": "휴직"},
+                       headers=auth_header(admin)).status_code == 200
+    assert client.post(f"/api/v1/admin/users/{operator.id}/reinstate", json={"reason": "복직"},
+                       headers=auth_header(admin)).status_code == 200
+    history = client.get("/api/v1/me/export", headers=auth_header(operator)).json["account_history"]
+    assert [(e["kind"], e["actor_id"], e["data"].get("reason")) for e in history][-2:] == [
+        ("suspended", str(admin.id), "휴직"), ("reinstated", str(admin.id), "복직")]
+    citizen, guardian = create_user(db.session), create_user(db.session)
+    link = guardians.invite(db.session, protected=citizen, guardian_phone=guardian.phone)
+    guardians.accept(db.session, guardian=guardian, link_id=link.id)
+    walk = client.post("/api/v1/walks", json={"from": IN_GWANAK, "to": WALK_TO, "guardian_ids": [str(guardian.id)]},
+                       headers=auth_header(citizen)).json
+    shared = client.get("/api/v1/me/export", headers=auth_header(citizen)).json["walk_guardians"]
+    assert shared == [{"walk_id": walk["id"], "guardian_id": str(guardian.id)}]
