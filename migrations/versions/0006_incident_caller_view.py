@@ -29,6 +29,17 @@ def upgrade():
 
 
 def downgrade():
+    # The older key is one per caller, a bell's incidents counted as their owner's: two bells of one owner both
+    # sending key "1", or a bell whose counter restarted (0008), would collide. The phone's own incident keeps
+    # the key, else the newest; the others let go of it (it only recognised a retry, long over).
+    op.execute("""
+        UPDATE incidents SET idempotency_key = NULL WHERE id IN (
+            SELECT id FROM (
+                SELECT id, row_number() OVER (PARTITION BY caller_id, idempotency_key
+                                              ORDER BY bell_device_id IS NULL DESC, created_at DESC, id) AS rank
+                FROM incidents WHERE caller_id IS NOT NULL AND idempotency_key IS NOT NULL) keyed
+            WHERE rank > 1)
+    """)
     op.drop_index("uq_incidents_bell_key", table_name="incidents")
     op.drop_index("uq_incidents_caller_key", table_name="incidents")
     op.create_unique_constraint("uq_incidents_idempotency", "incidents", ["caller_id", "idempotency_key"])

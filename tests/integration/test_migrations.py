@@ -93,3 +93,27 @@ def test_a_downgrade_past_suspensions_is_refused_while_an_account_is_suspended(s
         flask_migrate.downgrade(revision="0008")
         assert current_revision(db) == "0008"
         flask_migrate.upgrade()
+
+
+def test_a_downgrade_past_0006_keeps_one_key_per_caller_where_bells_of_one_owner_share_one(scratch_url):
+    """0006 scoped a bell's key to the bell; the older schema has one key per caller, a bell's incidents counted
+    as their owner's: two bells of one owner, each pressed once (key "1"), must not stop the downgrade."""
+    with another_app(SQLALCHEMY_DATABASE_URI=scratch_url) as app, app.app_context():
+        db = extensions.db
+        flask_migrate.upgrade()
+        with db.engine.begin() as conn:
+            owner = conn.execute(text("INSERT INTO users (id, phone, password_hash, name, role) "
+                                      "VALUES (gen_random_uuid(), '01099990001', 'x', '가게', 'citizen') "
+                                      "RETURNING id")).scalar()
+            for n in (1, 2):
+                conn.execute(text(
+                    "WITH bell AS (INSERT INTO bell_devices (id, name, key_hash, key_prefix, owner_id, location) "
+                    "VALUES (gen_random_uuid(), :name, :hash, 'p', :owner, 'SRID=4326;POINT(126.92 37.47)') "
+                    "RETURNING id) INSERT INTO incidents (id, trigger, location, caller_id, bell_device_id, "
+                    "idempotency_key) SELECT gen_random_uuid(), 'device', 'SRID=4326;POINT(126.92 37.47)', :owner, "
+                    "id, '1' FROM bell"), {"name": f"벨 {n}", "hash": f"hash-{n}", "owner": owner})
+        flask_migrate.downgrade(revision="0005")
+        assert current_revision(db) == "0005"
+        with db.engine.begin() as conn:
+            assert conn.execute(text("SELECT count(idempotency_key), count(*) FROM incidents")).one() == (1, 2)
+        flask_migrate.upgrade()
