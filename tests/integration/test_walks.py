@@ -587,3 +587,20 @@ def test_once_a_walks_sos_is_closed_the_walker_is_no_longer_the_operators_to_fol
     filed = dict(db.session.execute(select(LocationFix.t, LocationFix.incident_id)
                                     .where(LocationFix.subject_id == uuid.UUID(walk["id"]))).all())
     assert sorted(filed.values(), key=str) == sorted([uuid.UUID(incident_id)] * 2 + [None], key=str)
+
+
+def test_a_fix_that_cannot_be_projected_is_stored_and_proves_the_phone_alive_without_failing_its_batch(client, db):
+    """(-7.5, -144.5) is a valid coordinate that EPSG:5179 sends to infinity: its NaN offset used to reach the
+    monitor state, PostgreSQL refused the JSON and the whole batch (and its write group) failed."""
+    walker = create_user(db.session)
+    walk = start(client, walker).json
+    points, now = route_points(walk), utcnow()
+    batch = [fix(*points[0], now - timedelta(seconds=10)), fix(-7.5, -144.5, now - timedelta(seconds=5)),
+             fix(-7.0, 38.0, now)]
+    answer = post_fixes(client, walker, walk["id"], batch)
+    assert answer.status_code == 200, answer.json
+    assert (answer.json["accepted"], answer.json["rejected"]) == (3, 0)
+    db.session.expire_all()
+    state = db.session.get(Walk, walk["id"]).monitor_state
+    assert state["last_t"] == now.timestamp() and state["last_lat"] == points[0][0]
+    assert db.session.scalar(select(func.count()).select_from(WalkAlert)) == 0
