@@ -23,7 +23,15 @@ from safety_api.services.group_commit import (
     writer_for,
 )
 from safety_api.services.sos_ingest import ADVANCE_LAST_FIX
-from safety_api.services.walk_monitor import ENDED, allowed_guardians, fold, lock_options, position_rooms, tell
+from safety_api.services.walk_monitor import (
+    ENDED,
+    allowed_guardians,
+    fold,
+    lock_options,
+    position_rooms,
+    tell,
+    walk_opened,
+)
 
 
 def record_fixes(session, redis_client, *, user, walk_id, raw_fixes, now: datetime) -> dict:
@@ -40,7 +48,7 @@ def record_fixes(session, redis_client, *, user, walk_id, raw_fixes, now: dateti
 @dataclass
 class WalkSubmission(Submission):
     """A walk's submission keeps its raw fixes: validation sorts the valid ones by time, and the rare answer
-    about fixes from after the walk's end must still name them by their index in the batch."""
+    about fixes from before the walk's start or after its end must still name them by their index in the batch."""
 
     raw: list = field(default_factory=list)
 
@@ -77,12 +85,12 @@ def write_group(session, group: list) -> tuple[list, list]:
         # incident, or retention would purge them.
         if walk.escalated_at is not None and walk.id not in incidents:
             incidents[walk.id] = _incident_of(session, walk.id)
-        valid, after_end = _split_after_end(walk, submission.valid)
+        valid, refused = _split_by_span(walk, submission.valid)
         rows += [_row(walk, submission.person, f, incidents.get(walk.id)) for f in valid]
-        plans.append((submission, walk, valid, after_end))
+        plans.append((submission, walk, valid, refused))
     stored = insert_fixes(session, rows)
     notices, newest, advances = [], {}, []
-    for submission, walk, valid, after_end in plans:
+    for submission, walk, valid, refused in plans:
         # dict by t: a fix repeated in the batch (fixes.validate keeps it) is new once, the other a duplicate
         fresh = list({f.t: f for f in valid if (walk.id, f.t) in stored}.values())
         stored.difference_update((walk.id, f.t) for f in fresh)  # a fix sent twice in one group counts once
@@ -95,7 +103,7 @@ def write_group(session, group: list) -> tuple[list, list]:
             # The walk's SOS follows the walker too: its last_fix is what operators see on opening it.
             latest = max(evidence, key=lambda f: f.t)
             advances.append({"id": incidents[walk.id].id, "fix": latest.as_dict(), "t": latest.t.isoformat()})
-        submission.result = _counts(submission, valid, fresh, after_end)
+        submission.result = _counts(submission, valid, fresh, refused)
     if advances:
         session.execute(ADVANCE_LAST_FIX, advances)
     # Who may see them is read here, with the walks locked, for every batch: a guardian whose link ended
@@ -129,32 +137,41 @@ def _followed(walk: Walk, incident):
     return incident
 
 
-def _counts(submission: Submission, valid: list, fresh: list, after_end: list) -> dict:
+def _counts(submission: Submission, valid: list, fresh: list, refused: dict) -> dict:
     errors = submission.rejected
-    if after_end:
-        errors = sorted(errors + _after_end_errors(submission, after_end), key=lambda e: e["index"])
+    if refused:
+        errors = sorted(errors + _refused_errors(submission, refused), key=lambda e: e["index"])
     return {"accepted": len(fresh), "rejected": len(errors), "duplicates": len(valid) - len(fresh), "errors": errors}
 
 
-def _after_end_errors(submission, after_end: list) -> list:
-    """{index, reason} for the fixes of the batch taken after the walk ended, as for any rejected fix. Only an
-    ended walk gets here, so re-reading the raw fixes one at a time costs the hot path nothing."""
-    late = {f.t for f in after_end}
-    refused = {e["index"] for e in submission.rejected}
+def _refused_errors(submission, refused: dict) -> list:
+    """{index, reason} for the fixes of the batch taken outside the walk's time, as for any rejected fix. Only a
+    batch with such fixes gets here, so re-reading the raw fixes one at a time costs the hot path nothing."""
+    skipped = {e["index"] for e in submission.rejected}
     found = []
     for index, raw in enumerate(submission.raw):
-        if index not in refused:
+        if index not in skipped:
             valid, _ = fixes.validate([raw], now=submission.now)
-            if valid and valid[0].t in late:
-                found.append({"index": index, "reason": "after the walk ended"})
+            if valid and valid[0].t in refused:
+                found.append({"index": index, "reason": refused[valid[0].t]})
     return found
 
 
-def _split_after_end(walk: Walk, valid: list) -> tuple[list, list]:
-    """Late fixes of an ended walk still fill its trail; fixes from after its end do not belong to it."""
-    if walk.status not in ENDED:
-        return valid, []
-    return [f for f in valid if f.t <= walk.ended_at], [f for f in valid if f.t > walk.ended_at]
+def _split_by_span(walk: Walk, valid: list) -> tuple[list, dict]:
+    """The fixes taken while the walk was on, and {t: reason} for the others: taken before it started (a slow
+    phone clock aside: walk_opened), or after it ended. Late fixes of an ended walk still fill its trail."""
+    opened, ended = walk_opened(walk), walk.ended_at if walk.status in ENDED else None
+    if not valid or (valid[0].t >= opened and (ended is None or valid[-1].t <= ended)):  # sorted by t: the usual
+        return valid, {}
+    kept, refused = [], {}
+    for f in valid:
+        if f.t < opened:
+            refused[f.t] = "before the walk started"
+        elif ended is not None and f.t > ended:
+            refused[f.t] = "after the walk ended"
+        else:
+            kept.append(f)
+    return kept, refused
 
 
 def _incident_of(session, walk_id):

@@ -25,6 +25,9 @@ from safety_api.services import deliveries, jobs
 
 DEFAULT_ACCURACY_M = 30.0  # a fix sent without accuracy counts as an ordinary city fix
 ENDED = ("arrived", "finished")
+# A walk's fixes are those taken after it started, give or take a phone clock a few minutes slow; an older one
+# says where the phone was before the walk (hours before, perhaps), never where the walker is.
+BEFORE_START_SKEW = timedelta(minutes=5)
 CORRIDOR_CACHE_SIZE = 4096
 # Loaded only when the corridor is not cached yet: the hot path needs state, not geometry.
 _GEOMETRY = (defer(Walk.route), defer(Walk.origin), defer(Walk.destination), defer(Walk.route_properties))
@@ -50,6 +53,11 @@ def lock_walk(session, walk_id, *, light: bool = False) -> Walk | None:
 def lock_options() -> tuple:
     """Loader options for locking walks to fold fixes in: state now, geometry only if the corridor is not cached."""
     return _GEOMETRY
+
+
+def walk_opened(walk: Walk) -> datetime:
+    """The earliest time a fix of this walk may carry."""
+    return walk.started_at - BEFORE_START_SKEW
 
 
 def monitor_config(walk: Walk) -> track.MonitorConfig:

@@ -272,7 +272,9 @@ def _link_trail(session, walk: Walk, incident: Incident):
 
 
 def _where(walk: Walk) -> tuple:
-    if walk.last_fix:
+    """Where the SOS is raised: the walker's last fix, or the start while there is none taken since the walk
+    began (an older one, stored before such fixes were refused, says where the phone was hours ago)."""
+    if walk.last_fix and datetime.fromisoformat(walk.last_fix["t"]) >= monitor.walk_opened(walk):
         return walk.last_fix["lat"], walk.last_fix["lon"], walk.last_fix.get("accuracy_m")
     start = to_shape(walk.origin)
     return start.y, start.x, None

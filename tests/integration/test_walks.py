@@ -604,3 +604,27 @@ def test_a_fix_that_cannot_be_projected_is_stored_and_proves_the_phone_alive_wit
     state = db.session.get(Walk, walk["id"]).monitor_state
     assert state["last_t"] == now.timestamp() and state["last_lat"] == points[0][0]
     assert db.session.scalar(select(func.count()).select_from(WalkAlert)) == 0
+
+
+def test_a_fix_from_before_the_walk_started_is_refused_and_the_sos_is_raised_where_the_walk_began(client, db):
+    """A fix dated hours before the start says where the phone was then: it must not become the walk's live
+    position, its trail, or the place an SOS sends help to. A phone clock a minute or two slow is still fine."""
+    walker = create_user(db.session)
+    walk = start(client, walker).json
+    started = datetime.fromisoformat(walk["started_at"])
+    batch = [fix(37.48, 126.95, utcnow() - timedelta(hours=5)),
+             fix(HOME_FROM["lat"], HOME_FROM["lon"], started - timedelta(minutes=2))]
+    answer = post_fixes(client, walker, walk["id"], batch).json
+    assert (answer["accepted"], answer["rejected"]) == (1, 1)
+    assert answer["errors"] == [{"index": 0, "reason": "before the walk started"}]
+    seen = client.get(f"/api/v1/walks/{walk['id']}", headers=auth_header(walker)).json["walk"]
+    assert [(f["lat"], f["lon"]) for f in seen["trail"]] == [(HOME_FROM["lat"], HOME_FROM["lon"])]
+    # A last fix from before the start (stored before such fixes were refused) is not where help is sent.
+    db.session.execute(text("UPDATE walks SET last_fix = :fix WHERE id = :id"), {"id": walk["id"], "fix": json.dumps(
+        {"lat": 37.48, "lon": 126.95, "accuracy_m": 8.0, "t": (started - timedelta(hours=5)).isoformat()})})
+    db.session.commit()
+    incident_id = client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": False},
+                              headers=auth_header(walker)).json["incident_id"]
+    location = db.session.scalar(text("SELECT ST_AsText(location) FROM incidents WHERE id = :id"),
+                                 {"id": incident_id})
+    assert location == f"POINT({HOME_FROM['lon']} {HOME_FROM['lat']})"
