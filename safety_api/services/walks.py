@@ -51,6 +51,9 @@ def start(session, *, walker: User, origin: tuple, destination: tuple, profile: 
         active = session.scalar(select(Walk.id).where(Walk.walker_id == walker.id, Walk.status == "active"))
         raise Conflict(f"You already have a walk in progress ({active}); finish it first.",
                        errors=[{"field": "walk_id", "message": str(active)}]) from None
+    for guardian_id in chosen:  # walk.started below gives them the route: from where the walker is to (usually) home
+        access_log.record(session, viewer_id=guardian_id, subject_user_id=walker.id, subject_kind="walk",
+                          subject_id=walk.id, purpose="walk.started")
     monitor.arm(session, walk, monitor.moment(monitor.next_due(
         track.MonitorState.from_dict(walk.monitor_state), expected_arrival_s=seconds(expected),
         config=monitor.monitor_config(walk), now_s=seconds(now))))

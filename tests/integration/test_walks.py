@@ -98,6 +98,10 @@ def test_a_walk_starts_on_a_safe_route_and_the_chosen_guardians_are_told(client,
     assert started[0][1]["walker"]["name"] == "김안심" and started[0][1]["route"]["type"] == "Feature"
     timer = db.session.scalar(select(Job).where(Job.kind == "walk.timers"))
     assert timer.payload == {"walk_id": body["id"], "seq": 1}
+    # The route they were sent starts where the walker stands and ends at (usually) home: a read of location.
+    reads = client.get("/api/v1/me/export", headers=auth_header(walker)).json["location_reads"]
+    assert [(r["viewer_id"], r["subject_id"], r["purpose"]) for r in reads] == [
+        (str(chosen.id), body["id"], "walk.started")]
 
 
 @pytest.mark.parametrize("case, body, status", [
@@ -374,7 +378,7 @@ def test_who_may_read_a_walk_and_third_party_reads_are_logged(client, db, who, s
     answer = client.get(f"/api/v1/walks/{walk['id']}", headers=auth_header(reader))
     assert answer.status_code == status
     logged = db.session.execute(select(LocationAccess.viewer_id, LocationAccess.subject_user_id,
-                                       LocationAccess.purpose)).all()
+                                       LocationAccess.purpose).where(LocationAccess.purpose != "walk.started")).all()
     expected = [(chosen.id, walker.id, "walk.read")] if who == "chosen" else []
     assert logged == expected
     if status == 200:
@@ -396,7 +400,8 @@ def test_watch_is_for_chosen_guardians_and_is_logged(client, db):
     walk = start(client, walker, [chosen]).json
     answer = walks.watch(db.session, viewer_id=chosen.id, walk_id=walk["id"])
     assert answer["ok"] is True and answer["walk"]["route"]["type"] == "Feature"
-    assert db.session.scalar(select(LocationAccess.purpose)) == "walk.watch"
+    assert db.session.scalars(select(LocationAccess.purpose).order_by(LocationAccess.id)).all() == [
+        "walk.started", "walk.watch"]
     with pytest.raises(walks.NotFound):
         walks.watch(db.session, viewer_id=create_user(db.session).id, walk_id=walk["id"])
 
