@@ -633,3 +633,46 @@ def test_a_fix_from_before_the_walk_started_is_refused_and_the_sos_is_raised_whe
     location = db.session.scalar(text("SELECT ST_AsText(location) FROM incidents WHERE id = :id"),
                                  {"id": incident_id})
     assert location == f"POINT({HOME_FROM['lon']} {HOME_FROM['lat']})"
+
+
+def test_a_signal_lost_prompt_is_settled_when_the_phone_is_heard_again_and_never_becomes_an_sos(app, client, db,
+                                                                                                 emitted):
+    walker = create_user(db.session)
+    guardian = guardian_of(client, db, walker)
+    walk_id = started_in_the_past(db, walker, minutes=3)
+    db.session.execute(text("INSERT INTO walk_guardians (walk_id, guardian_id) VALUES (:w, :g)"),
+                       {"w": walk_id, "g": guardian.id})
+    db.session.commit()
+    make_due(db, "walk.timers")
+    Worker(app).run_once()
+    prompt = db.session.scalar(select(WalkAlert))
+    assert (prompt.kind, prompt.status) == ("signal_lost", "open")
+    emitted.clear()
+    assert post_fixes(client, walker, walk_id, [fix(HOME_FROM["lat"], HOME_FROM["lon"], utcnow())]).json[
+        "accepted"] == 1
+    db.session.expire_all()
+    assert db.session.get(WalkAlert, prompt.id).status == "closed"
+    told = [(room, p) for _, room, event, p in emitted if event == events.WALK_ALERT]
+    assert {(p["alert"], tuple(p["settled"])) for _, p in told} == {("signal_restored", (prompt.id,))}
+    assert {room for room, _ in told} == {rooms.user(walker.id), rooms.walk_watcher(walk_id, guardian.id)}
+    make_due(db, "walk.checkin_expired")
+    Worker(app).run_once()
+    assert db.session.scalar(select(func.count()).select_from(Incident)) == 0
+    assert db.session.get(Walk, walk_id).status == "active"
+
+
+def test_a_second_signal_lost_prompt_does_not_open_while_one_is_pending(db):
+    """(A prompt left open with its flag already cleared, as the phone's return left them before such prompts
+    were settled.)"""
+    walker = create_user(db.session)
+    walk_id = started_in_the_past(db, walker, minutes=3)
+    walk = db.session.get(Walk, walk_id)
+    seq = walk.timer_seq
+    db.session.commit()
+    assert walk_monitor.run_timers(db.session, walk_id=walk_id, seq=seq, now=utcnow())
+    walk = db.session.get(Walk, walk_id)
+    walk.monitor_state = {**walk.monitor_state, "raised": []}
+    seq = walk.timer_seq
+    db.session.commit()
+    assert walk_monitor.run_timers(db.session, walk_id=walk_id, seq=seq, now=utcnow())
+    assert db.session.execute(select(WalkAlert.kind, WalkAlert.status)).all() == [("signal_lost", "open")]
