@@ -676,3 +676,38 @@ def test_a_second_signal_lost_prompt_does_not_open_while_one_is_pending(db):
     db.session.commit()
     assert walk_monitor.run_timers(db.session, walk_id=walk_id, seq=seq, now=utcnow())
     assert db.session.execute(select(WalkAlert.kind, WalkAlert.status)).all() == [("signal_lost", "open")]
+
+
+def test_operators_see_a_walk_only_as_far_as_its_sos_was_theirs(client, db):
+    """Once the SOS is closed the walker is the operators' no longer: what the walk brings after that is not
+    shown to them, until a new escalation of the walk makes it theirs again."""
+    walker, operator = create_user(db.session), create_user(db.session, role="operator")
+    admin = create_user(db.session, role="admin", district=None)
+    walk = start(client, walker).json
+    points, now = route_points(walk), utcnow()
+    post_fixes(client, walker, walk["id"], [fix(*points[0], now - timedelta(seconds=20))])
+    incident_id = client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": False},
+                              headers=auth_header(walker)).json["incident_id"]
+    post_fixes(client, walker, walk["id"], [fix(*points[1], utcnow())])
+    assert client.post(f"/api/v1/incidents/{incident_id}/resolve", json={"outcome": "false_alarm"},
+                       headers=auth_header(operator)).status_code == 200
+    after = fix(*points[2], utcnow() + timedelta(seconds=1))
+    assert post_fixes(client, walker, walk["id"], [after]).json["accepted"] == 1
+
+    def seen_by(user):
+        answer = client.get(f"/api/v1/walks/{walk['id']}", headers=auth_header(user))
+        assert answer.status_code == 200, answer.json
+        body = answer.json["walk"]
+        return ([(f["lat"], f["lon"]) for f in body["trail"]], (body["last_fix"]["lat"], body["last_fix"]["lon"]),
+                [a["kind"] for a in body["alerts"]])
+
+    seq = db.session.get(Walk, walk["id"]).timer_seq
+    db.session.commit()
+    assert walk_monitor.run_timers(db.session, walk_id=walk["id"], seq=seq, now=utcnow() + timedelta(minutes=5))
+    for staff in (operator, admin):
+        assert seen_by(staff) == ([points[0], points[1]], points[1], [])
+    assert seen_by(walker) == ([points[0], points[1], points[2]], points[2], ["signal_lost"])
+    # A new escalation: the walk since the close is the new SOS's evidence, and theirs again.
+    client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": False}, headers=auth_header(walker))
+    for staff in (operator, admin):
+        assert seen_by(staff) == ([points[0], points[1], points[2]], points[2], ["signal_lost"])
