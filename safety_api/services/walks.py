@@ -1,5 +1,5 @@
 """Walk-home monitoring (안심귀가): start a walk on a planned route, show it to those allowed, answer its
-prompts, escalate an unanswered one to an SOS, finish it, and purge old fixes.
+prompts, escalate an unanswered one to an SOS, and finish it (retention: `retention`).
 
 The monitors themselves (fixes, timers, alerts) live in walk_monitor.
 """
@@ -19,9 +19,18 @@ from safety_api.errors import Conflict, Invalid, NotFound
 from safety_api.models import Incident, IncidentEvent, LocationFix, User, Walk, WalkAlert, WalkGuardian
 from safety_api.policy import check_view_walk, check_walker, check_watch_walk, operated_incidents
 from safety_api.realtime import broadcast, events, rooms
-from safety_api.services import access_log, deliveries, guardians, incidents, jobs, routes, sos_raise, walk_sos
+from safety_api.services import (
+    access_log,
+    deliveries,
+    guardians,
+    incidents,
+    retention,
+    routes,
+    sos_raise,
+    walk_sos,
+)
 from safety_api.services import walk_monitor as monitor
-from safety_api.services.walk_monitor import Notice, lock_walk, moment, seconds, tell, walk_rooms
+from safety_api.services.walk_monitor import Notice, lock_walk, seconds, tell, walk_rooms
 
 MIN_WALK_M = 80.0  # closer than this, the walker is already at the arrival circle
 TRAIL_LIMIT = 5000  # about 80 minutes of fixes at one a second
@@ -330,40 +339,12 @@ def _escalated_notices(session, walk: Walk, incident: Incident, reason: str) -> 
             Notice(events.WALK_ESCALATED, base, walk_rooms(walk))]
 
 
-def purge_fixes(session, *, now: datetime, retention_days: float, batch: int = 5000) -> int:
-    """Delete fixes older than the retention period that are no incident's evidence, a batch at a time."""
-    cutoff, total = now - timedelta(days=retention_days), 0
-    while True:
-        doomed = (select(LocationFix.id).where(LocationFix.incident_id.is_(None), LocationFix.t < cutoff)
-                  .order_by(LocationFix.t).limit(batch).scalar_subquery())
-        removed = session.execute(LocationFix.__table__.delete().where(LocationFix.id.in_(doomed))).rowcount
-        session.commit()  # short transactions: the purge never holds many row locks at once
-        total += removed
-        if removed < batch:
-            return total
-
-
-def schedule_purge(session, *, now: datetime, every_s: float, after_slot: int = 0):
-    """Keep one purge queued for the next slot; repeated calls add nothing."""
-    slot = max(int(seconds(now) // every_s) + 1, after_slot + 1)
-    jobs.enqueue(session, kind="fixes.purge", payload={"slot": slot}, run_at=moment(slot * every_s),
-                 dedupe_key=f"fixes-purge:{int(every_s)}:{slot}")
-
-
 def timers_job(session, payload, worker):
     """Worker entry for `walk.timers`; it also keeps the retention purge scheduled while walks run."""
     monitor.run_timers(session, walk_id=payload["walk_id"], seq=payload["seq"], now=utcnow())
-    schedule_purge(session, now=utcnow(), every_s=worker.app.config["FIX_PURGE_INTERVAL_S"])
+    retention.schedule_purge(session, now=utcnow(), every_s=worker.app.config["FIX_PURGE_INTERVAL_S"])
 
 
 def checkin_job(session, payload, _worker):
     """Worker entry for `walk.checkin_expired`."""
     expire_checkin(session, walk_id=payload["walk_id"], alert_id=payload["alert_id"], now=utcnow())
-
-
-def purge_job(session, payload, worker):
-    """Worker entry for `fixes.purge` (the retention purge): fixes, then finished jobs, then queue the next slot."""
-    purge_fixes(session, now=utcnow(), retention_days=worker.app.config["FIX_RETENTION_DAYS"])
-    jobs.purge_finished(session, now=utcnow(), retention_days=worker.app.config["JOB_RETENTION_DAYS"])
-    schedule_purge(session, now=utcnow(), every_s=worker.app.config["FIX_PURGE_INTERVAL_S"],
-                   after_slot=payload.get("slot", 0))

@@ -26,7 +26,7 @@ from safety_api.models import (
 )
 from safety_api.realtime import broadcast, events, rooms
 from safety_api.realtime.positions import batcher
-from safety_api.services import walk_ingest, walk_monitor, walks
+from safety_api.services import retention, walk_ingest, walk_monitor, walks
 from safety_api.worker import Worker
 from tests.factories import auth_header, create_user
 
@@ -442,11 +442,11 @@ def test_retention_purges_old_fixes_that_are_no_incidents_evidence(app, db):
                             lon=126.92, t=utcnow()))
     db.session.add_all(rows)
     db.session.commit()
-    assert walks.purge_fixes(db.session, now=utcnow(), retention_days=30, batch=4) == 7
+    assert retention.purge_fixes(db.session, now=utcnow(), retention_days=30, batch=4) == 7
     left = db.session.execute(select(LocationFix.subject_kind, LocationFix.incident_id)).all()
     assert sorted(str(i) for _, i in left) == sorted([str(keep_incident)] * 3 + ["None"])
-    walks.schedule_purge(db.session, now=utcnow(), every_s=3600)
-    walks.schedule_purge(db.session, now=utcnow(), every_s=3600)
+    retention.schedule_purge(db.session, now=utcnow(), every_s=3600)
+    retention.schedule_purge(db.session, now=utcnow(), every_s=3600)
     db.session.commit()
     assert db.session.scalar(select(func.count()).select_from(Job).where(Job.kind == "fixes.purge")) == 1
     make_due(db, "fixes.purge")
@@ -515,7 +515,7 @@ def test_late_fixes_of_a_walk_finished_after_its_sos_are_kept_as_evidence(app, c
     db.session.expire_all()
     filed = db.session.execute(select(LocationFix.t, LocationFix.incident_id).order_by(LocationFix.t)).all()
     assert [str(i) for _, i in filed] == [incident_id] * 3
-    assert walks.purge_fixes(db.session, now=utcnow() + timedelta(days=60), retention_days=30) == 0
+    assert retention.purge_fixes(db.session, now=utcnow() + timedelta(days=60), retention_days=30) == 0
 
 
 def test_fixes_after_the_end_are_rejected_naming_their_index(client, db):
@@ -711,3 +711,35 @@ def test_operators_see_a_walk_only_as_far_as_its_sos_was_theirs(client, db):
     client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": False}, headers=auth_header(walker))
     for staff in (operator, admin):
         assert seen_by(staff) == ([points[0], points[1], points[2]], points[2], ["signal_lost"])
+
+
+def test_retention_deletes_walks_that_ended_long_ago_without_an_sos_and_keeps_those_with_one(app, client, db):
+    """A walk's row holds positions too (its start and destination, usually home; its last fix; the monitors'
+    last position; its alerts' places): once the retention period is over it goes with its fixes."""
+    walker = create_user(db.session)
+    ids = {}
+    for name in ("old", "old with sos", "recent"):
+        ids[name] = start(client, walker).json["id"]
+        post_fixes(client, walker, ids[name], [fix(HOME_FROM["lat"], HOME_FROM["lon"], utcnow())])
+        if name == "old with sos":
+            client.post(f"/api/v1/walks/{ids[name]}/checkin", json={"ok": False}, headers=auth_header(walker))
+        client.post(f"/api/v1/walks/{ids[name]}/finish", headers=auth_header(walker))
+    ids["active"] = start(client, walker).json["id"]
+    db.session.add(WalkAlert(walk_id=ids["old"], kind="deviated", status="answered", t=utcnow(), raised_at=utcnow(),
+                             detail={"lat": 37.47, "lon": 126.92}))
+    db.session.execute(text("UPDATE walks SET ended_at = now() - interval '40 days' WHERE id IN (:a, :b)"),
+                       {"a": ids["old"], "b": ids["old with sos"]})
+    db.session.execute(text("UPDATE walks SET started_at = now() - interval '40 days' WHERE id = :a"),
+                       {"a": ids["active"]})
+    db.session.commit()
+    retention.schedule_purge(db.session, now=utcnow(), every_s=3600)
+    db.session.commit()
+    make_due(db, "fixes.purge")
+    Worker(app).run_once()
+    db.session.expire_all()
+    left = set(map(str, db.session.scalars(select(Walk.id))))
+    assert left == {ids["old with sos"], ids["recent"], ids["active"]}
+    assert db.session.scalar(select(func.count()).select_from(WalkAlert)) == 0
+    kept = db.session.get(Walk, ids["old with sos"])
+    assert kept.last_fix["lat"] == HOME_FROM["lat"]  # an incident's walk stays as it was
+    assert client.get(f"/api/v1/walks/{ids['old']}", headers=auth_header(walker)).status_code == 404
