@@ -3,6 +3,7 @@
 Times are epoch seconds (float). Positions arrive as WGS84 and are measured in EPSG:5179 metres.
 Nothing here does I/O; the service stores ``MonitorState.to_dict()`` between fixes.
 """
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import NamedTuple
 
@@ -159,6 +160,8 @@ def observe(state, fix, *, corridor, config, now):
     if fix.accuracy_m > config.max_accuracy_m:
         return replace(state, **changes), []  # alive, but too vague to say where
     here = _locate(fix, corridor, config)
+    if here is None:
+        return replace(state, **changes), []  # alive, but EPSG:5179 cannot say where (see _locate)
     changes.update(last_lat=fix.lat, last_lon=fix.lon)
     alerts = []
     for check in (_check_arrival, _check_deviation, _check_stall):
@@ -272,7 +275,12 @@ class _Here(NamedTuple):
 
 
 def _locate(fix, corridor, config):
+    """Where the fix is relative to the route; None where EPSG:5179 cannot place it. Some valid coordinates far
+    from Korea (e.g. -7.5, -144.5) project to infinity, and their offset and progress come out NaN: such a
+    fix can neither start a deviation nor end one, and NaN must never reach the stored state (its JSON)."""
     xy = corridor.to_xy(fix)
+    if not (math.isfinite(xy[0]) and math.isfinite(xy[1])):
+        return None
     progress, offset = corridor.match_xy(*xy)
     to_end = float(np.hypot(xy[0] - corridor.end_xy[0], xy[1] - corridor.end_xy[1]))
     return _Here(xy, progress, offset, corridor_limit_m(config, fix.accuracy_m), to_end)
@@ -282,7 +290,8 @@ def _observe_late(state, fix, corridor, config):
     """Let a late fix inside the corridor count against an off-route streak; never alert."""
     if not state.off_count or fix.t < state.off_since or fix.accuracy_m > config.max_accuracy_m:
         return state
-    if corridor.match_xy(*corridor.to_xy(fix))[1] > corridor_limit_m(config, fix.accuracy_m):
+    here = _locate(fix, corridor, config)
+    if here is None or here.offset_m > here.limit_m:  # unplaceable is not "back inside"
         return state
     return replace(state, **_back_inside(state, config))
 

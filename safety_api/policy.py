@@ -42,16 +42,22 @@ def check_change_protection(user, protection):
         raise Forbidden("This protection is in another district's charge.")
 
 
-def may_view_walk(user, walk, *, chosen_guardian: bool, incident=None) -> bool:
-    """The walker; the accepted guardians the walker chose; once escalated, the operators of its incident."""
+def may_view_walk(user, walk, *, chosen_guardian: bool, incidents=()) -> bool:
+    """The walker; the accepted guardians the walker chose; once escalated, the operators of its incidents (of
+    the walk only what was those incidents' evidence: walks.view)."""
     if walk.walker_id == user.id or chosen_guardian:
         return True
-    return incident is not None and may_operate_incident(user, incident)
+    return bool(operated_incidents(user, incidents))
 
 
-def check_view_walk(user, walk, *, chosen_guardian: bool = False, incident=None):
+def operated_incidents(user, incidents) -> list:
+    """Those of these incidents that the user acts on."""
+    return [incident for incident in incidents if may_operate_incident(user, incident)]
+
+
+def check_view_walk(user, walk, *, chosen_guardian: bool = False, incidents=()):
     """Raise unless the user may see this walk and where its walker is (strangers cannot tell it exists)."""
-    if walk is None or not may_view_walk(user, walk, chosen_guardian=chosen_guardian, incident=incident):
+    if walk is None or not may_view_walk(user, walk, chosen_guardian=chosen_guardian, incidents=incidents):
         raise NotFound("No such walk.")
 
 

@@ -90,10 +90,10 @@ class Worker:
         """Queue the retention purge (it then queues its own next run); with the dedupe key, every worker that
         starts asks for the same one."""
         from safety_api.clock import utcnow
-        from safety_api.services import walks
+        from safety_api.services import retention
         with self.app.app_context():
             try:
-                walks.schedule_purge(db.session, now=utcnow(), every_s=self.app.config["FIX_PURGE_INTERVAL_S"])
+                retention.schedule_purge(db.session, now=utcnow(), every_s=self.app.config["FIX_PURGE_INTERVAL_S"])
                 db.session.commit()
             except Exception:  # the database is away at start: the loop waits for it; walks' timers queue it too
                 db.session.rollback()

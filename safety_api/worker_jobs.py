@@ -1,7 +1,7 @@
 """The registry of job kinds the worker knows, each pointing at a service function."""
 from datetime import datetime
 
-from safety_api.services import deliveries, escort_live, incidents, walks
+from safety_api.services import deliveries, escort_live, incidents, retention, walks
 
 
 def _noop(session, payload, worker):
@@ -39,7 +39,7 @@ HANDLERS = {
     "escort.unconfirmed": escort_live.unconfirmed_job,
     "walk.timers": walks.timers_job,
     "walk.checkin_expired": walks.checkin_job,
-    "fixes.purge": walks.purge_job,
+    "fixes.purge": retention.purge_job,
 }
 
 # What a kind owes when its job ends failed, run in the transaction that records it (Worker._retry_or_fail).

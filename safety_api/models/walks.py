@@ -16,7 +16,8 @@ STATES = ("active", "arrived", "finished", "escalated")
 PROFILES = ("safe", "shortest")
 ALERT_KINDS = ("deviated", "stalled", "overdue", "signal_lost", "arrived")
 # open: waiting for the walker's check-in; answered: checked in; escalated: became an SOS;
-# closed: needs no answer (arrived) or the walk ended before the window did.
+# closed: needs no answer (arrived; signal_lost once the phone was heard again) or the walk ended before the
+# window did.
 ALERT_STATES = ("open", "answered", "escalated", "closed")
 
 

@@ -21,7 +21,8 @@ _RECORD_RECENT = text(f"""
 
 def record(session, *, viewer_id, subject_user_id, subject_kind: str, subject_id, purpose: str):
     """Add one access row inside the caller's transaction; reading one's own position is not logged.
-    Purposes so far: walk.read, walk.watch, incident.read (docs/monitoring.md says what each covers)."""
+    Purposes so far: walk.started, walk.read, walk.watch, incident.read (docs/monitoring.md says what each
+    covers)."""
     if str(viewer_id) == str(subject_user_id):
         return None
     row = LocationAccess(viewer_id=viewer_id, subject_user_id=subject_user_id, subject_kind=subject_kind,

@@ -30,7 +30,7 @@ def invite(session, *, protected: User, guardian_phone: str) -> GuardianLink:
 
 def accept(session, *, guardian: User, link_id) -> GuardianLink:
     """Accept an invitation addressed to this guardian."""
-    link = session.get(GuardianLink, link_id)
+    link = _locked(session, link_id)
     if link is None or link.guardian_id != guardian.id:
         raise NotFound("No such invitation for you.")
     if link.status == "active":
@@ -44,7 +44,7 @@ def accept(session, *, guardian: User, link_id) -> GuardianLink:
 
 def remove(session, *, user: User, link_id):
     """End a link; either side may end it at any time."""
-    link = session.get(GuardianLink, link_id)
+    link = _locked(session, link_id)
     if link is None or user.id not in (link.guardian_id, link.protected_id):
         raise NotFound("No such guardian link.")
     # The right to watch the person's walks ends with the link: walk events are addressed only to guardians
@@ -55,6 +55,13 @@ def remove(session, *, user: User, link_id):
     session.commit()
     for room in closing:
         broadcast.close_room(events.MOBILE, room)
+
+
+def _locked(session, link_id) -> GuardianLink | None:
+    """The link, held until commit: an acceptance and a removal of one link take turns, and the one that comes
+    second finds the link as the first left it (removed: none, so 404, not an UPDATE of a deleted row)."""
+    return session.scalar(select(GuardianLink).where(GuardianLink.id == link_id).with_for_update()
+                          .execution_options(populate_existing=True))
 
 
 def list_links(session, *, user: User) -> dict:

@@ -22,7 +22,7 @@ from safety_api.models.accounts import not_suspended, on_shift
 from safety_api.models.incidents import PRIORITY_RANK
 from safety_api.policy import check_caller, check_operate_incident
 from safety_api.realtime import broadcast, events, rooms
-from safety_api.services import access_log, deliveries, jobs
+from safety_api.services import access_log, deliveries, jobs, walk_monitor, walk_sos
 from safety_api.services.accounts import verify_secret
 from safety_api.services.incident_views import caller_view, operator_view
 
@@ -158,7 +158,7 @@ def _hold_operator(session, user, incident: Incident):
 
 def dispatch(session, *, user, incident_id, agency: str, note: str | None, revision: int | None = None) -> Incident:
     """Record that help was sent (police, fire, ...)."""
-    incident, now = _lock_open(session, user=user, incident_id=incident_id, revision=revision)
+    incident, now, _walk = _lock_open(session, user=user, incident_id=incident_id, revision=revision)
     if incident.status == "open":
         incident.acknowledged_by, incident.acknowledged_at = user.id, incident.acknowledged_at or now
     incident.status, incident.dispatched_agency = "dispatched", agency
@@ -168,24 +168,29 @@ def dispatch(session, *, user, incident_id, agency: str, note: str | None, revis
 
 
 def resolve(session, *, user, incident_id, outcome: str, note: str | None, revision: int | None = None) -> Incident:
-    """Close the incident with its outcome."""
-    incident, now = _lock_open(session, user=user, incident_id=incident_id, revision=revision)
+    """Close the incident with its outcome; a walk it was raised by is watched again (walk_sos.resume)."""
+    incident, now, walk = _lock_open(session, user=user, incident_id=incident_id, revision=revision, with_walk=True)
     incident.status, incident.outcome, incident.closed_at = "resolved", outcome, now
     caller_view_open = incident.caller_closed_at is None  # after a duress PIN the phone keeps its "cancelled"
+    resumed = []
     if caller_view_open:
         incident.caller_status, incident.caller_closed_at = "resolved", incident.closed_at
+        resumed = walk_sos.resume(session, walk, now=now)
     add_event(session, incident, "resolved", actor=user, outcome=outcome, note=note)
     _log_reads(session, user, [incident], purpose="incident.act")
-    return _commit_and_tell(session, incident, tell_caller=caller_view_open)
+    return _commit_and_tell(session, incident, tell_caller=caller_view_open, walk_notices=resumed)
 
 
-def _lock_open(session, *, user, incident_id, revision: int | None = None) -> tuple[Incident, object]:
+def _lock_open(session, *, user, incident_id, revision: int | None = None,
+               with_walk: bool = False) -> tuple[Incident, object, object]:
     """The incident locked for an operator's act, the operator held first as for an acknowledgement (in the
-    order a suspension locks: the person, then their incidents). With the `revision` the operator saw, a change
+    order a suspension locks: the person, then their incidents), and, `with_walk`, the walk it was raised by
+    (locked before the incident: walk_sos.lock_walk_of). With the `revision` the operator saw, a change
     recorded since refuses the act: closing as a false alarm an incident that a duress PIN has just made
     critical must be a decision taken on what the PIN said."""
     incident = get_for_operator(session, user=user, incident_id=incident_id)
     _hold_operator(session, user, incident)
+    walk = walk_sos.lock_walk_of(session, incident) if with_walk else None
     incident, now = _locked(session, incident_id)
     if incident.status in CLOSED:
         session.rollback()
@@ -194,17 +199,18 @@ def _lock_open(session, *, user, incident_id, revision: int | None = None) -> tu
         session.rollback()
         raise Conflict(f"The incident changed since revision {revision} (now {incident.revision}): "
                        "read it again before acting.")
-    return incident, now
+    return incident, now, walk
 
 
-def _commit_and_tell(session, incident: Incident, *, tell_caller: bool) -> Incident:
+def _commit_and_tell(session, incident: Incident, *, tell_caller: bool, walk_notices=()) -> Incident:
     """Commit, then tell the operators and, if `tell_caller`, the caller. The caller is told only while their
     view is open or as it closes: after a duress PIN the operators go on working, and the phone must not
-    learn it."""
+    learn it. `walk_notices`: the walk it was raised by is watched again (walk_sos.resume)."""
     session.commit()
     _tell_operators(incident)
     if incident.caller_id and tell_caller:
         broadcast.to_user(incident.caller_id, events.INCIDENT_UPDATED, caller_view(incident))
+    walk_monitor.tell(list(walk_notices))
     return incident
 
 
@@ -278,17 +284,18 @@ def cancel_with_pin(session, *, user, incident_id, pin: str, escalate_after_s: f
     if not (is_cancel or is_duress):
         session.rollback()
         raise Forbidden("Wrong PIN.")
+    walk = walk_sos.lock_walk_of(session, session.get(Incident, incident_id))  # for either PIN alike
     incident, now = _locked(session, incident_id)
     if incident is None:  # incidents are kept for good; only a database restored from before it would lack it
         session.rollback()
         raise NotFound("No such incident.")
     if is_duress and not incident.duress:
-        _record_duress(session, incident, user=user, now=now, escalate_after_s=escalate_after_s)
+        _record_duress(session, incident, user=user, now=now, escalate_after_s=escalate_after_s, walk=walk)
     elif is_cancel and incident.caller_closed_at is None and incident.status not in CLOSED:
         incident.status, incident.caller_status, incident.closed_at = "cancelled", "cancelled", now
         incident.caller_closed_at, incident.outcome = now, "cancelled_by_user"
         add_event(session, incident, "cancelled", actor=user)
-        _commit_and_tell(session, incident, tell_caller=True)
+        _commit_and_tell(session, incident, tell_caller=True, walk_notices=walk_sos.resume(session, walk, now=now))
     else:  # cancelled already (or duress already recorded): the same answer, nothing new
         session.rollback()
     return {"status": "cancelled"}
@@ -313,11 +320,12 @@ def heed_duress(session, *, user, incident_id, pin: str, escalate_after_s: float
     if not matched:
         session.rollback()
         return
+    walk = walk_sos.lock_walk_of(session, incident)
     incident, now = _locked(session, incident_id)
     if incident is None or incident.duress:
         session.rollback()
         return
-    _record_duress(session, incident, user=user, now=now, escalate_after_s=escalate_after_s)
+    _record_duress(session, incident, user=user, now=now, escalate_after_s=escalate_after_s, walk=walk)
 
 
 def _locked(session, incident_id) -> tuple[Incident | None, object]:
@@ -330,19 +338,22 @@ def _locked(session, incident_id) -> tuple[Incident | None, object]:
     return (row[0], row[1]) if row else (None, None)
 
 
-def _record_duress(session, incident: Incident, *, user, now, escalate_after_s: float):
-    """What the phone shows changes exactly as the cancel PIN would change it; the rest is for the operators:
-    critical, alerted, and open again if it had been closed."""
+def _record_duress(session, incident: Incident, *, user, now, escalate_after_s: float, walk=None):
+    """What the phone shows changes exactly as the cancel PIN would change it (the walk it was raised by, locked
+    by the caller, is watched again as after a cancel); the rest is for the operators: critical, alerted, and
+    open again if it had been closed."""
     closes_now = incident.caller_closed_at is None
+    resumed = []
     if closes_now:
         incident.caller_status, incident.caller_closed_at = "cancelled", now
+        resumed = walk_sos.resume(session, walk, now=now)
     incident.duress, incident.priority = True, "critical"
     if incident.status in CLOSED:  # to be taken again: first on the list, acknowledged by nobody
         incident.status, incident.outcome, incident.closed_at, incident.acknowledged_by = "open", None, None, None
         add_event(session, incident, "reopened", actor=user, reason="duress")
     add_event(session, incident, "duress", actor=user)
     _alert_again(session, incident, reason="duress", escalate_after_s=escalate_after_s, now=now)
-    _commit_and_tell(session, incident, tell_caller=closes_now)
+    _commit_and_tell(session, incident, tell_caller=closes_now, walk_notices=resumed)
 
 
 def get_for_caller(session, *, user, incident_id) -> Incident:

@@ -26,9 +26,10 @@ NEAREST_CCTV_COUNT = 5
 SERVER_KEY_PREFIXES = ("walk:",)  # Idempotency-Keys the server makes; clients may not send them
 
 
-def walk_escalation_key(walk_id) -> str:
-    """The key of a walk's SOS: a rerun of its escalation finds the same incident."""
-    return f"walk:{walk_id}"
+def walk_escalation_key(walk_id, ordinal: int = 1) -> str:
+    """The key of a walk's SOS (its `ordinal`-th: a walk watched again after its SOS closed may escalate again):
+    a rerun of that escalation finds the same incident."""
+    return f"walk:{walk_id}" if ordinal == 1 else f"walk:{walk_id}:{ordinal}"
 
 
 

@@ -23,7 +23,15 @@ from safety_api.services.group_commit import (
     writer_for,
 )
 from safety_api.services.sos_ingest import ADVANCE_LAST_FIX
-from safety_api.services.walk_monitor import ENDED, allowed_guardians, fold, lock_options, position_rooms, tell
+from safety_api.services.walk_monitor import (
+    ENDED,
+    allowed_guardians,
+    fold,
+    lock_options,
+    position_rooms,
+    tell,
+    walk_opened,
+)
 
 
 def record_fixes(session, redis_client, *, user, walk_id, raw_fixes, now: datetime) -> dict:
@@ -40,7 +48,7 @@ def record_fixes(session, redis_client, *, user, walk_id, raw_fixes, now: dateti
 @dataclass
 class WalkSubmission(Submission):
     """A walk's submission keeps its raw fixes: validation sorts the valid ones by time, and the rare answer
-    about fixes from after the walk's end must still name them by their index in the batch."""
+    about fixes from before the walk's start or after its end must still name them by their index in the batch."""
 
     raw: list = field(default_factory=list)
 
@@ -76,13 +84,13 @@ def write_group(session, group: list) -> tuple[list, list]:
         # Once escalated, always evidence: a walk finished after its SOS still files late fixes under the
         # incident, or retention would purge them.
         if walk.escalated_at is not None and walk.id not in incidents:
-            incidents[walk.id] = _incident_of(session, walk.id)
-        valid, after_end = _split_after_end(walk, submission.valid)
-        rows += [_row(walk, submission.person, f, incidents.get(walk.id)) for f in valid]
-        plans.append((submission, walk, valid, after_end))
+            incidents[walk.id] = _incidents_of(session, walk.id)
+        valid, refused = _split_by_span(walk, submission.valid)
+        rows += [_row(walk, submission.person, f, incidents.get(walk.id, ())) for f in valid]
+        plans.append((submission, walk, valid, refused))
     stored = insert_fixes(session, rows)
     notices, newest, advances = [], {}, []
-    for submission, walk, valid, after_end in plans:
+    for submission, walk, valid, refused in plans:
         # dict by t: a fix repeated in the batch (fixes.validate keeps it) is new once, the other a duplicate
         fresh = list({f.t: f for f in valid if (walk.id, f.t) in stored}.values())
         stored.difference_update((walk.id, f.t) for f in fresh)  # a fix sent twice in one group counts once
@@ -90,12 +98,8 @@ def write_group(session, group: list) -> tuple[list, list]:
             notices += fold(session, walk, fresh, now=submission.now, walker=submission.person)
         if _advance_last_fix(walk, fresh):
             newest[walk.id] = walk
-        evidence = [f for f in fresh if _files_under(incidents.get(walk.id), f)]
-        if evidence:
-            # The walk's SOS follows the walker too: its last_fix is what operators see on opening it.
-            latest = max(evidence, key=lambda f: f.t)
-            advances.append({"id": incidents[walk.id].id, "fix": latest.as_dict(), "t": latest.t.isoformat()})
-        submission.result = _counts(submission, valid, fresh, after_end)
+        advances += _advances(incidents.get(walk.id, ()), fresh)
+        submission.result = _counts(submission, valid, fresh, refused)
     if advances:
         session.execute(ADVANCE_LAST_FIX, advances)
     # Who may see them is read here, with the walks locked, for every batch: a guardian whose link ended
@@ -103,16 +107,22 @@ def write_group(session, group: list) -> tuple[list, list]:
     allowed = allowed_guardians(session, list(newest))
     # Operators follow the walker while the SOS is the walk's present; late fixes of a finished walk are
     # evidence (stored with the incident above), not news for the console.
-    published = [(str(w.id), _last(w), _targets(w, allowed.get(w.id, ()), _followed(w, incidents.get(w.id))))
+    published = [(str(w.id), _last(w), _targets(w, allowed.get(w.id, ()), _followed(w, incidents.get(w.id, ()))))
                  for w in newest.values()]
     session.commit()
     return published, notices
 
 
-def _row(walk: Walk, person: Person, fix: fixes.Fix, incident) -> dict:
+def _row(walk: Walk, person: Person, fix: fixes.Fix, sos: list) -> dict:
+    filed = _filed_under(sos, fix)
     return {"subject_kind": "walk", "subject_id": walk.id, "user_id": person.id, "lat": fix.lat, "lon": fix.lon,
-            "accuracy_m": fix.accuracy_m, "t": fix.t,
-            "incident_id": incident.id if _files_under(incident, fix) else None}
+            "accuracy_m": fix.accuracy_m, "t": fix.t, "incident_id": filed.id if filed else None}
+
+
+def _filed_under(sos: list, fix: fixes.Fix):
+    """The incident (of the walk's, newest first) whose evidence the fix is: the newest one it belongs to. A walk
+    watched again after its SOS closed may escalate again (walk_sos)."""
+    return next((incident for incident in sos if _files_under(incident, fix)), None)
 
 
 def _files_under(incident, fix: fixes.Fix) -> bool:
@@ -122,45 +132,69 @@ def _files_under(incident, fix: fixes.Fix) -> bool:
     return incident is not None and (incident.closed_at is None or fix.t <= incident.closed_at)
 
 
-def _followed(walk: Walk, incident):
-    """The incident whose operators follow the walker now: the walk's SOS while it is the present."""
-    if walk.status != "escalated" or incident is None or incident.closed_at is not None:
-        return None
-    return incident
+def _followed(walk: Walk, sos: list) -> list:
+    """The incidents whose operators follow the walker now: the walk's SOS still open for them (after a duress
+    PIN too, though the walk is watched again as after a cancel), while the walk goes on."""
+    if walk.status in ENDED:
+        return []
+    return [incident for incident in sos if incident.closed_at is None]
 
 
-def _counts(submission: Submission, valid: list, fresh: list, after_end: list) -> dict:
-    errors = submission.rejected
-    if after_end:
-        errors = sorted(errors + _after_end_errors(submission, after_end), key=lambda e: e["index"])
-    return {"accepted": len(fresh), "rejected": len(errors), "duplicates": len(valid) - len(fresh), "errors": errors}
-
-
-def _after_end_errors(submission, after_end: list) -> list:
-    """{index, reason} for the fixes of the batch taken after the walk ended, as for any rejected fix. Only an
-    ended walk gets here, so re-reading the raw fixes one at a time costs the hot path nothing."""
-    late = {f.t for f in after_end}
-    refused = {e["index"] for e in submission.rejected}
+def _advances(sos: list, fresh: list) -> list:
+    """The walk's SOS follows the walker too: its last_fix is what operators see on opening it. Each incident
+    moves to the newest of the fixes filed under it, and one still open for the operators to the newest fix."""
     found = []
-    for index, raw in enumerate(submission.raw):
-        if index not in refused:
-            valid, _ = fixes.validate([raw], now=submission.now)
-            if valid and valid[0].t in late:
-                found.append({"index": index, "reason": "after the walk ended"})
+    for incident in sos:
+        mine = [f for f in fresh if _files_under(incident, f)
+                and (incident.closed_at is None or _filed_under(sos, f) is incident)]
+        if mine:
+            latest = max(mine, key=lambda f: f.t)
+            found.append({"id": incident.id, "fix": latest.as_dict(), "t": latest.t.isoformat()})
     return found
 
 
-def _split_after_end(walk: Walk, valid: list) -> tuple[list, list]:
-    """Late fixes of an ended walk still fill its trail; fixes from after its end do not belong to it."""
-    if walk.status not in ENDED:
-        return valid, []
-    return [f for f in valid if f.t <= walk.ended_at], [f for f in valid if f.t > walk.ended_at]
+def _counts(submission: Submission, valid: list, fresh: list, refused: dict) -> dict:
+    errors = submission.rejected
+    if refused:
+        errors = sorted(errors + _refused_errors(submission, refused), key=lambda e: e["index"])
+    return {"accepted": len(fresh), "rejected": len(errors), "duplicates": len(valid) - len(fresh), "errors": errors}
 
 
-def _incident_of(session, walk_id):
+def _refused_errors(submission, refused: dict) -> list:
+    """{index, reason} for the fixes of the batch taken outside the walk's time, as for any rejected fix. Only a
+    batch with such fixes gets here, so re-reading the raw fixes one at a time costs the hot path nothing."""
+    skipped = {e["index"] for e in submission.rejected}
+    found = []
+    for index, raw in enumerate(submission.raw):
+        if index not in skipped:
+            valid, _ = fixes.validate([raw], now=submission.now)
+            if valid and valid[0].t in refused:
+                found.append({"index": index, "reason": refused[valid[0].t]})
+    return found
+
+
+def _split_by_span(walk: Walk, valid: list) -> tuple[list, dict]:
+    """The fixes taken while the walk was on, and {t: reason} for the others: taken before it started (a slow
+    phone clock aside: walk_opened), or after it ended. Late fixes of an ended walk still fill its trail."""
+    opened, ended = walk_opened(walk), walk.ended_at if walk.status in ENDED else None
+    if not valid or (valid[0].t >= opened and (ended is None or valid[-1].t <= ended)):  # sorted by t: the usual
+        return valid, {}
+    kept, refused = [], {}
+    for f in valid:
+        if f.t < opened:
+            refused[f.t] = "before the walk started"
+        elif ended is not None and f.t > ended:
+            refused[f.t] = "after the walk ended"
+        else:
+            kept.append(f)
+    return kept, refused
+
+
+def _incidents_of(session, walk_id) -> list:
+    """The walk's SOS incidents, newest first: usually one (walk_sos)."""
     return session.execute(select(Incident.id, Incident.district_code, Incident.escalated_at, Incident.closed_at)
                            .where(Incident.walk_id == walk_id)
-                           .limit(1)).first()
+                           .order_by(Incident.created_at.desc(), Incident.id)).all()
 
 
 def _advance_last_fix(walk: Walk, fresh: list) -> bool:
@@ -177,12 +211,12 @@ def _last(walk: Walk) -> fixes.Fix:
     return fixes.Fix(last["lat"], last["lon"], last["accuracy_m"], datetime.fromisoformat(last["t"]))
 
 
-def _targets(walk: Walk, guardian_ids, incident) -> list:
+def _targets(walk: Walk, guardian_ids, followed: list) -> list:
     """Where the newest position goes: the watch rooms of the walker and of the guardians allowed now (one
-    emit to all of them) and, once escalated, the incident's operators."""
+    emit to all of them) and, while its SOS is open, the incident's operators."""
     item = {"kind": "walk", "id": str(walk.id), **walk.last_fix}
     targets = [(events.MOBILE, position_rooms(walk, guardian_ids), events.WALK_POSITION, item)]
-    if incident is not None:  # as an "sos" item, so the console moves the incident's pin
+    for incident in followed:  # as an "sos" item, so the console moves the incident's pin
         room = rooms.incident_operators(incident.district_code, escalated=incident.escalated_at is not None)
         targets.append((events.CONTROL, room, events.POSITIONS,
                         {**item, "kind": "sos", "id": str(incident.id), "walk_id": str(walk.id)}))

@@ -25,6 +25,9 @@ from safety_api.services import deliveries, jobs
 
 DEFAULT_ACCURACY_M = 30.0  # a fix sent without accuracy counts as an ordinary city fix
 ENDED = ("arrived", "finished")
+# A walk's fixes are those taken after it started, give or take a phone clock a few minutes slow; an older one
+# says where the phone was before the walk (hours before, perhaps), never where the walker is.
+BEFORE_START_SKEW = timedelta(minutes=5)
 CORRIDOR_CACHE_SIZE = 4096
 # Loaded only when the corridor is not cached yet: the hot path needs state, not geometry.
 _GEOMETRY = (defer(Walk.route), defer(Walk.origin), defer(Walk.destination), defer(Walk.route_properties))
@@ -50,6 +53,11 @@ def lock_walk(session, walk_id, *, light: bool = False) -> Walk | None:
 def lock_options() -> tuple:
     """Loader options for locking walks to fold fixes in: state now, geometry only if the corridor is not cached."""
     return _GEOMETRY
+
+
+def walk_opened(walk: Walk) -> datetime:
+    """The earliest time a fix of this walk may carry."""
+    return walk.started_at - BEFORE_START_SKEW
 
 
 def monitor_config(walk: Walk) -> track.MonitorConfig:
@@ -111,7 +119,8 @@ def fold(session, walk: Walk, fresh: list, *, now: datetime, walker) -> list:
     config, corridor, now_s = monitor_config(walk), corridor_of(walk), seconds(now)
     # The upload itself says the phone is alive; a phone clock that is consistently slow is put right before
     # judging the fixes (the trail keeps the phone's own times), else every fix would be "late".
-    state = track.receive(track.MonitorState.from_dict(walk.monitor_state), [seconds(f.t) for f in fresh], now=now_s)
+    before = track.MonitorState.from_dict(walk.monitor_state)
+    state = track.receive(before, [seconds(f.t) for f in fresh], now=now_s)
     offset = track.clock_offset(state, config)
     on_time, late = track.dedupe_and_order([_track_fix(f, offset) for f in fresh], last_t=state.last_t, now=now_s,
                                            stale_s=config.stale_s, max_future_s=config.max_future_s)
@@ -120,10 +129,28 @@ def fold(session, walk: Walk, fresh: list, *, now: datetime, walker) -> list:
         state, alerts = track.observe(state, fix, corridor=corridor, config=config, now=now_s)
         found += alerts
     walk.monitor_state = state_dict(state)
-    notices = act(session, walk, found, now=now, walker=walker)
+    notices = []
+    if track.SIGNAL_LOST in before.raised and track.SIGNAL_LOST not in state.raised:
+        notices += _settle_signal_lost(session, walk, now=now, walker=walker)
+    notices += act(session, walk, found, now=now, walker=walker)
     if walk.status == "active":
         _rearm_if_sooner(session, walk, state, config, now)
     return notices
+
+
+def _settle_signal_lost(session, walk: Walk, *, now: datetime, walker) -> list:
+    """The phone is heard again: its open signal_lost prompts need no answer any more (their check-in jobs
+    then find them settled and do nothing: the walker is not turned into an SOS for a silence that ended),
+    and whoever saw the prompt is told."""
+    settled = session.execute(
+        update(WalkAlert).where(WalkAlert.walk_id == walk.id, WalkAlert.kind == track.SIGNAL_LOST,
+                                WalkAlert.status == "open")
+        .values(status="closed", settled_at=now).returning(WalkAlert.id)).scalars().all()
+    if not settled:
+        return []
+    payload = {"walk_id": str(walk.id), "alert": "signal_restored", "settled": sorted(settled),
+               "at": now.isoformat(), "message": f"{walker.name}님의 위치 신호가 다시 잡혔습니다."}
+    return [Notice(events.WALK_ALERT, payload, walk_rooms(walk))]
 
 
 def _about_the_present(alert: track.Alert, now_s: float, stale_s: float) -> bool:
@@ -152,8 +179,11 @@ def act(session, walk: Walk, alerts: list, *, now: datetime, walker=None) -> lis
         return []
     walker = walker or session.get(User, walk.walker_id)
     guardian_ids = chosen_guardian_ids(session, walk_id=walk.id)
+    pending = _open_prompt_kinds(session, walk)
     notices = []
     for alert in chosen:
+        if alert.kind in pending:  # one prompt of a kind at a time: its answer (or its expiry) covers both
+            continue
         row = WalkAlert(walk_id=walk.id, kind=alert.kind, t=moment(alert.t), raised_at=now, detail=alert.detail)
         session.add(row)
         if alert.kind == track.ARRIVED:
@@ -170,6 +200,10 @@ def act(session, walk: Walk, alerts: list, *, now: datetime, walker=None) -> lis
         notices += [Notice(events.WALK_ALERT, alert_payload(walk, row, walker.name), walk_rooms(walk, guardian_ids)),
                     *ended]
     return notices
+
+
+def _open_prompt_kinds(session, walk: Walk) -> set:
+    return set(session.scalars(select(WalkAlert.kind).where(WalkAlert.walk_id == walk.id, WalkAlert.status == "open")))
 
 
 def alert_payload(walk: Walk, row: WalkAlert, person_name: str) -> dict:

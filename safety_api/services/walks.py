@@ -1,5 +1,5 @@
 """Walk-home monitoring (안심귀가): start a walk on a planned route, show it to those allowed, answer its
-prompts, escalate an unanswered one to an SOS, finish it, and purge old fixes.
+prompts, escalate an unanswered one to an SOS, and finish it (retention: `retention`).
 
 The monitors themselves (fixes, timers, alerts) live in walk_monitor.
 """
@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from geoalchemy2 import WKTElement
 from geoalchemy2.shape import to_shape
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from geo import track
@@ -17,11 +17,20 @@ from notifications.push import PushMessage
 from safety_api.clock import to_seoul, utcnow
 from safety_api.errors import Conflict, Invalid, NotFound
 from safety_api.models import Incident, IncidentEvent, LocationFix, User, Walk, WalkAlert, WalkGuardian
-from safety_api.policy import check_view_walk, check_walker, check_watch_walk
+from safety_api.policy import check_view_walk, check_walker, check_watch_walk, operated_incidents
 from safety_api.realtime import broadcast, events, rooms
-from safety_api.services import access_log, deliveries, guardians, incidents, jobs, routes, sos_raise
+from safety_api.services import (
+    access_log,
+    deliveries,
+    guardians,
+    incidents,
+    retention,
+    routes,
+    sos_raise,
+    walk_sos,
+)
 from safety_api.services import walk_monitor as monitor
-from safety_api.services.walk_monitor import Notice, lock_walk, moment, seconds, tell, walk_rooms
+from safety_api.services.walk_monitor import Notice, lock_walk, seconds, tell, walk_rooms
 
 MIN_WALK_M = 80.0  # closer than this, the walker is already at the arrival circle
 TRAIL_LIMIT = 5000  # about 80 minutes of fixes at one a second
@@ -51,6 +60,9 @@ def start(session, *, walker: User, origin: tuple, destination: tuple, profile: 
         active = session.scalar(select(Walk.id).where(Walk.walker_id == walker.id, Walk.status == "active"))
         raise Conflict(f"You already have a walk in progress ({active}); finish it first.",
                        errors=[{"field": "walk_id", "message": str(active)}]) from None
+    for guardian_id in chosen:  # walk.started below gives them the route: from where the walker is to (usually) home
+        access_log.record(session, viewer_id=guardian_id, subject_user_id=walker.id, subject_kind="walk",
+                          subject_id=walk.id, purpose="walk.started")
     monitor.arm(session, walk, monitor.moment(monitor.next_due(
         track.MonitorState.from_dict(walk.monitor_state), expected_arrival_s=seconds(expected),
         config=monitor.monitor_config(walk), now_s=seconds(now))))
@@ -94,20 +106,35 @@ def route_feature(walk: Walk) -> dict:
             "properties": walk.route_properties}
 
 
-def trail_of(session, walk_id, limit: int = TRAIL_LIMIT) -> list:
-    """Where the walker has been, in time order (late fixes in their place)."""
-    newest = (select(LocationFix).where(LocationFix.subject_kind == "walk", LocationFix.subject_id == walk_id)
-              .order_by(LocationFix.t.desc()).limit(limit).subquery())
+def trail_of(session, walk_id, limit: int = TRAIL_LIMIT, *, incident_ids=None) -> list:
+    """Where the walker has been, in time order (late fixes in their place); with `incident_ids`, only the
+    fixes filed under those incidents (their evidence)."""
+    own = select(LocationFix).where(LocationFix.subject_kind == "walk", LocationFix.subject_id == walk_id)
+    if incident_ids is not None:
+        own = own.where(LocationFix.incident_id.in_(list(incident_ids)))
+    newest = own.order_by(LocationFix.t.desc()).limit(limit).subquery()
     rows = session.execute(select(newest.c.lat, newest.c.lon, newest.c.accuracy_m, newest.c.t).order_by(newest.c.t))
     return [{"lat": lat, "lon": lon, "accuracy_m": accuracy, "t": t.isoformat()} for lat, lon, accuracy, t in rows]
 
 
-def view(session, walk: Walk) -> dict:
-    """The walk with its route, alerts, open prompt, last fix and trail."""
+def view(session, walk: Walk, *, sos=None) -> dict:
+    """The walk with its route, alerts, open prompt, last fix and trail. `sos`: the walker and the chosen
+    guardians see all of it; staff pass the walk's incidents they operate, and see the walk as far as it was
+    theirs (staff_until)."""
     start, goal = to_shape(walk.origin), to_shape(walk.destination)
     alerts = list(session.scalars(select(WalkAlert).where(WalkAlert.walk_id == walk.id).order_by(WalkAlert.id)))
     prompt = next((a for a in alerts if a.status == "open"), None)
-    incident_id = session.scalar(select(Incident.id).where(Incident.walk_id == walk.id).limit(1))
+    incident_id = session.scalar(select(Incident.id).where(Incident.walk_id == walk.id)
+                                 .order_by(Incident.created_at.desc(), Incident.id).limit(1))
+    last_fix, trail = walk.last_fix, None
+    if sos is not None:
+        until = staff_until(sos)
+        trail = trail_of(session, walk.id, incident_ids=[i.id for i in sos])
+        if until is not None:
+            alerts = [a for a in alerts if a.raised_at <= until]
+            prompt = prompt if prompt in alerts else None
+            last_fix = last_fix if last_fix and datetime.fromisoformat(last_fix["t"]) <= until else \
+                (trail[-1] if trail else None)
     return {
         "id": str(walk.id), "status": walk.status, "walker_id": str(walk.walker_id), "profile": walk.profile,
         "from": {"lat": start.y, "lon": start.x}, "to": {"lat": goal.y, "lon": goal.x},
@@ -116,11 +143,21 @@ def view(session, walk: Walk) -> dict:
         "escalated_at": _iso(walk.escalated_at), "incident_id": str(incident_id) if incident_id else None,
         "guardian_ids": [str(g) for g in session.scalars(select(WalkGuardian.guardian_id)
                                                          .where(WalkGuardian.walk_id == walk.id))],
-        "last_fix": walk.last_fix, "alerts": [alert_view(a) for a in alerts],
+        "last_fix": last_fix, "alerts": [alert_view(a) for a in alerts],
         "checkin": {"alert_id": prompt.id, "kind": prompt.kind, "checkin_by": prompt.checkin_by.isoformat()}
         if prompt else None,
-        "trail": trail_of(session, walk.id),
+        "trail": trail if trail is not None else trail_of(session, walk.id),
     }
+
+
+def staff_until(sos: list) -> datetime | None:
+    """Until when the walk was the operators' who operate these incidents of it: None while one of them is open
+    (the walker is theirs now), else the latest close. What the walker did after that is not theirs
+    (docs/monitoring.md): only fixes filed under those incidents, alerts raised until then, and the last fix
+    only if taken by then."""
+    if any(i.closed_at is None for i in sos):
+        return None
+    return max(i.closed_at for i in sos)
 
 
 def alert_view(alert: WalkAlert) -> dict:
@@ -139,16 +176,18 @@ def _is_chosen(session, walk: Walk | None, user: User) -> bool:
 
 
 def get_for_viewer(session, *, viewer: User, walk_id) -> dict:
-    """The walk for its walker, its chosen guardians, or the operators of its SOS; third parties are logged."""
+    """The walk for its walker, its chosen guardians, or the operators of its SOS (as far as it was theirs);
+    third parties are logged."""
     walk = session.get(Walk, walk_id)
     chosen = _is_chosen(session, walk, viewer)
-    incident = None
+    sos = []
     if walk is not None and viewer.role in ("operator", "admin"):
-        incident = session.scalar(select(Incident).where(Incident.walk_id == walk.id).limit(1))
-    check_view_walk(viewer, walk, chosen_guardian=chosen, incident=incident)
+        sos = walk_sos.incidents_of(session, walk.id)
+    check_view_walk(viewer, walk, chosen_guardian=chosen, incidents=sos)
     access_log.record(session, viewer_id=viewer.id, subject_user_id=walk.walker_id, subject_kind="walk",
                       subject_id=walk.id, purpose="walk.read")
-    body = view(session, walk)
+    whole = viewer.id == walk.walker_id or chosen
+    body = view(session, walk, sos=None if whole else operated_incidents(viewer, sos))
     session.commit()
     return body
 
@@ -233,7 +272,7 @@ def _escalated_by(session, walk: Walk, alert: WalkAlert) -> bool:
     names it (`alert_id`: null when the walker answered "not fine"; absent from events older than the name,
     which count for any prompt)."""
     data = session.scalar(select(IncidentEvent.data).join(Incident).where(  # by the caller's key's unique index
-        Incident.caller_id == walk.walker_id, Incident.idempotency_key == sos_raise.walk_escalation_key(walk.id),
+        Incident.caller_id == walk.walker_id, Incident.idempotency_key == escalation_key(session, walk),
         IncidentEvent.kind == "walk_escalated").limit(1))
     return data is None or "alert_id" not in data or data["alert_id"] == alert.id
 
@@ -256,7 +295,7 @@ def escalate(session, walk: Walk, *, reason: str, now: datetime, alert_id: int |
     # raise_sos commits the walk's change with the incident; the key makes a rerun find the same incident.
     incident, created = sos_raise.raise_sos(
         session, caller=walker, lat=lat, lon=lon, accuracy_m=accuracy, trigger="walk_escalation",
-        idempotency_key=sos_raise.walk_escalation_key(walk.id), escalate_after_s=walk.settings["escalate_after_s"],
+        idempotency_key=escalation_key(session, walk), escalate_after_s=walk.settings["escalate_after_s"],
         walk_id=walk.id, with_incident=as_evidence)
     if not created:  # a rerun: the incident and its evidence are in; fixes stored since then join it
         _link_trail(session, walk, incident)
@@ -266,13 +305,24 @@ def escalate(session, walk: Walk, *, reason: str, now: datetime, alert_id: int |
     return incident
 
 
+def escalation_key(session, walk: Walk) -> str:
+    """The Idempotency-Key of the walk's present escalation: a walk watched again after its SOS closed for the
+    walker (walk_sos.resume) may escalate again, to a new incident. The SOS already over for the walker are
+    counted, so a rerun of an escalation (its incident still open for them) finds that incident."""
+    over = session.scalar(select(func.count()).select_from(Incident).where(
+        Incident.walk_id == walk.id, Incident.caller_closed_at.is_not(None)))
+    return sos_raise.walk_escalation_key(walk.id, over + 1)
+
+
 def _link_trail(session, walk: Walk, incident: Incident):
     session.execute(update(LocationFix).where(LocationFix.subject_kind == "walk", LocationFix.subject_id == walk.id,
                                               LocationFix.incident_id.is_(None)).values(incident_id=incident.id))
 
 
 def _where(walk: Walk) -> tuple:
-    if walk.last_fix:
+    """Where the SOS is raised: the walker's last fix, or the start while there is none taken since the walk
+    began (an older one, stored before such fixes were refused, says where the phone was hours ago)."""
+    if walk.last_fix and datetime.fromisoformat(walk.last_fix["t"]) >= monitor.walk_opened(walk):
         return walk.last_fix["lat"], walk.last_fix["lon"], walk.last_fix.get("accuracy_m")
     start = to_shape(walk.origin)
     return start.y, start.x, None
@@ -283,46 +333,18 @@ def _escalated_notices(session, walk: Walk, incident: Incident, reason: str) -> 
     base = {"walk_id": str(walk.id), "incident_id": str(incident.id), "reason": reason,
             "at": _iso(walk.escalated_at)}
     control = {**base, "district": incident.district_code, "route": route_feature(walk),
-               "trail": trail_of(session, walk.id), "last_fix": walk.last_fix}
+               "trail": trail_of(session, walk.id, incident_ids=[incident.id]), "last_fix": walk.last_fix}
     room = rooms.incident_operators(incident.district_code, escalated=incident.escalated_at is not None)
     return [Notice(events.WALK_ESCALATED, control, ((events.CONTROL, room),)),
             Notice(events.WALK_ESCALATED, base, walk_rooms(walk))]
 
 
-def purge_fixes(session, *, now: datetime, retention_days: float, batch: int = 5000) -> int:
-    """Delete fixes older than the retention period that are no incident's evidence, a batch at a time."""
-    cutoff, total = now - timedelta(days=retention_days), 0
-    while True:
-        doomed = (select(LocationFix.id).where(LocationFix.incident_id.is_(None), LocationFix.t < cutoff)
-                  .order_by(LocationFix.t).limit(batch).scalar_subquery())
-        removed = session.execute(LocationFix.__table__.delete().where(LocationFix.id.in_(doomed))).rowcount
-        session.commit()  # short transactions: the purge never holds many row locks at once
-        total += removed
-        if removed < batch:
-            return total
-
-
-def schedule_purge(session, *, now: datetime, every_s: float, after_slot: int = 0):
-    """Keep one purge queued for the next slot; repeated calls add nothing."""
-    slot = max(int(seconds(now) // every_s) + 1, after_slot + 1)
-    jobs.enqueue(session, kind="fixes.purge", payload={"slot": slot}, run_at=moment(slot * every_s),
-                 dedupe_key=f"fixes-purge:{int(every_s)}:{slot}")
-
-
 def timers_job(session, payload, worker):
     """Worker entry for `walk.timers`; it also keeps the retention purge scheduled while walks run."""
     monitor.run_timers(session, walk_id=payload["walk_id"], seq=payload["seq"], now=utcnow())
-    schedule_purge(session, now=utcnow(), every_s=worker.app.config["FIX_PURGE_INTERVAL_S"])
+    retention.schedule_purge(session, now=utcnow(), every_s=worker.app.config["FIX_PURGE_INTERVAL_S"])
 
 
 def checkin_job(session, payload, _worker):
     """Worker entry for `walk.checkin_expired`."""
     expire_checkin(session, walk_id=payload["walk_id"], alert_id=payload["alert_id"], now=utcnow())
-
-
-def purge_job(session, payload, worker):
-    """Worker entry for `fixes.purge` (the retention purge): fixes, then finished jobs, then queue the next slot."""
-    purge_fixes(session, now=utcnow(), retention_days=worker.app.config["FIX_RETENTION_DAYS"])
-    jobs.purge_finished(session, now=utcnow(), retention_days=worker.app.config["JOB_RETENTION_DAYS"])
-    schedule_purge(session, now=utcnow(), every_s=worker.app.config["FIX_PURGE_INTERVAL_S"],
-                   after_slot=payload.get("slot", 0))

@@ -119,7 +119,7 @@ def test_guardians_on_another_process_follow_the_walk_and_everyone_else_is_refus
         assert api(first, stranger, "GET", f"/walks/{walk['id']}").status_code == 404
         logged = db.session.execute(select(LocationAccess.viewer_id, LocationAccess.purpose)
                                     .order_by(LocationAccess.id)).all()
-        assert logged == [(chosen.id, "walk.watch"), (chosen.id, "walk.read")]
+        assert logged == [(chosen.id, "walk.started"), (chosen.id, "walk.watch"), (chosen.id, "walk.read")]
     finally:
         for client in [guardian.client, walker_phone.client, *others]:
             client.disconnect()

@@ -1,15 +1,17 @@
 """Push devices and guardian links over HTTP on the real database."""
 import secrets
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from safety_api.errors import to_problem
 from safety_api.models import GuardianLink, PushDevice
-from safety_api.services import accounts, devices
+from safety_api.services import accounts, devices, guardians
 from tests.factories import auth_header, create_user
 
 PROBLEM = "application/problem+json"
@@ -181,3 +183,26 @@ def test_a_stranger_cannot_end_a_link(client, people):
     answer = client.delete(f"/api/v1/guardians/{link_id}", headers=auth_header(people.stranger))
     assert answer.status_code == 404 and answer.content_type == PROBLEM
     assert len(links_of(client, people.mina)["guarded_by"]) == 1
+
+
+def test_accepting_an_invitation_while_it_is_being_removed_is_404_not_500(app, db, people):
+    """The removal holds the link's row (uncommitted) when the acceptance arrives; once it commits, the
+    acceptance finds no invitation: 404, not a 500 from an UPDATE that matched a deleted row."""
+    link_id = guardians.invite(db.session, protected=people.mina, guardian_phone=people.jun.phone).id
+    answers, headers = [], auth_header(people.jun)
+
+    def accept():
+        try:
+            answers.append(app.test_client().post(f"/api/v1/guardians/{link_id}/accept",
+                                                  headers=headers).status_code)
+        except Exception as exc:  # a 500 propagates in testing
+            answers.append(repr(exc))
+
+    with db.engine.connect() as removing:
+        removing.execute(text("DELETE FROM guardian_links WHERE id = :id"), {"id": link_id})
+        accepting = threading.Thread(target=accept)
+        accepting.start()
+        time.sleep(0.5)  # the acceptance reaches the row and waits for the removal
+        removing.commit()
+    accepting.join(10)
+    assert answers == [404]

@@ -191,14 +191,16 @@ def test_after_a_duress_pin_the_export_hides_only_what_that_incident_brought_unt
     exported = client.get("/api/v1/me/export", headers=auth_header(citizen)).json
     assert [(f["subject_kind"], f["lat"]) for f in exported["location_fixes"]] == [
         ("sos", 37.4701), ("walk", 37.4702), ("walk", 37.4703)]
-    assert [(r["viewer_id"], r["purpose"]) for r in exported["location_reads"]] == [(str(guardian.id), "walk.read")]
+    assert [(r["viewer_id"], r["purpose"]) for r in exported["location_reads"]] == [
+        (str(guardian.id), "walk.started"), (str(guardian.id), "walk.read")]
 
     assert client.post(f"/api/v1/incidents/{incident_id}/resolve", json={"outcome": "resolved"},
                        headers=auth_header(operator)).status_code == 200
     closed = client.get("/api/v1/me/export", headers=auth_header(citizen)).json
     assert sorted(f["lat"] for f in closed["location_fixes"]) == [37.4701, 37.4702, 37.4703, 37.4704, 37.4705]
     assert {(r["viewer_id"] == str(operator.id), r["purpose"]) for r in closed["location_reads"]} == {
-        (False, "walk.read"), (True, "incident.read"), (True, "walk.read"), (True, "incident.act")}
+        (False, "walk.started"), (False, "walk.read"), (True, "incident.read"), (True, "walk.read"),
+        (True, "incident.act")}
 
 
 def test_deleting_an_account_withdraws_its_guardians_alarm_still_to_be_sent_leaving_no_name(client, db):

@@ -26,7 +26,7 @@ from safety_api.models import (
 )
 from safety_api.realtime import broadcast, events, rooms
 from safety_api.realtime.positions import batcher
-from safety_api.services import walk_ingest, walk_monitor, walks
+from safety_api.services import retention, walk_ingest, walk_monitor, walks
 from safety_api.worker import Worker
 from tests.factories import auth_header, create_user
 
@@ -98,6 +98,10 @@ def test_a_walk_starts_on_a_safe_route_and_the_chosen_guardians_are_told(client,
     assert started[0][1]["walker"]["name"] == "김안심" and started[0][1]["route"]["type"] == "Feature"
     timer = db.session.scalar(select(Job).where(Job.kind == "walk.timers"))
     assert timer.payload == {"walk_id": body["id"], "seq": 1}
+    # The route they were sent starts where the walker stands and ends at (usually) home: a read of location.
+    reads = client.get("/api/v1/me/export", headers=auth_header(walker)).json["location_reads"]
+    assert [(r["viewer_id"], r["subject_id"], r["purpose"]) for r in reads] == [
+        (str(chosen.id), body["id"], "walk.started")]
 
 
 @pytest.mark.parametrize("case, body, status", [
@@ -374,7 +378,7 @@ def test_who_may_read_a_walk_and_third_party_reads_are_logged(client, db, who, s
     answer = client.get(f"/api/v1/walks/{walk['id']}", headers=auth_header(reader))
     assert answer.status_code == status
     logged = db.session.execute(select(LocationAccess.viewer_id, LocationAccess.subject_user_id,
-                                       LocationAccess.purpose)).all()
+                                       LocationAccess.purpose).where(LocationAccess.purpose != "walk.started")).all()
     expected = [(chosen.id, walker.id, "walk.read")] if who == "chosen" else []
     assert logged == expected
     if status == 200:
@@ -396,7 +400,8 @@ def test_watch_is_for_chosen_guardians_and_is_logged(client, db):
     walk = start(client, walker, [chosen]).json
     answer = walks.watch(db.session, viewer_id=chosen.id, walk_id=walk["id"])
     assert answer["ok"] is True and answer["walk"]["route"]["type"] == "Feature"
-    assert db.session.scalar(select(LocationAccess.purpose)) == "walk.watch"
+    assert db.session.scalars(select(LocationAccess.purpose).order_by(LocationAccess.id)).all() == [
+        "walk.started", "walk.watch"]
     with pytest.raises(walks.NotFound):
         walks.watch(db.session, viewer_id=create_user(db.session).id, walk_id=walk["id"])
 
@@ -437,11 +442,11 @@ def test_retention_purges_old_fixes_that_are_no_incidents_evidence(app, db):
                             lon=126.92, t=utcnow()))
     db.session.add_all(rows)
     db.session.commit()
-    assert walks.purge_fixes(db.session, now=utcnow(), retention_days=30, batch=4) == 7
+    assert retention.purge_fixes(db.session, now=utcnow(), retention_days=30, batch=4) == 7
     left = db.session.execute(select(LocationFix.subject_kind, LocationFix.incident_id)).all()
     assert sorted(str(i) for _, i in left) == sorted([str(keep_incident)] * 3 + ["None"])
-    walks.schedule_purge(db.session, now=utcnow(), every_s=3600)
-    walks.schedule_purge(db.session, now=utcnow(), every_s=3600)
+    retention.schedule_purge(db.session, now=utcnow(), every_s=3600)
+    retention.schedule_purge(db.session, now=utcnow(), every_s=3600)
     db.session.commit()
     assert db.session.scalar(select(func.count()).select_from(Job).where(Job.kind == "fixes.purge")) == 1
     make_due(db, "fixes.purge")
@@ -510,7 +515,7 @@ def test_late_fixes_of_a_walk_finished_after_its_sos_are_kept_as_evidence(app, c
     db.session.expire_all()
     filed = db.session.execute(select(LocationFix.t, LocationFix.incident_id).order_by(LocationFix.t)).all()
     assert [str(i) for _, i in filed] == [incident_id] * 3
-    assert walks.purge_fixes(db.session, now=utcnow() + timedelta(days=60), retention_days=30) == 0
+    assert retention.purge_fixes(db.session, now=utcnow() + timedelta(days=60), retention_days=30) == 0
 
 
 def test_fixes_after_the_end_are_rejected_naming_their_index(client, db):
@@ -587,3 +592,154 @@ def test_once_a_walks_sos_is_closed_the_walker_is_no_longer_the_operators_to_fol
     filed = dict(db.session.execute(select(LocationFix.t, LocationFix.incident_id)
                                     .where(LocationFix.subject_id == uuid.UUID(walk["id"]))).all())
     assert sorted(filed.values(), key=str) == sorted([uuid.UUID(incident_id)] * 2 + [None], key=str)
+
+
+def test_a_fix_that_cannot_be_projected_is_stored_and_proves_the_phone_alive_without_failing_its_batch(client, db):
+    """(-7.5, -144.5) is a valid coordinate that EPSG:5179 sends to infinity: its NaN offset used to reach the
+    monitor state, PostgreSQL refused the JSON and the whole batch (and its write group) failed."""
+    walker = create_user(db.session)
+    walk = start(client, walker).json
+    points, now = route_points(walk), utcnow()
+    batch = [fix(*points[0], now - timedelta(seconds=10)), fix(-7.5, -144.5, now - timedelta(seconds=5)),
+             fix(-7.0, 38.0, now)]
+    answer = post_fixes(client, walker, walk["id"], batch)
+    assert answer.status_code == 200, answer.json
+    assert (answer.json["accepted"], answer.json["rejected"]) == (3, 0)
+    db.session.expire_all()
+    state = db.session.get(Walk, walk["id"]).monitor_state
+    assert state["last_t"] == now.timestamp() and state["last_lat"] == points[0][0]
+    assert db.session.scalar(select(func.count()).select_from(WalkAlert)) == 0
+
+
+def test_a_fix_from_before_the_walk_started_is_refused_and_the_sos_is_raised_where_the_walk_began(client, db):
+    """A fix dated hours before the start says where the phone was then: it must not become the walk's live
+    position, its trail, or the place an SOS sends help to. A phone clock a minute or two slow is still fine."""
+    walker = create_user(db.session)
+    walk = start(client, walker).json
+    started = datetime.fromisoformat(walk["started_at"])
+    batch = [fix(37.48, 126.95, utcnow() - timedelta(hours=5)),
+             fix(HOME_FROM["lat"], HOME_FROM["lon"], started - timedelta(minutes=2))]
+    answer = post_fixes(client, walker, walk["id"], batch).json
+    assert (answer["accepted"], answer["rejected"]) == (1, 1)
+    assert answer["errors"] == [{"index": 0, "reason": "before the walk started"}]
+    seen = client.get(f"/api/v1/walks/{walk['id']}", headers=auth_header(walker)).json["walk"]
+    assert [(f["lat"], f["lon"]) for f in seen["trail"]] == [(HOME_FROM["lat"], HOME_FROM["lon"])]
+    # A last fix from before the start (stored before such fixes were refused) is not where help is sent.
+    db.session.execute(text("UPDATE walks SET last_fix = :fix WHERE id = :id"), {"id": walk["id"], "fix": json.dumps(
+        {"lat": 37.48, "lon": 126.95, "accuracy_m": 8.0, "t": (started - timedelta(hours=5)).isoformat()})})
+    db.session.commit()
+    incident_id = client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": False},
+                              headers=auth_header(walker)).json["incident_id"]
+    location = db.session.scalar(text("SELECT ST_AsText(location) FROM incidents WHERE id = :id"),
+                                 {"id": incident_id})
+    assert location == f"POINT({HOME_FROM['lon']} {HOME_FROM['lat']})"
+
+
+def test_a_signal_lost_prompt_is_settled_when_the_phone_is_heard_again_and_never_becomes_an_sos(app, client, db,
+                                                                                                 emitted):
+    walker = create_user(db.session)
+    guardian = guardian_of(client, db, walker)
+    walk_id = started_in_the_past(db, walker, minutes=3)
+    db.session.execute(text("INSERT INTO walk_guardians (walk_id, guardian_id) VALUES (:w, :g)"),
+                       {"w": walk_id, "g": guardian.id})
+    db.session.commit()
+    make_due(db, "walk.timers")
+    Worker(app).run_once()
+    prompt = db.session.scalar(select(WalkAlert))
+    assert (prompt.kind, prompt.status) == ("signal_lost", "open")
+    emitted.clear()
+    assert post_fixes(client, walker, walk_id, [fix(HOME_FROM["lat"], HOME_FROM["lon"], utcnow())]).json[
+        "accepted"] == 1
+    db.session.expire_all()
+    assert db.session.get(WalkAlert, prompt.id).status == "closed"
+    told = [(room, p) for _, room, event, p in emitted if event == events.WALK_ALERT]
+    assert {(p["alert"], tuple(p["settled"])) for _, p in told} == {("signal_restored", (prompt.id,))}
+    assert {room for room, _ in told} == {rooms.user(walker.id), rooms.walk_watcher(walk_id, guardian.id)}
+    make_due(db, "walk.checkin_expired")
+    Worker(app).run_once()
+    assert db.session.scalar(select(func.count()).select_from(Incident)) == 0
+    assert db.session.get(Walk, walk_id).status == "active"
+
+
+def test_a_second_signal_lost_prompt_does_not_open_while_one_is_pending(db):
+    """(A prompt left open with its flag already cleared, as the phone's return left them before such prompts
+    were settled.)"""
+    walker = create_user(db.session)
+    walk_id = started_in_the_past(db, walker, minutes=3)
+    walk = db.session.get(Walk, walk_id)
+    seq = walk.timer_seq
+    db.session.commit()
+    assert walk_monitor.run_timers(db.session, walk_id=walk_id, seq=seq, now=utcnow())
+    walk = db.session.get(Walk, walk_id)
+    walk.monitor_state = {**walk.monitor_state, "raised": []}
+    seq = walk.timer_seq
+    db.session.commit()
+    assert walk_monitor.run_timers(db.session, walk_id=walk_id, seq=seq, now=utcnow())
+    assert db.session.execute(select(WalkAlert.kind, WalkAlert.status)).all() == [("signal_lost", "open")]
+
+
+def test_operators_see_a_walk_only_as_far_as_its_sos_was_theirs(client, db):
+    """Once the SOS is closed the walker is the operators' no longer: what the walk brings after that is not
+    shown to them, until a new escalation of the walk makes it theirs again."""
+    walker, operator = create_user(db.session), create_user(db.session, role="operator")
+    admin = create_user(db.session, role="admin", district=None)
+    walk = start(client, walker).json
+    points, now = route_points(walk), utcnow()
+    post_fixes(client, walker, walk["id"], [fix(*points[0], now - timedelta(seconds=20))])
+    incident_id = client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": False},
+                              headers=auth_header(walker)).json["incident_id"]
+    post_fixes(client, walker, walk["id"], [fix(*points[1], utcnow())])
+    assert client.post(f"/api/v1/incidents/{incident_id}/resolve", json={"outcome": "false_alarm"},
+                       headers=auth_header(operator)).status_code == 200
+    after = fix(*points[2], utcnow() + timedelta(seconds=1))
+    assert post_fixes(client, walker, walk["id"], [after]).json["accepted"] == 1
+
+    def seen_by(user):
+        answer = client.get(f"/api/v1/walks/{walk['id']}", headers=auth_header(user))
+        assert answer.status_code == 200, answer.json
+        body = answer.json["walk"]
+        return ([(f["lat"], f["lon"]) for f in body["trail"]], (body["last_fix"]["lat"], body["last_fix"]["lon"]),
+                [a["kind"] for a in body["alerts"]])
+
+    seq = db.session.get(Walk, walk["id"]).timer_seq
+    db.session.commit()
+    assert walk_monitor.run_timers(db.session, walk_id=walk["id"], seq=seq, now=utcnow() + timedelta(minutes=5))
+    for staff in (operator, admin):
+        assert seen_by(staff) == ([points[0], points[1]], points[1], [])
+    assert seen_by(walker) == ([points[0], points[1], points[2]], points[2], ["signal_lost"])
+    # A new escalation: the walk since the close is the new SOS's evidence, and theirs again.
+    client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": False}, headers=auth_header(walker))
+    for staff in (operator, admin):
+        assert seen_by(staff) == ([points[0], points[1], points[2]], points[2], ["signal_lost"])
+
+
+def test_retention_deletes_walks_that_ended_long_ago_without_an_sos_and_keeps_those_with_one(app, client, db):
+    """A walk's row holds positions too (its start and destination, usually home; its last fix; the monitors'
+    last position; its alerts' places): once the retention period is over it goes with its fixes."""
+    walker = create_user(db.session)
+    ids = {}
+    for name in ("old", "old with sos", "recent"):
+        ids[name] = start(client, walker).json["id"]
+        post_fixes(client, walker, ids[name], [fix(HOME_FROM["lat"], HOME_FROM["lon"], utcnow())])
+        if name == "old with sos":
+            client.post(f"/api/v1/walks/{ids[name]}/checkin", json={"ok": False}, headers=auth_header(walker))
+        client.post(f"/api/v1/walks/{ids[name]}/finish", headers=auth_header(walker))
+    ids["active"] = start(client, walker).json["id"]
+    db.session.add(WalkAlert(walk_id=ids["old"], kind="deviated", status="answered", t=utcnow(), raised_at=utcnow(),
+                             detail={"lat": 37.47, "lon": 126.92}))
+    db.session.execute(text("UPDATE walks SET ended_at = now() - interval '40 days' WHERE id IN (:a, :b)"),
+                       {"a": ids["old"], "b": ids["old with sos"]})
+    db.session.execute(text("UPDATE walks SET started_at = now() - interval '40 days' WHERE id = :a"),
+                       {"a": ids["active"]})
+    db.session.commit()
+    retention.schedule_purge(db.session, now=utcnow(), every_s=3600)
+    db.session.commit()
+    make_due(db, "fixes.purge")
+    Worker(app).run_once()
+    db.session.expire_all()
+    left = set(map(str, db.session.scalars(select(Walk.id))))
+    assert left == {ids["old with sos"], ids["recent"], ids["active"]}
+    assert db.session.scalar(select(func.count()).select_from(WalkAlert)) == 0
+    kept = db.session.get(Walk, ids["old with sos"])
+    assert kept.last_fix["lat"] == HOME_FROM["lat"]  # an incident's walk stays as it was
+    assert client.get(f"/api/v1/walks/{ids['old']}", headers=auth_header(walker)).status_code == 404

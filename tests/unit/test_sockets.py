@@ -362,3 +362,17 @@ def test_an_admin_follows_the_central_centre_and_every_district_and_an_operator_
     assert heard == ["from-a-district-loaded-later"]
     assert [m for m in operator.get_received("/control") if m["name"] == "incident.created"] == []
     admin.disconnect("/control"), operator.disconnect("/control")
+
+
+def test_a_walk_fix_that_cannot_be_projected_is_acked_like_any_other(app, client, db, app_sockets, citizen):
+    """The socket path of walk fixes: a valid coordinate that EPSG:5179 cannot place (-7.5, -144.5) proves the
+    phone alive; it no longer fails the event with the rest of its write group."""
+    from safety_api.clock import utcnow
+    from tests.factories import auth_header
+    walk = client.post("/api/v1/walks", headers=auth_header(citizen), json={
+        "from": {"lat": 37.4705, "lon": 126.9190}, "to": {"lat": 37.4650, "lon": 126.9260}}).json
+    phone = open_socket(app, app_sockets, citizen)
+    fixes = [{"lat": -7.5, "lon": -144.5, "accuracy_m": 8.0, "t": utcnow().isoformat()}]
+    ack = phone.emit("location", {"kind": "walk", "id": walk["id"], "fixes": fixes}, namespace="/mobile",
+                     callback=True)
+    assert (ack["accepted"], ack["rejected"]) == (1, 0), ack

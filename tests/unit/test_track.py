@@ -1,5 +1,6 @@
 """Walk monitors replayed on simulated walks: jitter never deviates, real deviations are caught."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -215,6 +216,33 @@ def test_inaccurate_fixes_widen_the_corridor_and_useless_ones_never_count():
     useless = [fix_at(50, 300.0, 50 + 5 * k, accuracy_m=150.0) for k in range(10)]
     _, alerts = feed(widened + useless, corridor)
     assert not alerts
+
+
+UNPLACEABLE = [(-7.5, -144.5), (-7.0, 35.0), (-7.0, 38.0), (-7.0, 41.0)]  # valid WGS84, infinite in EPSG:5179
+
+
+def test_a_fix_that_epsg_5179_cannot_place_proves_the_phone_alive_and_nothing_more():
+    corridor = RouteCorridor.from_coords(straight_route())
+    state, _ = feed([fix_at(10 * k, 0.0, 5 * k) for k in range(3)], corridor)
+    off = [fix_at(50, 80.0, 15 + 5 * k) for k in range(2)]  # an off-route streak under way
+    state, _ = feed(off, corridor, state)
+    nowhere = [Fix(lat=lat, lon=lon, accuracy_m=8.0, t=T0 + 30 + 5 * k) for k, (lat, lon) in enumerate(UNPLACEABLE)]
+    after, alerts = feed(nowhere, corridor, replace(state, raised=("signal_lost",)))
+    assert alerts == [] and after.last_t == nowhere[-1].t and after.raised == ()
+    assert (after.off_count, after.off_since, after.last_lat, after.best_progress_m) == (
+        state.off_count, state.off_since, state.last_lat, state.best_progress_m)
+    json.dumps(after.to_dict(), allow_nan=False)  # what PostgreSQL's JSON takes
+
+
+def test_a_late_fix_that_cannot_be_placed_does_not_end_an_off_route_streak():
+    corridor = RouteCorridor.from_coords(straight_route())
+    state, _ = feed([fix_at(10 * k, 0.0, 5 * k) for k in range(3)] + [fix_at(50, 80.0, 15 + 5 * k) for k in range(2)],
+                    corridor)
+    for lat, lon in UNPLACEABLE[:2]:  # two "inside" fixes would end the streak
+        state, alerts = observe(state, Fix(lat=lat, lon=lon, accuracy_m=8.0, t=T0 + 16), corridor=corridor,
+                                config=CONFIG, now=T0 + 30)
+        assert not alerts
+    assert (state.off_count, state.back_count) == (2, 0)
 
 
 def test_late_fixes_never_raise_an_alert():
