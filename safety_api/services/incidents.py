@@ -291,6 +291,12 @@ def cancel_with_pin(session, *, user, incident_id, pin: str, escalate_after_s: f
         raise NotFound("No such incident.")
     if is_duress and not incident.duress:
         _record_duress(session, incident, user=user, now=now, escalate_after_s=escalate_after_s, walk=walk)
+    elif incident.duress and incident.caller_closed_at is None:
+        # Heeded past the attempt limit, where the phone was refused and saw nothing change: either PIN now
+        # closes the phone's view as a cancel would, while the operators go on with the duress.
+        incident.caller_status, incident.caller_closed_at = "cancelled", now
+        add_event(session, incident, "caller_closed", actor=user)
+        _commit_and_tell(session, incident, tell_caller=True, walk_notices=walk_sos.resume(session, walk, now=now))
     elif is_cancel and incident.caller_closed_at is None and incident.status not in CLOSED:
         incident.status, incident.caller_status, incident.closed_at = "cancelled", "cancelled", now
         incident.caller_closed_at, incident.outcome = now, "cancelled_by_user"
@@ -305,8 +311,10 @@ def heed_duress(session, *, user, incident_id, pin: str, escalate_after_s: float
     """A PIN that the phone is refused for (its attempt limit is full, or the limiter is unreachable) is still
     checked against the duress PIN, and a match alerts the operators: whoever holds the phone may have filled
     the limit with wrong guesses, and the victim's duress PIN must never be lost to it. The phone gets the
-    refusal any PIN gets, so nothing tells the PINs apart and no guess is confirmed. Only the duress hash is
-    checked, in the process's argon2 turn: past the limit a flood of attempts must not take the process."""
+    refusal any PIN gets, and its view of the incident stays as it was, as after a refused cancel PIN: nothing
+    tells the PINs apart and no guess is confirmed (a PIN accepted later closes it, `cancel_with_pin`). Only the
+    duress hash is checked, in the process's argon2 turn: past the limit a flood of attempts must not take the
+    process."""
     incident = session.get(Incident, incident_id)
     if incident is None or incident.caller_id != user.id or incident.duress:
         session.rollback()
@@ -320,12 +328,12 @@ def heed_duress(session, *, user, incident_id, pin: str, escalate_after_s: float
     if not matched:
         session.rollback()
         return
-    walk = walk_sos.lock_walk_of(session, incident)
     incident, now = _locked(session, incident_id)
     if incident is None or incident.duress:
         session.rollback()
         return
-    _record_duress(session, incident, user=user, now=now, escalate_after_s=escalate_after_s, walk=walk)
+    _record_duress(session, incident, user=user, now=now, escalate_after_s=escalate_after_s,
+                   close_callers_view=False)
 
 
 def _locked(session, incident_id) -> tuple[Incident | None, object]:
@@ -338,11 +346,13 @@ def _locked(session, incident_id) -> tuple[Incident | None, object]:
     return (row[0], row[1]) if row else (None, None)
 
 
-def _record_duress(session, incident: Incident, *, user, now, escalate_after_s: float, walk=None):
+def _record_duress(session, incident: Incident, *, user, now, escalate_after_s: float, walk=None,
+                   close_callers_view: bool = True):
     """What the phone shows changes exactly as the cancel PIN would change it (the walk it was raised by, locked
-    by the caller, is watched again as after a cancel); the rest is for the operators: critical, alerted, and
-    open again if it had been closed."""
-    closes_now = incident.caller_closed_at is None
+    by the caller, is watched again as after a cancel), or, `close_callers_view` false, not at all, as for a
+    refused cancel PIN; the rest is for the operators: critical, alerted, and open again if it had been
+    closed."""
+    closes_now = close_callers_view and incident.caller_closed_at is None
     resumed = []
     if closes_now:
         incident.caller_status, incident.caller_closed_at = "cancelled", now

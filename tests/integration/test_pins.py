@@ -1,5 +1,6 @@
 """The cancel and duress PINs at their edges, on the real database and Redis: a duress PIN is never lost to the
 attempt limit or a Redis outage, and no race with an operator lets the phone tell it from the cancel PIN."""
+import pytest
 from sqlalchemy import select
 
 from safety_api.models import Delivery, Incident, IncidentEvent
@@ -34,9 +35,27 @@ def test_a_duress_pin_past_a_full_attempt_limit_is_refused_like_any_pin_and_stil
     incident = db.session.get(Incident, incident_id)
     assert (incident.status, incident.duress, incident.priority) == ("open", True, "critical")
     assert client.get(f"/api/v1/sos/{incident_id}", headers=auth_header(citizen)).json["incident"]["status"] == \
-        "cancelled"  # as the phone sees it: as after the cancel PIN
+        "open"  # as the phone sees it: unchanged, as after the cancel PIN refused past the limit
     reasons = db.session.scalars(select(Delivery.reason).where(Delivery.subject == f"incident:{incident_id}")).all()
     assert "staff.duress" in reasons
+
+
+@pytest.mark.parametrize("then", [CANCEL, DURESS])
+def test_after_a_duress_heeded_past_the_limit_a_pin_accepted_later_closes_the_phones_view_only(app, client, db,
+                                                                                            then):
+    """Whichever PIN the phone enters once the limit lets it, the phone sees what a cancel shows; the operators go
+    on with the duress alarm."""
+    citizen, incident_id = alarm(client, db)
+    for _ in range(5):
+        enter(client, citizen, incident_id, WRONG)
+    assert enter(client, citizen, incident_id, DURESS).status_code == 429
+    app.extensions["attempt_limiter"].clear(app.config["PIN_LIMIT"], "pin", str(citizen.id))  # the window passed
+    assert enter(client, citizen, incident_id, then).json == {"status": "cancelled"}
+    mine = client.get(f"/api/v1/sos/{incident_id}", headers=auth_header(citizen)).json["incident"]
+    assert mine["status"] == "cancelled"
+    db.session.expire_all()
+    incident = db.session.get(Incident, incident_id)
+    assert (incident.status, incident.duress, incident.priority) == ("open", True, "critical")
 
 
 def test_a_cancel_pin_past_the_limit_cancels_nothing(client, db):
