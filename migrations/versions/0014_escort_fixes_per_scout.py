@@ -1,0 +1,40 @@
+"""A location fix is unique per sender too: an escort's two scouts report the same subject (the booking), and the
+second scout's fix at the same timestamp was dropped as a duplicate of the first's.
+
+The constraint keeps its name, uq_location_fixes_subject_t, so that the api processes of the previous release,
+which name it in their ON CONFLICT, keep storing fixes during a rolling deploy; the code now names its columns.
+`user_id` comes last, so that the index still serves a subject's fixes in time order. A walk's and an SOS's
+fixes all come from one person (the walker, the caller), so their duplicates are found as before.
+
+Revision ID: 0014
+Revises: 0013
+"""
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+# Built beside the old constraint (CONCURRENTLY: every phone writes this table), then swapped in by one ALTER, so
+# that no moment goes without one.
+_BUILD = "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {name} ON location_fixes ({columns})"
+_SWAP = ("ALTER TABLE location_fixes DROP CONSTRAINT uq_location_fixes_subject_t, "
+         "ADD CONSTRAINT uq_location_fixes_subject_t UNIQUE USING INDEX {name}")
+
+
+def upgrade():
+    with op.get_context().autocommit_block():
+        op.execute(_BUILD.format(name="uq_location_fixes_subject_t_user",
+                                 columns="subject_kind, subject_id, t, user_id"))
+    op.execute(_SWAP.format(name="uq_location_fixes_subject_t_user"))
+
+
+def downgrade():
+    # The older rule keeps one fix per subject and moment: of two scouts' fixes at the same `t`, the first stored.
+    op.execute("DELETE FROM location_fixes f USING location_fixes first "
+               "WHERE f.subject_kind = first.subject_kind AND f.subject_id = first.subject_id AND f.t = first.t "
+               "AND f.id > first.id")
+    with op.get_context().autocommit_block():
+        op.execute(_BUILD.format(name="uq_location_fixes_subject_t_only", columns="subject_kind, subject_id, t"))
+    op.execute(_SWAP.format(name="uq_location_fixes_subject_t_only"))
