@@ -51,6 +51,7 @@ CONFLICTS = {  # constraint -> what the refused scout is told
     "ck_escort_assignments_pair": FULL,
     "uq_escort_assignments_slot": FULL,
     "ex_escort_bookings_citizen_overlap": "You already have an escort booked at an overlapping time.",
+    "uq_escort_bookings_citizen_key": "You already made a booking with this Idempotency-Key.",
 }
 # action -> (states it may start from, state it leads to, event name)
 MOVES = {"start": (("confirmed",), "in_progress", "started"),
@@ -80,6 +81,12 @@ class RuleBroken(Invalid):
         self.kind = f"escort-{violation.rule}"
 
 
+class KeyReused(Invalid):
+    """A 422: the Idempotency-Key made another booking (draft-ietf-httpapi-idempotency-key-header)."""
+
+    title, kind = "Idempotency-Key already used", "idempotency-key-reused"
+
+
 @dataclass(frozen=True)
 class PlannedRoute:
     coords: list  # (lon, lat) pairs
@@ -107,8 +114,44 @@ def estimate_route(origin, destination) -> PlannedRoute:
     return PlannedRoute([tuple(origin), tuple(destination)], distance, distance / WALKING_MPS, "estimate")
 
 
+def book(session, *, citizen: User, idempotency_key: str | None, meeting_point_id, meet_at: datetime, to: dict,
+         **options) -> tuple[EscortBooking, bool]:
+    """`create_booking` once per Idempotency-Key of the citizen: the key again answers the booking it made (and
+    False), before any rule is judged, since a phone that timed out and retries must get its booking back, not a
+    409 from its own overlap rule or a 422 for the minutes that passed. The key with another request is a 422."""
+    request = {"meeting_point_id": meeting_point_id, "meet_at": meet_at, "to": to}
+    earlier = _booked_with_key(session, citizen=citizen, key=idempotency_key, **request)
+    if earlier is not None:
+        return earlier, False
+    try:
+        return create_booking(session, citizen=citizen, idempotency_key=idempotency_key, **request, **options), True
+    except Conflict:
+        # A parallel retry with the key committed first (the citizen's row lock made this one wait for it): its
+        # booking overlaps this one, or holds the key.
+        earlier = _booked_with_key(session, citizen=citizen, key=idempotency_key, **request)
+        if earlier is None:
+            raise
+        return earlier, False
+
+
+def _booked_with_key(session, *, citizen: User, key: str | None, meeting_point_id, meet_at, to) -> EscortBooking | None:
+    """The citizen's booking made with this key, if any; KeyReused when it was made for another request."""
+    if key is None:
+        return None
+    booking = session.scalar(select(EscortBooking).where(EscortBooking.citizen_id == citizen.id,
+                                                         EscortBooking.idempotency_key == key))
+    if booking is None:
+        return None
+    if (booking.meeting_point_id, booking.meet_at, point_of(booking.destination)) != (
+            meeting_point_id, meet_at, (to["lon"], to["lat"])):
+        raise KeyReused("This Idempotency-Key made another booking; send a new key with a new booking.",
+                        errors=[{"field": "Idempotency-Key", "message": "Used for another booking."}])
+    return booking
+
+
 def create_booking(session, *, citizen: User, policy: Policy, meeting_point_id, meet_at: datetime, to: dict,
-                   route_settings: dict | None = None, now: datetime | None = None) -> EscortBooking:
+                   route_settings: dict | None = None, now: datetime | None = None,
+                   idempotency_key: str | None = None) -> EscortBooking:
     """Book an escort, offer it to the district's on-duty scouts and set its timers, in one transaction."""
     now = now or utcnow()
     point = session.get(MeetingPoint, meeting_point_id)
@@ -127,7 +170,7 @@ def create_booking(session, *, citizen: User, policy: Policy, meeting_point_id, 
         citizen=citizen, district_code=point.district_code, meeting_point=point, meet_at=meet_at, ends_at=ends_at,
         busy_until=ends_at + policy.turnaround, destination=f"SRID=4326;POINT({to['lon']} {to['lat']})",
         route=from_shape(LineString(route.coords), srid=4326), route_distance_m=route.distance_m,
-        route_duration_s=route.duration_s, route_source=route.source)
+        route_duration_s=route.duration_s, route_source=route.source, idempotency_key=idempotency_key)
     take_turns(session, citizen)
     session.add(booking)
     _flush_or_conflict(session)

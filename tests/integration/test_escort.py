@@ -239,6 +239,34 @@ def test_a_citizen_cannot_hold_two_overlapping_bookings(client, db, open_service
     assert book(client, citizen, meeting_point(db), minutes=300).status_code == 201
 
 
+def test_a_retried_booking_with_its_idempotency_key_gets_the_same_booking(client, db, open_service):
+    """A phone that timed out and retried was answered 409 by the citizen's own overlap rule."""
+    citizen, point = create_user(db.session), meeting_point(db)
+    body = {"meeting_point_id": str(point.id), "meet_at": at(60), "to": NEAR_SEOWON}
+    headers = {**auth_header(citizen), "Idempotency-Key": "booking-1"}
+    first = client.post("/api/v1/escort/bookings", headers=headers, json=body)
+    again = client.post("/api/v1/escort/bookings", headers=headers, json=body)
+    assert (first.status_code, again.status_code) == (201, 200) and again.json == first.json
+    assert db.session.scalars(select(EscortBooking.id)).all() == [uuid.UUID(first.json["id"])]
+    assert [p["data"]["event"] for p in push_jobs(db)] == []  # no scout on duty: no offer, and no second one
+    other = client.post("/api/v1/escort/bookings", json=body,
+                        headers={**auth_header(create_user(db.session)), "Idempotency-Key": "booking-1"})
+    assert other.status_code == 201 and other.json["id"] != first.json["id"]  # a key is its citizen's own
+
+
+def test_an_idempotency_key_sent_with_another_booking_is_422(client, db, open_service):
+    headers = {**auth_header(create_user(db.session)), "Idempotency-Key": "booking-1"}
+    body = {"meeting_point_id": str(meeting_point(db).id), "meet_at": at(60), "to": NEAR_SEOWON}
+    assert client.post("/api/v1/escort/bookings", headers=headers, json=body).status_code == 201
+    for changed in ({"meet_at": at(300)}, {"to": {"lat": 37.4753, "lon": 126.9301}}):
+        answer = client.post("/api/v1/escort/bookings", headers=headers, json={**body, **changed})
+        assert answer.status_code == 422 and answer.content_type == PROBLEM
+        assert answer.json["type"].endswith("/idempotency-key-reused")
+        assert answer.json["errors"][0]["field"] == "Idempotency-Key"
+    bad = client.post("/api/v1/escort/bookings", headers={**headers, "Idempotency-Key": "x" * 129}, json=body)
+    assert bad.status_code == 422 and bad.json["errors"][0]["field"] == "Idempotency-Key"
+
+
 # --- the pair -----------------------------------------------------------------------------------------
 
 def test_two_scouts_confirm_a_booking_and_a_third_gets_409(client, app, db, emitted):

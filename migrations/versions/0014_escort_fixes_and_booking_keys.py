@@ -1,5 +1,7 @@
-"""A location fix is unique per sender too: an escort's two scouts report the same subject (the booking), and the
-second scout's fix at the same timestamp was dropped as a duplicate of the first's.
+"""Two escort fixes. A location fix is unique per sender too: an escort's two scouts report the same subject (the
+booking), and the second scout's fix at the same timestamp was dropped as a duplicate of the first's. And a
+booking remembers the citizen's Idempotency-Key, so that a phone retrying a booking gets it back rather than a 409
+from the citizen's own overlap rule.
 
 The constraint keeps its name, uq_location_fixes_subject_t, so that the api processes of the previous release,
 which name it in their ON CONFLICT, keep storing fixes during a rolling deploy; the code now names its columns.
@@ -9,6 +11,7 @@ fixes all come from one person (the walker, the caller), so their duplicates are
 Revision ID: 0014
 Revises: 0013
 """
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
@@ -28,9 +31,14 @@ def upgrade():
         op.execute(_BUILD.format(name="uq_location_fixes_subject_t_user",
                                  columns="subject_kind, subject_id, t, user_id"))
     op.execute(_SWAP.format(name="uq_location_fixes_subject_t_user"))
+    op.add_column("escort_bookings", sa.Column("idempotency_key", sa.String(length=128), nullable=True))
+    op.create_index("uq_escort_bookings_citizen_key", "escort_bookings", ["citizen_id", "idempotency_key"],
+                    unique=True, postgresql_where=sa.text("idempotency_key IS NOT NULL"))
 
 
 def downgrade():
+    op.drop_index("uq_escort_bookings_citizen_key", table_name="escort_bookings")
+    op.drop_column("escort_bookings", "idempotency_key")
     # The older rule keeps one fix per subject and moment: of two scouts' fixes at the same `t`, the first stored.
     op.execute("DELETE FROM location_fixes f USING location_fixes first "
                "WHERE f.subject_kind = first.subject_kind AND f.subject_id = first.subject_id AND f.t = first.t "
