@@ -29,6 +29,7 @@ from safety_api.models.escort import (
 )
 from safety_api.policy import check_change_booking, check_on_duty_for_offers, check_read_booking
 from safety_api.realtime import broadcast, events
+from safety_api.realtime.positions import batcher
 from safety_api.services import jobs
 from safety_api.services.escort_rules import Policy, Violation, check_booking_time
 from safety_api.services.escort_views import event_payload, point_of
@@ -192,7 +193,7 @@ def accept(session, *, scout: User, booking_id, now: datetime | None = None) -> 
     (409)."""
     now = now or utcnow()
     booking = locked_booking(session, booking_id)
-    with _refusal_releases_lock(session):
+    with refusal_releases_lock(session):
         if holds(booking, scout.id):
             session.commit()
             return booking  # a retried accept
@@ -246,7 +247,7 @@ def _move(session, *, user, booking_id, action, now) -> EscortBooking:
     allowed, target, event = MOVES[action]
     now = now or utcnow()
     booking = locked_booking(session, booking_id)
-    with _refusal_releases_lock(session):
+    with refusal_releases_lock(session):
         check_change_booking(user, booking, action)
         if booking.status == target:
             session.commit()
@@ -257,6 +258,8 @@ def _move(session, *, user, booking_id, action, now) -> EscortBooking:
             raise Conflict("A no-show can be recorded from the meeting time on.")
     recipients = move_booking(session, booking, action=action, actor=user, now=now)
     _commit_and_tell(session, booking, event, extra=recipients)
+    if action == "complete":  # positions queued before the end must not follow the news that it ended
+        batcher.discard(kind="escort", subject_id=str(booking_id))
     return booking
 
 
@@ -415,7 +418,7 @@ def tell(district, payload, user_ids):
 
 
 @contextmanager
-def _refusal_releases_lock(session):
+def refusal_releases_lock(session):
     """Roll back (releasing the booking's row lock) before a refusal leaves the service."""
     try:
         yield

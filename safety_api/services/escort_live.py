@@ -1,6 +1,8 @@
 """Escort timers (reminder, still unconfirmed) and the scouts' positions during the walk."""
 from datetime import datetime
 
+from sqlalchemy import select
+
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Forbidden, NotFound
 from safety_api.models import User
@@ -16,6 +18,7 @@ from safety_api.services.escort import (
     parties,
     push,
     record_event,
+    refusal_releases_lock,
     staff_on_duty,
     tell,
 )
@@ -68,13 +71,18 @@ def record_escort_fixes(session, redis_client, *, scout: User, booking_id, fixes
     now = now or utcnow()
     if scout.role != "scout":  # by role first, as REST does: an id is never judged for who cannot send at all
         raise Forbidden("Only the booking's scouts send its positions.")
-    booking = session.get(EscortBooking, booking_id)
-    if booking is None:
-        raise NotFound("No such booking.")
-    if not holds(booking, scout.id):
-        raise Forbidden("Only the booking's scouts send its positions.")
-    if booking.status != "in_progress":
-        raise Conflict(f"This escort is {booking.status}, not in progress.")
+    # FOR SHARE until the fixes commit: a complete (FOR UPDATE) waits for them, and fixes arriving during a complete
+    # wait for it and then find the escort over, so no position is stored or sent after the escort ended. The two
+    # scouts' batches share the lock and do not wait for each other.
+    booking = session.scalar(select(EscortBooking).where(EscortBooking.id == booking_id)
+                             .with_for_update(read=True, of=EscortBooking).execution_options(populate_existing=True))
+    with refusal_releases_lock(session):
+        if booking is None:
+            raise NotFound("No such booking.")
+        if not holds(booking, scout.id):
+            raise Forbidden("Only the booking's scouts send its positions.")
+        if booking.status != "in_progress":
+            raise Conflict(f"This escort is {booking.status}, not in progress.")
     valid, rejected = fix_store.validate(fixes, now=now)
     fresh = fix_store.store(session, subject_kind="escort", subject_id=booking.id, user_id=scout.id, fixes=valid)
     citizen_id, district = booking.citizen_id, booking.district_code
