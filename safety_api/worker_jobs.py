@@ -37,6 +37,7 @@ HANDLERS = {
     "incident.escalate": _escalate,
     "escort.reminder": escort_live.reminder_job,
     "escort.unconfirmed": escort_live.unconfirmed_job,
+    "escort.overrun": escort_live.overrun_job,
     "walk.timers": walks.timers_job,
     "walk.checkin_expired": walks.checkin_job,
     "fixes.purge": walks.purge_job,

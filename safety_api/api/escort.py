@@ -198,8 +198,10 @@ def accept(booking_id):
 @blp.response(200, EscortBookingOut)
 @require("scout", "operator", "admin")
 def start(booking_id):
-    """The pair met the citizen: confirmed -> in_progress."""
-    return booking_view(escort.start(db.session, user=me(), booking_id=booking_id), viewer=me())
+    """The pair met the citizen: confirmed -> in_progress; 409 earlier than ESCORT_START_LEAD_MINUTES before the
+    meeting, or once the escort's time is over."""
+    return booking_view(escort.start(db.session, user=me(), booking_id=booking_id,
+                                     policy=current_app.config["ESCORT_POLICY"]), viewer=me())
 
 
 @blp.post("/bookings/<uuid:booking_id>/complete")

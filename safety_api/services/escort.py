@@ -45,7 +45,8 @@ TEXTS = {**ESCORT_EVENTS,  # events the notifications package has no text for ye
          "requested": ("귀가동행 예약", "{time} 귀가동행 예약이 접수되었습니다."),
          "accepted": ("귀가동행 수락", "{time} 귀가동행을 안심귀가스카우트 1명이 수락했습니다."),
          "unconfirmed": ("귀가동행 미확정", "{time} 귀가동행에 아직 스카우트 2명이 배정되지 않았습니다."),
-         "reopened": ("귀가동행 스카우트 변경", "{time} 귀가동행 스카우트가 바뀌어 다시 배정하고 있습니다.")}
+         "reopened": ("귀가동행 스카우트 변경", "{time} 귀가동행 스카우트가 바뀌어 다시 배정하고 있습니다."),
+         "timed_out": ("귀가동행 자동 종료", "{time} 귀가동행이 예정 시간을 넘겨 자동으로 종료되었습니다.")}
 FULL = "This booking already has its two scouts."
 CONFLICTS = {  # constraint -> what the refused scout is told
     "ex_escort_assignments_scout_busy": "You already escort someone at an overlapping time.",
@@ -58,7 +59,10 @@ CONFLICTS = {  # constraint -> what the refused scout is told
 MOVES = {"start": (("confirmed",), "in_progress", "started"),
          "complete": (("in_progress",), "completed", "completed"),
          "no_show": (("confirmed",), "no_show", "no_show"),
-         "cancel": (("requested", "confirmed"), "cancelled", "cancelled")}
+         "cancel": (("requested", "confirmed"), "cancelled", "cancelled"),
+         "time_out": (("in_progress",), "completed", "timed_out")}  # nobody's: the escort's time ran out
+# The timer that closes an escort nobody completed, due at its closing time (set at start).
+OVERRUN = "escort.overrun"
 # The lowest free slot (a scout removed by an admin frees theirs); a third scout gets slot 3, which the pair's
 # check constraint refuses.
 TAKE_SLOT_SQL = f"""
@@ -223,9 +227,10 @@ def accept(session, *, scout: User, booking_id, now: datetime | None = None) -> 
     return booking
 
 
-def start(session, *, user: User, booking_id, now=None) -> EscortBooking:
-    """The scouts met the citizen: confirmed -> in_progress."""
-    return _move(session, user=user, booking_id=booking_id, action="start", now=now)
+def start(session, *, user: User, booking_id, policy: Policy, now=None) -> EscortBooking:
+    """The scouts met the citizen: confirmed -> in_progress, from `policy.start_lead` before the meeting until the
+    escort's time is over. Nobody completing it, it closes by itself (the `escort.overrun` timer)."""
+    return _move(session, user=user, booking_id=booking_id, action="start", now=now, policy=policy)
 
 
 def complete(session, *, user: User, booking_id, now=None) -> EscortBooking:
@@ -243,7 +248,7 @@ def cancel(session, *, user: User, booking_id, now=None) -> EscortBooking:
     return _move(session, user=user, booking_id=booking_id, action="cancel", now=now)
 
 
-def _move(session, *, user, booking_id, action, now) -> EscortBooking:
+def _move(session, *, user, booking_id, action, now, policy: Policy | None = None) -> EscortBooking:
     allowed, target, event = MOVES[action]
     now = now or utcnow()
     booking = locked_booking(session, booking_id)
@@ -256,18 +261,64 @@ def _move(session, *, user, booking_id, action, now) -> EscortBooking:
             raise Conflict(f"This booking is {booking.status}; it cannot {action.replace('_', '-')}.")
         if action == "no_show" and now < booking.meet_at:
             raise Conflict("A no-show can be recorded from the meeting time on.")
+        if action == "start":
+            _check_start_time(booking, policy=policy, now=now)
     recipients = move_booking(session, booking, action=action, actor=user, now=now)
+    if action == "start":
+        _set_overrun_timer(session, booking, policy=policy, now=now)
     _commit_and_tell(session, booking, event, extra=recipients)
     if action == "complete":  # positions queued before the end must not follow the news that it ended
         batcher.discard(kind="escort", subject_id=str(booking_id))
     return booking
 
 
+def _check_start_time(booking, *, policy: Policy, now: datetime):
+    """An escort starts from `start_lead` before its meeting until its time is over (`busy_until`). Started hours
+    early, it stayed in progress, taking and streaming the scouts' positions, long after the walk; started after
+    its time, it is a meeting that did not happen (a no-show), and its scouts may be walking someone else."""
+    earliest = booking.meet_at - policy.start_lead
+    if now < earliest:
+        raise Conflict(f"The escort can start from {seoul_time(earliest.isoformat())} (Asia/Seoul), "
+                       f"{int(policy.start_lead.total_seconds() // 60)} minutes before the meeting.")
+    if now >= booking.busy_until:
+        raise Conflict("This escort's time is over; record a no-show, and the citizen can book again.")
+
+
+def _set_overrun_timer(session, booking, *, policy: Policy, now: datetime):
+    """At the start, in its transaction: when the escort closes by itself if nobody completes it. That is the end
+    of its time (`busy_until`; started late, the start plus the walk, if later), and `overrun_grace` after."""
+    end = max(booking.busy_until, now + (booking.ends_at - booking.meet_at))
+    jobs.enqueue(session, kind=OVERRUN, payload={"booking_id": str(booking.id)}, run_at=end + policy.overrun_grace,
+                 dedupe_key=f"{OVERRUN}:{booking.id}")
+
+
+def closes_at(session, booking) -> datetime:
+    """When an escort in progress is over at the latest: its overrun timer's time, set at its start (for one
+    started before that timer existed, `busy_until`)."""
+    return jobs.due_at(session, dedupe_key=f"{OVERRUN}:{booking.id}") or booking.busy_until
+
+
+def under_way(session, booking, *, now: datetime) -> bool:
+    """Whether the escort is being walked now: in progress and before its closing time. Its timer may run late (a
+    worker's backlog); the time is the rule, for the scouts' positions and for the citizen's account deletion."""
+    return booking.status == "in_progress" and now < closes_at(session, booking)
+
+
+def time_out(session, booking, *, now: datetime) -> tuple:
+    """Close a locked escort still in progress past its closing time, in the caller's transaction: completed, event
+    `timed_out` by no one, pushed to the parties and to the district's operators on shift, who may want to check
+    on the pair. Returns (district, payload, user ids) to `tell` once committed."""
+    move_booking(session, booking, action="time_out", actor=None, now=now)
+    push(session, booking, "timed_out", staff_on_duty(session, "operator", booking.district_code), staff=True)
+    return booking.district_code, event_payload(booking, "timed_out", TEXTS["timed_out"][0]), parties(booking)
+
+
 def move_booking(session, booking, *, action, actor, now) -> list:
     """Make a checked move on a locked booking: its state and time, the scouts freed by a cancellation, the
-    event, and the push to every party but the actor (returned: the freed scouts are no longer parties)."""
+    event, and the push to every party but the actor (returned: the freed scouts are no longer parties). No
+    actor: the system's move (a timer's), pushed to every party."""
     _allowed, target, event = MOVES[action]
-    recipients = [uid for uid in parties(booking) if uid != actor.id]
+    recipients = [uid for uid in parties(booking) if actor is None or uid != actor.id]
     booking.status = target
     if action == "start":
         booking.started_at = now

@@ -1,4 +1,4 @@
-"""Escort timers (reminder, still unconfirmed) and the scouts' positions during the walk."""
+"""Escort timers (reminder, still unconfirmed, overrun) and the scouts' positions during the walk."""
 from datetime import datetime
 
 from sqlalchemy import select
@@ -21,6 +21,8 @@ from safety_api.services.escort import (
     refusal_releases_lock,
     staff_on_duty,
     tell,
+    time_out,
+    under_way,
 )
 from safety_api.services.escort_views import event_payload
 
@@ -56,6 +58,20 @@ def flag_unconfirmed(session, *, booking_id, now: datetime) -> bool:
     return True
 
 
+def close_overrun(session, *, booking_id, now: datetime) -> bool:
+    """Timer, at the closing time of an escort (`escort.closes_at`): one still in progress ends by itself
+    (`escort.time_out`). Without it, an escort nobody completed stayed under way for good: the scouts' positions
+    were taken and streamed to the citizen and the control room days later, the citizen could not delete the
+    account. The timer's due time is the rule, whatever the worker's clock says; a completed escort is left alone."""
+    booking = locked_booking(session, booking_id, missing_ok=True)
+    if booking is None or booking.status != "in_progress":
+        return False
+    district, payload, user_ids = time_out(session, booking, now=now)
+    session.flush()
+    tell(district, payload, user_ids)  # before the job's commit, as the other timers: a repeat re-emits
+    return True
+
+
 def reminder_job(session, payload, _worker):
     """Worker entry for `escort.reminder`."""
     remind(session, booking_id=payload["booking_id"], now=utcnow())
@@ -64,6 +80,11 @@ def reminder_job(session, payload, _worker):
 def unconfirmed_job(session, payload, _worker):
     """Worker entry for `escort.unconfirmed`."""
     flag_unconfirmed(session, booking_id=payload["booking_id"], now=utcnow())
+
+
+def overrun_job(session, payload, _worker):
+    """Worker entry for `escort.overrun`."""
+    close_overrun(session, booking_id=payload["booking_id"], now=utcnow())
 
 
 def record_escort_fixes(session, redis_client, *, scout: User, booking_id, fixes, now=None) -> dict:
@@ -83,6 +104,8 @@ def record_escort_fixes(session, redis_client, *, scout: User, booking_id, fixes
             raise Forbidden("Only the booking's scouts send its positions.")
         if booking.status != "in_progress":
             raise Conflict(f"This escort is {booking.status}, not in progress.")
+        if not under_way(session, booking, now=now):
+            raise Conflict("This escort's time is over; it takes no more positions.")
     valid, rejected = fix_store.validate(fixes, now=now)
     fresh = fix_store.store(session, subject_kind="escort", subject_id=booking.id, user_id=scout.id, fixes=valid)
     citizen_id, district = booking.citizen_id, booking.district_code

@@ -391,7 +391,7 @@ def test_off_duty_scouts_browse_no_offers(client, app, db):
 
 def test_an_escort_runs_from_confirmed_to_completed_with_positions(client, app, db, redis_client, emitted):
     citizen = create_user(db.session)
-    booking, (first, second) = confirmed(client, app, db, citizen=citizen)
+    booking, (first, second) = confirmed(client, app, db, citizen=citizen, meet_at=utcnow() + timedelta(minutes=10))
     assert post(client, citizen, booking.id, "start").status_code == 403
     assert post(client, first, booking.id, "start").json["status"] == "in_progress"
     assert post(client, citizen, booking.id, "cancel").status_code == 409  # too late once started
@@ -411,7 +411,7 @@ def test_an_escort_runs_from_confirmed_to_completed_with_positions(client, app, 
 
 
 def test_positions_come_only_from_the_pair_during_the_escort(client, app, db, redis_client):
-    booking, (first, _) = confirmed(client, app, db)
+    booking, (first, _) = confirmed(client, app, db, meet_at=utcnow() + timedelta(minutes=10))
     fixes = {"fixes": [{"lat": 37.4770, "lon": 126.9315, "t": utcnow().isoformat()}]}
     url = f"/api/v1/escort/bookings/{booking.id}/fixes"
     assert client.post(url, headers=auth_header(first), json=fixes).status_code == 409  # not started
@@ -570,7 +570,7 @@ def test_deleting_the_account_cancels_the_escorts_to_come_and_the_scouts_are_sti
 
 def test_deleting_the_account_during_an_escort_is_409_and_changes_nothing(client, app, db):
     citizen = create_user(db.session)
-    walking, (first, _) = confirmed(client, app, db, citizen=citizen)
+    walking, (first, _) = confirmed(client, app, db, citizen=citizen, meet_at=utcnow() + timedelta(minutes=10))
     later = make_booking(app, db, citizen=citizen, meet_at=utcnow() + timedelta(hours=3))
     assert post(client, first, walking.id, "start").status_code == 200
 
