@@ -91,6 +91,9 @@ def withdraw_scout(session, scout_id, *, district: str, now: datetime | None = N
         # giving the scouts offered it again the grace, so that the operators hear if nobody takes it.
         if rearm_timer(session, booking, "escort.unconfirmed", now=now, delay=OFFER_GRACE):
             booking.flagged_at = None  # the stamp that makes the flag fire once: this is another time
+        # The reminder went to the pair as it was: the scout who completes it again has had none. Unstamped, the
+        # accept that confirms it sets the reminder again (at once), for the new pair and the citizen.
+        booking.reminded_at = None
         record_event(session, booking, "scout_withdrawn", scout=str(scout_id))
         operators = staff_on_duty(session, "operator", booking.district_code)
         push(session, booking, "reopened", parties(booking))

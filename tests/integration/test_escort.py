@@ -530,6 +530,28 @@ def test_a_booking_confirmed_after_its_reminder_time_is_reminded_then(client, ap
     assert event_kinds(db, booking.id)[-1] == "reminded"
 
 
+def test_a_scout_who_replaces_a_withdrawn_one_after_the_reminder_is_reminded_too(client, app, db):
+    """The reminder had been sent to the old pair; the newcomer who completed the pair again got none."""
+    citizen, admin = create_user(db.session), create_user(db.session, role="admin")
+    booking, (leaving, staying) = confirmed(client, app, db, citizen=citizen,
+                                            meet_at=utcnow() + timedelta(minutes=8))  # inside the reminder's 10
+    run_job(db, "escort.reminder", booking)
+    assert "reminded" in event_kinds(db, booking.id)
+    assert client.post(f"/api/v1/admin/users/{leaving.id}/suspend", headers=auth_header(admin),
+                       json={"reason": "조사"}).status_code == 200
+    newcomer = scout(db, name="새로 온")
+    timers = len(timer_jobs(db, "escort.reminder", booking))
+    assert post(client, newcomer, booking.id, "accept").json["status"] == "confirmed"
+    again = timer_jobs(db, "escort.reminder", booking)
+    assert len(again) == timers + 1 and again[-1].run_at <= utcnow()  # due at once
+    before = len(push_jobs(db))
+
+    run_job(db, "escort.reminder", booking)
+
+    assert [(p["data"]["event"], p["user_ids"]) for p in push_jobs(db)[before:]] == [
+        ("reminder", sorted(str(u.id) for u in (citizen, staying, newcomer)))]
+
+
 # --- a citizen deleting the account ---------------------------------------------------------------------------
 
 def delete_account(client, citizen):
