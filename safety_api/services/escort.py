@@ -15,7 +15,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from geo.projection import haversine_m
-from notifications.messages import ESCORT_EVENTS, seoul_time
+from notifications.messages import ESCORT_EVENTS, INFO_TTL_S, seoul_time
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
 from safety_api.models import User
@@ -63,6 +63,11 @@ MOVES = {"start": (("confirmed",), "in_progress", "started"),
          "time_out": (("in_progress",), "completed", "timed_out")}  # nobody's: the escort's time ran out
 # The timer that closes an escort nobody completed, due at its closing time (set at start).
 OVERRUN = "escort.overrun"
+# Pushes about a meeting still to come: false once it has come (an offer, "the meeting starts soon", "no scouts
+# yet", "two scouts will meet you"), so they live only until then (a retry must not bring them after it), and at
+# least a minute. The others (started, completed, cancelled...) live as long as any notice (INFO_TTL_S).
+UNTIL_THE_MEETING = ("offered", "reminder", "unconfirmed", "confirmed", "reopened")
+MIN_PUSH_TTL_S = 60
 # The lowest free slot (a scout removed by an admin frees theirs); a third scout gets slot 3, which the pair's
 # check constraint refuses.
 TAKE_SLOT_SQL = f"""
@@ -443,14 +448,17 @@ def push(session, booking, event, user_ids, *, staff: bool = False):
     if not ids:
         return
     title, body = TEXTS[event]
-    meet_at = booking.meet_at.isoformat()
+    meet_at, planned_at = booking.meet_at.isoformat(), utcnow()
+    ttl_s = INFO_TTL_S
+    if event in UNTIL_THE_MEETING:
+        ttl_s = min(INFO_TTL_S, max(MIN_PUSH_TTL_S, int((booking.meet_at - planned_at).total_seconds())))
     jobs.enqueue(session, kind="push.user", payload={
         "user_ids": ids, "title": title, "body": body.format(time=seoul_time(meet_at)),
         "data": {"type": "escort", "id": str(booking.id), "event": event, "status": booking.status,
                  "meet_at": meet_at},
         # When the news happened: its deliveries are made when a worker expands the job, perhaps after a
         # later push's; newer-than and time to live count from here.
-        "planned_at": utcnow().isoformat(),
+        "planned_at": planned_at.isoformat(), "ttl_s": ttl_s,
         **({"on_shift_in": booking.district_code} if staff else {})})
 
 

@@ -3,7 +3,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from safety_api.clock import SEOUL, utcnow
 from safety_api.errors import Conflict, Forbidden
@@ -550,6 +550,46 @@ def test_a_scout_who_replaces_a_withdrawn_one_after_the_reminder_is_reminded_too
 
     assert [(p["data"]["event"], p["user_ids"]) for p in push_jobs(db)[before:]] == [
         ("reminder", sorted(str(u.id) for u in (citizen, staying, newcomer)))]
+
+
+def expand_pushes(db) -> list:
+    """Run every push.user job as the worker would; the deliveries made, oldest first."""
+    for payload in push_jobs(db):
+        HANDLERS["push.user"](db.session, payload, None)
+    db.session.commit()
+    return db.session.scalars(select(Delivery).order_by(Delivery.id)).all()
+
+
+def test_pushes_about_the_meeting_live_only_until_it(client, app, db):
+    """Every escort push lived 6 hours: an offer or a reminder retried after an FCM error came after the meeting."""
+    citizen = create_user(db.session)
+    offered_to = scout(db)
+    for person in (citizen, offered_to):
+        db.session.add(PushDevice(user_id=person.id, token=f"phone-of-{person.id}", platform="android"))
+    db.session.commit()
+    booking = make_booking(app, db, citizen=citizen, meet_at=utcnow() + timedelta(minutes=40), ahead=timedelta(0))
+    post(client, create_user(db.session, role="operator"), booking.id, "cancel")  # pushed to the citizen
+    ttl = {d.reason: d.message["ttl_s"] for d in expand_pushes(db)}
+    assert ttl["escort.offered"] == pytest.approx(40 * 60, abs=5)
+    assert ttl["escort.cancelled"] == 6 * 3600  # what is over stays news for longer
+
+
+def test_an_offer_goes_only_while_the_booking_wants_scouts_and_its_meeting_is_to_come(client, app, db):
+    """An offer retried after the pair was found (or the meeting came) still went to the scout."""
+    from safety_api.services import audiences
+    onlooker = scout(db)
+    db.session.add(PushDevice(user_id=onlooker.id, token="phone", platform="android"))
+    db.session.commit()
+    taken, waiting = make_booking(app, db), make_booking(app, db, meet_at=utcnow() + timedelta(hours=4))
+    offers = {d.subject: d for d in expand_pushes(db) if d.reason == "escort.offered"}
+    taken_offer, waiting_offer = offers[f"escort:{taken.id}"], offers[f"escort:{waiting.id}"]
+    assert audiences.still_entitled(db.session, taken_offer) and audiences.still_entitled(db.session, waiting_offer)
+    for person in (scout(db, name="첫째"), scout(db, name="둘째")):
+        post(client, person, taken.id, "accept")
+    db.session.execute(update(EscortBooking).where(EscortBooking.id == waiting.id)
+                       .values(meet_at=utcnow() - timedelta(minutes=1), ends_at=utcnow() + timedelta(minutes=9)))
+    assert not audiences.still_entitled(db.session, taken_offer)  # confirmed
+    assert not audiences.still_entitled(db.session, waiting_offer)  # its meeting time has come
 
 
 # --- a citizen deleting the account ---------------------------------------------------------------------------
