@@ -18,6 +18,7 @@ from geo.projection import haversine_m
 from notifications.messages import ESCORT_EVENTS, INFO_TTL_S, seoul_time
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
+from safety_api.extensions import commit_keeping
 from safety_api.models import User
 from safety_api.models.accounts import on_shift
 from safety_api.models.escort import (
@@ -27,10 +28,15 @@ from safety_api.models.escort import (
     EscortEvent,
     MeetingPoint,
 )
-from safety_api.policy import check_change_booking, check_on_duty_for_offers, check_read_booking
+from safety_api.policy import (
+    check_change_booking,
+    check_on_duty_for_offers,
+    check_read_booking,
+    sees_escort_destination,
+)
 from safety_api.realtime import broadcast, events
 from safety_api.realtime.positions import batcher
-from safety_api.services import jobs
+from safety_api.services import access_log, jobs
 from safety_api.services.escort_rules import Policy, Violation, check_booking_time
 from safety_api.services.escort_views import event_payload, point_of
 
@@ -228,6 +234,7 @@ def accept(session, *, scout: User, booking_id, now: datetime | None = None) -> 
         push(session, booking, "confirmed", parties(booking))
         if booking.reminded_at is None:  # its timer may have come while the pair was incomplete, and done nothing
             rearm_timer(session, booking, "escort.reminder", now=now)
+    log_reads(session, scout, [booking], now=now, purpose="escort.act")  # the answer tells where the citizen goes
     _commit_and_tell(session, booking, event)
     return booking
 
@@ -271,6 +278,8 @@ def _move(session, *, user, booking_id, action, now, policy: Policy | None = Non
     recipients = move_booking(session, booking, action=action, actor=user, now=now)
     if action == "start":
         _set_overrun_timer(session, booking, policy=policy, now=now)
+        _log_stream(session, booking)
+    log_reads(session, user, [booking], now=now, purpose="escort.act")
     _commit_and_tell(session, booking, event, extra=recipients)
     if action == "complete":  # positions queued before the end must not follow the news that it ended
         batcher.discard(kind="escort", subject_id=str(booking_id))
@@ -295,6 +304,14 @@ def _set_overrun_timer(session, booking, *, policy: Policy, now: datetime):
     end = max(booking.busy_until, now + (booking.ends_at - booking.meet_at))
     jobs.enqueue(session, kind=OVERRUN, payload={"booking_id": str(booking.id)}, run_at=end + policy.overrun_grace,
                  dedupe_key=f"{OVERRUN}:{booking.id}")
+
+
+def _log_stream(session, booking):
+    """From the start, the escort's positions go live to the district's control room: one access row per operator
+    on shift there, for the stream (as a guardian's watch is one row for the session, not one per position)."""
+    for operator_id in staff_on_duty(session, "operator", booking.district_code):
+        access_log.record(session, viewer_id=operator_id, subject_user_id=booking.citizen_id, subject_kind="escort",
+                          subject_id=booking.id, purpose="escort.stream")
 
 
 def closes_at(session, booking) -> datetime:
@@ -343,14 +360,33 @@ def get_booking(session, *, user: User, booking_id, now: datetime | None = None)
     """A booking for its citizen, its scouts, the district's operators and on-duty scouts (while open and its
     meeting still ahead), admins.
 
-    How much of it each reader sees is policy.sees_escort_destination's; the views apply it."""
+    How much of it each reader sees is policy.sees_escort_destination's; the views apply it. A reader other than
+    the citizen is written to the location access log, each time (`escort.read`, or `escort.offer`)."""
+    now = now or utcnow()
     booking = session.get(EscortBooking, booking_id)
-    check_read_booking(user, booking, now=now or utcnow())
+    check_read_booking(user, booking, now=now)
+    access_log.record(session, viewer_id=user.id, subject_user_id=booking.citizen_id, subject_kind="escort",
+                      subject_id=booking.id,
+                      purpose="escort.read" if sees_escort_destination(user, booking, now=now) else "escort.offer")
+    commit_keeping(session, booking)
     return booking
 
 
-def list_bookings(session, *, user: User, status: str | None = None, limit: int = 100) -> list[EscortBooking]:
-    """My bookings (citizen), my escorts (scout), my district's (operator) or all (admin), newest first."""
+def log_reads(session, user, bookings, *, now: datetime, purpose: str):
+    """Write reads of escorts by anyone but their citizens to the location access log, in the caller's
+    transaction, at most once an hour per reader, booking and purpose (lists are read again and again): what the
+    reader is shown in full as `purpose`, an offer as `escort.offer` (where and when a citizen will wait)."""
+    full = [b for b in bookings if sees_escort_destination(user, b, now=now)]
+    offered = [b for b in bookings if b not in full]
+    for shown, why in ((full, purpose), (offered, "escort.offer")):
+        access_log.record_recent(session, viewer_id=user.id, subject_kind="escort", purpose=why,
+                                 subjects=[(b.citizen_id, b.id) for b in shown])
+
+
+def list_bookings(session, *, user: User, status: str | None = None, limit: int = 100,
+                  now: datetime | None = None) -> list[EscortBooking]:
+    """My bookings (citizen), my escorts (scout), my district's (operator) or all (admin), newest first; logged as
+    `escort.list` (log_reads)."""
     query = select(EscortBooking)
     if user.role == "citizen":
         query = query.where(EscortBooking.citizen_id == user.id)
@@ -361,18 +397,26 @@ def list_bookings(session, *, user: User, status: str | None = None, limit: int 
         query = query.where(EscortBooking.district_code == user.district_code)
     if status:
         query = query.where(EscortBooking.status == status)
-    return list(session.scalars(query.order_by(EscortBooking.meet_at.desc()).limit(limit)))
+    found = list(session.scalars(query.order_by(EscortBooking.meet_at.desc()).limit(limit)))
+    log_reads(session, user, found, now=now or utcnow(), purpose="escort.list")
+    commit_keeping(session, *found)
+    return found
 
 
 def offers(session, *, scout: User, now: datetime | None = None) -> list[EscortBooking]:
-    """Open bookings of the scout's district that still need scouts and are not yet theirs (scouts on duty)."""
+    """Open bookings of the scout's district that still need scouts and are not yet theirs (scouts on duty);
+    logged as `escort.offer` (log_reads)."""
+    now = now or utcnow()
     check_on_duty_for_offers(scout)
     mine = select(EscortAssignment.booking_id).where(EscortAssignment.scout_id == scout.id)
-    return list(session.scalars(
+    found = list(session.scalars(
         select(EscortBooking).where(EscortBooking.district_code == scout.district_code,
-                                    EscortBooking.status == "requested", EscortBooking.meet_at > (now or utcnow()),
+                                    EscortBooking.status == "requested", EscortBooking.meet_at > now,
                                     EscortBooking.id.not_in(mine))
         .order_by(EscortBooking.meet_at)))
+    log_reads(session, scout, found, now=now, purpose="escort.offer")
+    commit_keeping(session, *found)
+    return found
 
 
 def set_timer(session, booking, kind, *, due: datetime, key: str | None = None):
