@@ -186,6 +186,8 @@ class Config:
         self.ESCORT_UNCONFIRMED_MINUTES = _int("ESCORT_UNCONFIRMED_MINUTES", 15)
         self.ESCORT_TURNAROUND_MINUTES = _int("ESCORT_TURNAROUND_MINUTES", 15)
         self.ESCORT_MAX_WALK_M = _float("ESCORT_MAX_WALK_M", 4000)
+        self.ESCORT_START_LEAD_MINUTES = _int("ESCORT_START_LEAD_MINUTES", 30, at_least=0)
+        self.ESCORT_OVERRUN_GRACE_MINUTES = _int("ESCORT_OVERRUN_GRACE_MINUTES", 30, at_least=0)
         # Walk-home monitoring (안심귀가 모니터링); docs/monitoring.md says why each default.
         self.WALK_ARRIVAL_MARGIN_S = _float("WALK_ARRIVAL_MARGIN_S", 180)
         self.WALK_ARRIVAL_MARGIN_RATIO = _float("WALK_ARRIVAL_MARGIN_RATIO", 0.2)

@@ -1,5 +1,11 @@
 """Who may see and do what: the one module of authorisation rules beyond plain roles."""
+from datetime import timedelta
+
 from safety_api.errors import Conflict, Forbidden, NotFound
+
+# How long after an escort ended its scouts still see where its citizen went and who they are: the escort's
+# summary on their phones, the report of the evening; then the escort is the citizen's again.
+SCOUT_SEES_AFTER_ESCORT = timedelta(minutes=30)
 
 
 def may_operate_incident(user, incident) -> bool:
@@ -123,17 +129,21 @@ def check_change_booking(user, booking, action: str):
     raise Forbidden(f"You may not {action.replace('_', '-')} this booking.")
 
 
-def sees_escort_destination(user, booking) -> bool:
+def sees_escort_destination(user, booking, *, now) -> bool:
     """Whether the user is shown where the citizen goes (`to`, the route, which ends there) and who they are.
 
     Usually `to` is the citizen's home. The citizen, the district's operators, admins and the scouts holding a
-    slot see it; a scout merely offered the booking, or released by a cancellation, sees where and when to meet
-    and how long the walk is: enough to decide, not where the citizen lives. Call after check_read_booking."""
+    slot see it, the scouts only while the escort is theirs to walk: until it ended and SCOUT_SEES_AFTER_ESCORT
+    after (kept for good, every citizen a scout ever walked home would stay on the scout's phone by name and
+    home, in any district the scout moves to). A scout merely offered the booking, released by a cancellation
+    or past that time sees where and when to meet and how long the walk is: enough to decide, not where the
+    citizen lives. Call after check_read_booking."""
     if user.role in ("admin", "operator"):
         return True
     if user.role == "citizen":
         return booking.citizen_id == user.id
-    return _holds_slot(booking, user.id)
+    ended = booking.finished_at is not None and now >= booking.finished_at + SCOUT_SEES_AFTER_ESCORT
+    return _holds_slot(booking, user.id) and not ended
 
 
 def _holds_slot(booking, user_id, *, ever=False) -> bool:

@@ -1,6 +1,7 @@
 """The registry of job kinds the worker knows, each pointing at a service function."""
 from datetime import datetime
 
+from notifications.messages import INFO_TTL_S
 from safety_api.services import deliveries, escort_live, incidents, retention, walks
 
 
@@ -21,7 +22,8 @@ def _push_user(session, payload, worker):
     planned = payload.get("planned_at")  # absent from jobs queued before it was written: they count from now
     deliveries.expand_user_push(session, user_ids=payload["user_ids"], title=payload["title"], body=payload["body"],
                                 data=payload.get("data", {}), on_shift_in=payload.get("on_shift_in"),
-                                planned_at=datetime.fromisoformat(planned) if planned else None)
+                                planned_at=datetime.fromisoformat(planned) if planned else None,
+                                ttl_s=payload.get("ttl_s", INFO_TTL_S))
 
 
 def _escalate(session, payload, worker):
@@ -37,6 +39,7 @@ HANDLERS = {
     "incident.escalate": _escalate,
     "escort.reminder": escort_live.reminder_job,
     "escort.unconfirmed": escort_live.unconfirmed_job,
+    "escort.overrun": escort_live.overrun_job,
     "walk.timers": walks.timers_job,
     "walk.checkin_expired": walks.checkin_job,
     "fixes.purge": retention.purge_job,

@@ -4,6 +4,7 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from safety_api.api.geodata import route_settings
+from safety_api.api.incidents import IDEMPOTENCY_HEADER, idempotency_key
 from safety_api.api.me import DutySchema
 from safety_api.api.schemas import District, Latitude, Longitude, Name, PointSchema, StrictSchema
 from safety_api.clock import utcnow
@@ -14,6 +15,10 @@ from safety_api.services import escort, escort_live, meeting_points, staff
 from safety_api.services.escort_views import booking_view, detail_view, meeting_point_view
 
 blp = Blueprint("escort", __name__, url_prefix="/api/v1/escort", description="Escort booking (안심귀가스카우트)")
+BOOKING_KEY_DOC = {"in": "header", "name": IDEMPOTENCY_HEADER, "required": False,
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                   "description": "The citizen's same key again answers 200 with the booking it made; with another "
+                                  "booking request, 422 (1 to 128 printable characters)."}
 
 
 class MeetingPointQuery(StrictSchema):
@@ -149,13 +154,16 @@ def update_meeting_point(body, point_id):
 @blp.post("/bookings")
 @blp.arguments(EscortBookingIn())
 @blp.response(201, EscortBookingOut)
+@blp.alt_response(200, schema=EscortBookingOut, description="A replay of the same Idempotency-Key")
+@blp.doc(parameters=[BOOKING_KEY_DOC])
 @require("citizen")
 def book(body):
-    """Book an escort: 422 outside service hours, too late or too far; the problem type names the rule."""
+    """Book an escort: 422 outside service hours, too late or too far; the problem type names the rule. A retry
+    with the same Idempotency-Key answers the same booking (200)."""
     cfg = current_app.config
-    booking = escort.create_booking(db.session, citizen=me(), policy=cfg["ESCORT_POLICY"],
-                                    route_settings=route_settings(cfg), **body)
-    return booking_view(booking, viewer=me())
+    booking, created = escort.book(db.session, citizen=me(), idempotency_key=idempotency_key(),
+                                   policy=cfg["ESCORT_POLICY"], route_settings=route_settings(cfg), **body)
+    return booking_view(booking, viewer=me()), 201 if created else 200
 
 
 @blp.get("/bookings")
@@ -190,8 +198,10 @@ def accept(booking_id):
 @blp.response(200, EscortBookingOut)
 @require("scout", "operator", "admin")
 def start(booking_id):
-    """The pair met the citizen: confirmed -> in_progress."""
-    return booking_view(escort.start(db.session, user=me(), booking_id=booking_id), viewer=me())
+    """The pair met the citizen: confirmed -> in_progress; 409 earlier than ESCORT_START_LEAD_MINUTES before the
+    meeting, or once the escort's time is over."""
+    return booking_view(escort.start(db.session, user=me(), booking_id=booking_id,
+                                     policy=current_app.config["ESCORT_POLICY"]), viewer=me())
 
 
 @blp.post("/bookings/<uuid:booking_id>/complete")

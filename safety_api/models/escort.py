@@ -54,6 +54,9 @@ class EscortBooking(db.Model):
                           where=db.text(f"status IN {OPEN_STATES}"), name="ex_escort_bookings_citizen_overlap"),
         db.Index("ix_escort_bookings_open", "district_code", "meet_at",
                  postgresql_where=db.text(f"status IN {OPEN_STATES}")),
+        # A phone retrying a booking with the same Idempotency-Key gets the same booking back.
+        db.Index("uq_escort_bookings_citizen_key", "citizen_id", "idempotency_key", unique=True,
+                 postgresql_where=db.text("idempotency_key IS NOT NULL")),
     )
 
     id = db.Column(UUID(as_uuid=True), primary_key=True, default=_uuid)
@@ -71,6 +74,7 @@ class EscortBooking(db.Model):
     route_duration_s = db.Column(db.Float, nullable=False)
     route_source = db.Column(db.String(16), nullable=False)  # "engine" or "estimate"
     status = db.Column(db.String(16), nullable=False, server_default="requested")
+    idempotency_key = db.Column(db.String(128))  # the citizen's, when the booking request carried one
     created_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
     started_at = db.Column(db.DateTime(timezone=True))
     finished_at = db.Column(db.DateTime(timezone=True))

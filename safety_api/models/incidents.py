@@ -107,7 +107,10 @@ class LocationFix(db.Model):
 
     __tablename__ = "location_fixes"
     __table_args__ = (
-        db.UniqueConstraint("subject_kind", "subject_id", "t", name="uq_location_fixes_subject_t"),
+        # One fix per sender, subject and moment: an escort's two scouts report one subject (the booking). The name
+        # is the one the constraint had on (kind, subject, t), kept for the previous release's ON CONFLICT during
+        # a rolling deploy (migration 0014); `user_id` last, so the index still reads a subject's fixes by time.
+        db.UniqueConstraint("subject_kind", "subject_id", "t", "user_id", name="uq_location_fixes_subject_t"),
         db.CheckConstraint("subject_kind IN ('sos', 'walk', 'escort')", name="subject_kind"),
     )
 

@@ -29,6 +29,16 @@ class PositionBatcher:
                 self._started = True
                 socketio.start_background_task(self._run)
 
+    def discard(self, *, kind: str, subject_id: str):
+        """Drop what is queued for one subject that has just ended (an escort completed): its last positions must
+        not reach the viewers after the news that it ended. Only this process's queue: another api process may
+        still send what it holds, within one flush interval."""
+        with self._lock:
+            for key, items in list(self._pending.items()):
+                items.pop((kind, subject_id), None)
+                if not items:
+                    del self._pending[key]
+
     def flush(self):
         """Emit everything queued: one publish per room, never one per fix."""
         with self._lock:

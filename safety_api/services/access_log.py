@@ -21,8 +21,8 @@ _RECORD_RECENT = text(f"""
 
 def record(session, *, viewer_id, subject_user_id, subject_kind: str, subject_id, purpose: str):
     """Add one access row inside the caller's transaction; reading one's own position is not logged.
-    Purposes so far: walk.started, walk.read, walk.watch, incident.read (docs/monitoring.md says what each
-    covers)."""
+    Purposes so far: walk.started, walk.read, walk.watch, incident.read, escort.read, escort.offer, escort.stream
+    (docs/monitoring.md and docs/escort.md say what each covers)."""
     if str(viewer_id) == str(subject_user_id):
         return None
     row = LocationAccess(viewer_id=viewer_id, subject_user_id=subject_user_id, subject_kind=subject_kind,
@@ -33,7 +33,8 @@ def record(session, *, viewer_id, subject_user_id, subject_kind: str, subject_id
 
 def record_recent(session, *, viewer_id, subject_kind: str, subjects: list, purpose: str):
     """Log a read of several people's positions at once, (user id, subject id) each, skipping those this
-    viewer read for the same purpose within the last hour. Purposes: incident.list, incident.act."""
+    viewer read for the same purpose within the last hour. Purposes: incident.list, incident.act, escort.list,
+    escort.offer, escort.act."""
     if subjects:
         session.execute(_RECORD_RECENT, {"viewer": viewer_id, "kind": subject_kind, "purpose": purpose,
                                          "user_ids": [u for u, _ in subjects], "subject_ids": [i for _, i in subjects]})

@@ -8,7 +8,7 @@ still stands where the push was planned for. Reasons not named here go to their 
 party's notice of their own escort, a walker's own prompt)."""
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from safety_api.models import EscortBooking, Incident, User, Walk
 from safety_api.models.accounts import on_shift
@@ -44,8 +44,12 @@ def _incident_watchers(incident_id):
 
 
 def _escort_offer(booking_id):
-    """An escort offer: the scouts on shift in the booking's district."""
-    district = select(EscortBooking.district_code).where(EscortBooking.id == booking_id).scalar_subquery()
+    """An escort offer: the scouts on shift in the booking's district, while the booking still wants scouts and
+    its meeting is to come (an offer retried after the pair was found, the booking cancelled or the meeting
+    time come would send a scout to a meeting that is not theirs)."""
+    district = select(EscortBooking.district_code).where(
+        EscortBooking.id == booking_id, EscortBooking.status == "requested",
+        EscortBooking.meet_at > func.now()).scalar_subquery()
     return select(User.id).where(User.role == "scout", on_shift(), User.district_code == district)
 
 

@@ -238,10 +238,11 @@ def receipts(session, *, subject: str) -> list:
 
 
 def expand_user_push(session, *, user_ids, title: str, body: str, data: dict, urgency: str = "high",
-                     on_shift_in: str | None = None, planned_at=None) -> int:
+                     on_shift_in: str | None = None, planned_at=None, ttl_s: int = INFO_TTL_S) -> int:
     """Turn a push addressed to people into one delivery per device they have now (the `push.user` job).
     `on_shift_in`: addressed to them as that district's staff on shift, so only those still are (as they are
-    now, not when the push was planned)."""
+    now, not when the push was planned). `ttl_s`: how long it lives from `planned_at` (an escort's news of its
+    meeting only until the meeting)."""
     if on_shift_in is not None:
         user_ids = list(session.scalars(select(User.id).where(User.id.in_(user_ids), User.district_code == on_shift_in,
                                                               on_shift())))
@@ -249,7 +250,7 @@ def expand_user_push(session, *, user_ids, title: str, body: str, data: dict, ur
     collapse = f"{data.get('type', 'notice')}-{data.get('id', '-')}"
     by_user = {user_id: [PushMessage(token=token, platform=platform, data={k: str(v) for k, v in data.items()},
                                      title=title, body=body, urgency=urgency, collapse_key=collapse,
-                                     ttl_s=INFO_TTL_S)
+                                     ttl_s=ttl_s)
                          for token, platform in tokens]
                for user_id, tokens in tokens_by_user(session, user_ids).items()}
     return plan(session, subject=subject, reason=f"{data.get('type', 'notice')}.{data.get('event', 'update')}",

@@ -15,9 +15,10 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from geo.projection import haversine_m
-from notifications.messages import ESCORT_EVENTS, seoul_time
+from notifications.messages import ESCORT_EVENTS, INFO_TTL_S, seoul_time
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
+from safety_api.extensions import commit_keeping
 from safety_api.models import User
 from safety_api.models.accounts import on_shift
 from safety_api.models.escort import (
@@ -27,9 +28,15 @@ from safety_api.models.escort import (
     EscortEvent,
     MeetingPoint,
 )
-from safety_api.policy import check_change_booking, check_on_duty_for_offers, check_read_booking
+from safety_api.policy import (
+    check_change_booking,
+    check_on_duty_for_offers,
+    check_read_booking,
+    sees_escort_destination,
+)
 from safety_api.realtime import broadcast, events
-from safety_api.services import jobs
+from safety_api.realtime.positions import batcher
+from safety_api.services import access_log, jobs
 from safety_api.services.escort_rules import Policy, Violation, check_booking_time
 from safety_api.services.escort_views import event_payload, point_of
 
@@ -44,19 +51,29 @@ TEXTS = {**ESCORT_EVENTS,  # events the notifications package has no text for ye
          "requested": ("귀가동행 예약", "{time} 귀가동행 예약이 접수되었습니다."),
          "accepted": ("귀가동행 수락", "{time} 귀가동행을 안심귀가스카우트 1명이 수락했습니다."),
          "unconfirmed": ("귀가동행 미확정", "{time} 귀가동행에 아직 스카우트 2명이 배정되지 않았습니다."),
-         "reopened": ("귀가동행 스카우트 변경", "{time} 귀가동행 스카우트가 바뀌어 다시 배정하고 있습니다.")}
+         "reopened": ("귀가동행 스카우트 변경", "{time} 귀가동행 스카우트가 바뀌어 다시 배정하고 있습니다."),
+         "timed_out": ("귀가동행 자동 종료", "{time} 귀가동행이 예정 시간을 넘겨 자동으로 종료되었습니다.")}
 FULL = "This booking already has its two scouts."
 CONFLICTS = {  # constraint -> what the refused scout is told
     "ex_escort_assignments_scout_busy": "You already escort someone at an overlapping time.",
     "ck_escort_assignments_pair": FULL,
     "uq_escort_assignments_slot": FULL,
     "ex_escort_bookings_citizen_overlap": "You already have an escort booked at an overlapping time.",
+    "uq_escort_bookings_citizen_key": "You already made a booking with this Idempotency-Key.",
 }
 # action -> (states it may start from, state it leads to, event name)
 MOVES = {"start": (("confirmed",), "in_progress", "started"),
          "complete": (("in_progress",), "completed", "completed"),
          "no_show": (("confirmed",), "no_show", "no_show"),
-         "cancel": (("requested", "confirmed"), "cancelled", "cancelled")}
+         "cancel": (("requested", "confirmed"), "cancelled", "cancelled"),
+         "time_out": (("in_progress",), "completed", "timed_out")}  # nobody's: the escort's time ran out
+# The timer that closes an escort nobody completed, due at its closing time (set at start).
+OVERRUN = "escort.overrun"
+# Pushes about a meeting still to come: false once it has come (an offer, "the meeting starts soon", "no scouts
+# yet", "two scouts will meet you"), so they live only until then (a retry must not bring them after it), and at
+# least a minute. The others (started, completed, cancelled...) live as long as any notice (INFO_TTL_S).
+UNTIL_THE_MEETING = ("offered", "reminder", "unconfirmed", "confirmed", "reopened")
+MIN_PUSH_TTL_S = 60
 # The lowest free slot (a scout removed by an admin frees theirs); a third scout gets slot 3, which the pair's
 # check constraint refuses.
 TAKE_SLOT_SQL = f"""
@@ -78,6 +95,12 @@ class RuleBroken(Invalid):
     def __init__(self, violation: Violation):
         super().__init__(violation.message, errors=[{"field": "meet_at", "message": violation.message}])
         self.kind = f"escort-{violation.rule}"
+
+
+class KeyReused(Invalid):
+    """A 422: the Idempotency-Key made another booking (draft-ietf-httpapi-idempotency-key-header)."""
+
+    title, kind = "Idempotency-Key already used", "idempotency-key-reused"
 
 
 @dataclass(frozen=True)
@@ -107,8 +130,44 @@ def estimate_route(origin, destination) -> PlannedRoute:
     return PlannedRoute([tuple(origin), tuple(destination)], distance, distance / WALKING_MPS, "estimate")
 
 
+def book(session, *, citizen: User, idempotency_key: str | None, meeting_point_id, meet_at: datetime, to: dict,
+         **options) -> tuple[EscortBooking, bool]:
+    """`create_booking` once per Idempotency-Key of the citizen: the key again answers the booking it made (and
+    False), before any rule is judged, since a phone that timed out and retries must get its booking back, not a
+    409 from its own overlap rule or a 422 for the minutes that passed. The key with another request is a 422."""
+    request = {"meeting_point_id": meeting_point_id, "meet_at": meet_at, "to": to}
+    earlier = _booked_with_key(session, citizen=citizen, key=idempotency_key, **request)
+    if earlier is not None:
+        return earlier, False
+    try:
+        return create_booking(session, citizen=citizen, idempotency_key=idempotency_key, **request, **options), True
+    except Conflict:
+        # A parallel retry with the key committed first (the citizen's row lock made this one wait for it): its
+        # booking overlaps this one, or holds the key.
+        earlier = _booked_with_key(session, citizen=citizen, key=idempotency_key, **request)
+        if earlier is None:
+            raise
+        return earlier, False
+
+
+def _booked_with_key(session, *, citizen: User, key: str | None, meeting_point_id, meet_at, to) -> EscortBooking | None:
+    """The citizen's booking made with this key, if any; KeyReused when it was made for another request."""
+    if key is None:
+        return None
+    booking = session.scalar(select(EscortBooking).where(EscortBooking.citizen_id == citizen.id,
+                                                         EscortBooking.idempotency_key == key))
+    if booking is None:
+        return None
+    if (booking.meeting_point_id, booking.meet_at, point_of(booking.destination)) != (
+            meeting_point_id, meet_at, (to["lon"], to["lat"])):
+        raise KeyReused("This Idempotency-Key made another booking; send a new key with a new booking.",
+                        errors=[{"field": "Idempotency-Key", "message": "Used for another booking."}])
+    return booking
+
+
 def create_booking(session, *, citizen: User, policy: Policy, meeting_point_id, meet_at: datetime, to: dict,
-                   route_settings: dict | None = None, now: datetime | None = None) -> EscortBooking:
+                   route_settings: dict | None = None, now: datetime | None = None,
+                   idempotency_key: str | None = None) -> EscortBooking:
     """Book an escort, offer it to the district's on-duty scouts and set its timers, in one transaction."""
     now = now or utcnow()
     point = session.get(MeetingPoint, meeting_point_id)
@@ -127,7 +186,7 @@ def create_booking(session, *, citizen: User, policy: Policy, meeting_point_id, 
         citizen=citizen, district_code=point.district_code, meeting_point=point, meet_at=meet_at, ends_at=ends_at,
         busy_until=ends_at + policy.turnaround, destination=f"SRID=4326;POINT({to['lon']} {to['lat']})",
         route=from_shape(LineString(route.coords), srid=4326), route_distance_m=route.distance_m,
-        route_duration_s=route.duration_s, route_source=route.source)
+        route_duration_s=route.duration_s, route_source=route.source, idempotency_key=idempotency_key)
     take_turns(session, citizen)
     session.add(booking)
     _flush_or_conflict(session)
@@ -149,7 +208,7 @@ def accept(session, *, scout: User, booking_id, now: datetime | None = None) -> 
     (409)."""
     now = now or utcnow()
     booking = locked_booking(session, booking_id)
-    with _refusal_releases_lock(session):
+    with refusal_releases_lock(session):
         if holds(booking, scout.id):
             session.commit()
             return booking  # a retried accept
@@ -175,13 +234,15 @@ def accept(session, *, scout: User, booking_id, now: datetime | None = None) -> 
         push(session, booking, "confirmed", parties(booking))
         if booking.reminded_at is None:  # its timer may have come while the pair was incomplete, and done nothing
             rearm_timer(session, booking, "escort.reminder", now=now)
+    log_reads(session, scout, [booking], now=now, purpose="escort.act")  # the answer tells where the citizen goes
     _commit_and_tell(session, booking, event)
     return booking
 
 
-def start(session, *, user: User, booking_id, now=None) -> EscortBooking:
-    """The scouts met the citizen: confirmed -> in_progress."""
-    return _move(session, user=user, booking_id=booking_id, action="start", now=now)
+def start(session, *, user: User, booking_id, policy: Policy, now=None) -> EscortBooking:
+    """The scouts met the citizen: confirmed -> in_progress, from `policy.start_lead` before the meeting until the
+    escort's time is over. Nobody completing it, it closes by itself (the `escort.overrun` timer)."""
+    return _move(session, user=user, booking_id=booking_id, action="start", now=now, policy=policy)
 
 
 def complete(session, *, user: User, booking_id, now=None) -> EscortBooking:
@@ -199,11 +260,11 @@ def cancel(session, *, user: User, booking_id, now=None) -> EscortBooking:
     return _move(session, user=user, booking_id=booking_id, action="cancel", now=now)
 
 
-def _move(session, *, user, booking_id, action, now) -> EscortBooking:
+def _move(session, *, user, booking_id, action, now, policy: Policy | None = None) -> EscortBooking:
     allowed, target, event = MOVES[action]
     now = now or utcnow()
     booking = locked_booking(session, booking_id)
-    with _refusal_releases_lock(session):
+    with refusal_releases_lock(session):
         check_change_booking(user, booking, action)
         if booking.status == target:
             session.commit()
@@ -212,16 +273,74 @@ def _move(session, *, user, booking_id, action, now) -> EscortBooking:
             raise Conflict(f"This booking is {booking.status}; it cannot {action.replace('_', '-')}.")
         if action == "no_show" and now < booking.meet_at:
             raise Conflict("A no-show can be recorded from the meeting time on.")
+        if action == "start":
+            _check_start_time(booking, policy=policy, now=now)
     recipients = move_booking(session, booking, action=action, actor=user, now=now)
+    if action == "start":
+        _set_overrun_timer(session, booking, policy=policy, now=now)
+        _log_stream(session, booking)
+    log_reads(session, user, [booking], now=now, purpose="escort.act")
     _commit_and_tell(session, booking, event, extra=recipients)
+    if action == "complete":  # positions queued before the end must not follow the news that it ended
+        batcher.discard(kind="escort", subject_id=str(booking_id))
     return booking
+
+
+def _check_start_time(booking, *, policy: Policy, now: datetime):
+    """An escort starts from `start_lead` before its meeting until its time is over (`busy_until`). Started hours
+    early, it stayed in progress, taking and streaming the scouts' positions, long after the walk; started after
+    its time, it is a meeting that did not happen (a no-show), and its scouts may be walking someone else."""
+    earliest = booking.meet_at - policy.start_lead
+    if now < earliest:
+        raise Conflict(f"The escort can start from {seoul_time(earliest.isoformat())} (Asia/Seoul), "
+                       f"{int(policy.start_lead.total_seconds() // 60)} minutes before the meeting.")
+    if now >= booking.busy_until:
+        raise Conflict("This escort's time is over; record a no-show, and the citizen can book again.")
+
+
+def _set_overrun_timer(session, booking, *, policy: Policy, now: datetime):
+    """At the start, in its transaction: when the escort closes by itself if nobody completes it. That is the end
+    of its time (`busy_until`; started late, the start plus the walk, if later), and `overrun_grace` after."""
+    end = max(booking.busy_until, now + (booking.ends_at - booking.meet_at))
+    jobs.enqueue(session, kind=OVERRUN, payload={"booking_id": str(booking.id)}, run_at=end + policy.overrun_grace,
+                 dedupe_key=f"{OVERRUN}:{booking.id}")
+
+
+def _log_stream(session, booking):
+    """From the start, the escort's positions go live to the district's control room: one access row per operator
+    on shift there, for the stream (as a guardian's watch is one row for the session, not one per position)."""
+    for operator_id in staff_on_duty(session, "operator", booking.district_code):
+        access_log.record(session, viewer_id=operator_id, subject_user_id=booking.citizen_id, subject_kind="escort",
+                          subject_id=booking.id, purpose="escort.stream")
+
+
+def closes_at(session, booking) -> datetime:
+    """When an escort in progress is over at the latest: its overrun timer's time, set at its start (for one
+    started before that timer existed, `busy_until`)."""
+    return jobs.due_at(session, dedupe_key=f"{OVERRUN}:{booking.id}") or booking.busy_until
+
+
+def under_way(session, booking, *, now: datetime) -> bool:
+    """Whether the escort is being walked now: in progress and before its closing time. Its timer may run late (a
+    worker's backlog); the time is the rule, for the scouts' positions and for the citizen's account deletion."""
+    return booking.status == "in_progress" and now < closes_at(session, booking)
+
+
+def time_out(session, booking, *, now: datetime) -> tuple:
+    """Close a locked escort still in progress past its closing time, in the caller's transaction: completed, event
+    `timed_out` by no one, pushed to the parties and to the district's operators on shift, who may want to check
+    on the pair. Returns (district, payload, user ids) to `tell` once committed."""
+    move_booking(session, booking, action="time_out", actor=None, now=now)
+    push(session, booking, "timed_out", staff_on_duty(session, "operator", booking.district_code), staff=True)
+    return booking.district_code, event_payload(booking, "timed_out", TEXTS["timed_out"][0]), parties(booking)
 
 
 def move_booking(session, booking, *, action, actor, now) -> list:
     """Make a checked move on a locked booking: its state and time, the scouts freed by a cancellation, the
-    event, and the push to every party but the actor (returned: the freed scouts are no longer parties)."""
+    event, and the push to every party but the actor (returned: the freed scouts are no longer parties). No
+    actor: the system's move (a timer's), pushed to every party."""
     _allowed, target, event = MOVES[action]
-    recipients = [uid for uid in parties(booking) if uid != actor.id]
+    recipients = [uid for uid in parties(booking) if actor is None or uid != actor.id]
     booking.status = target
     if action == "start":
         booking.started_at = now
@@ -241,14 +360,33 @@ def get_booking(session, *, user: User, booking_id, now: datetime | None = None)
     """A booking for its citizen, its scouts, the district's operators and on-duty scouts (while open and its
     meeting still ahead), admins.
 
-    How much of it each reader sees is policy.sees_escort_destination's; the views apply it."""
+    How much of it each reader sees is policy.sees_escort_destination's; the views apply it. A reader other than
+    the citizen is written to the location access log, each time (`escort.read`, or `escort.offer`)."""
+    now = now or utcnow()
     booking = session.get(EscortBooking, booking_id)
-    check_read_booking(user, booking, now=now or utcnow())
+    check_read_booking(user, booking, now=now)
+    access_log.record(session, viewer_id=user.id, subject_user_id=booking.citizen_id, subject_kind="escort",
+                      subject_id=booking.id,
+                      purpose="escort.read" if sees_escort_destination(user, booking, now=now) else "escort.offer")
+    commit_keeping(session, booking)
     return booking
 
 
-def list_bookings(session, *, user: User, status: str | None = None, limit: int = 100) -> list[EscortBooking]:
-    """My bookings (citizen), my escorts (scout), my district's (operator) or all (admin), newest first."""
+def log_reads(session, user, bookings, *, now: datetime, purpose: str):
+    """Write reads of escorts by anyone but their citizens to the location access log, in the caller's
+    transaction, at most once an hour per reader, booking and purpose (lists are read again and again): what the
+    reader is shown in full as `purpose`, an offer as `escort.offer` (where and when a citizen will wait)."""
+    full = [b for b in bookings if sees_escort_destination(user, b, now=now)]
+    offered = [b for b in bookings if b not in full]
+    for shown, why in ((full, purpose), (offered, "escort.offer")):
+        access_log.record_recent(session, viewer_id=user.id, subject_kind="escort", purpose=why,
+                                 subjects=[(b.citizen_id, b.id) for b in shown])
+
+
+def list_bookings(session, *, user: User, status: str | None = None, limit: int = 100,
+                  now: datetime | None = None) -> list[EscortBooking]:
+    """My bookings (citizen), my escorts (scout), my district's (operator) or all (admin), newest first; logged as
+    `escort.list` (log_reads)."""
     query = select(EscortBooking)
     if user.role == "citizen":
         query = query.where(EscortBooking.citizen_id == user.id)
@@ -259,18 +397,26 @@ def list_bookings(session, *, user: User, status: str | None = None, limit: int 
         query = query.where(EscortBooking.district_code == user.district_code)
     if status:
         query = query.where(EscortBooking.status == status)
-    return list(session.scalars(query.order_by(EscortBooking.meet_at.desc()).limit(limit)))
+    found = list(session.scalars(query.order_by(EscortBooking.meet_at.desc()).limit(limit)))
+    log_reads(session, user, found, now=now or utcnow(), purpose="escort.list")
+    commit_keeping(session, *found)
+    return found
 
 
 def offers(session, *, scout: User, now: datetime | None = None) -> list[EscortBooking]:
-    """Open bookings of the scout's district that still need scouts and are not yet theirs (scouts on duty)."""
+    """Open bookings of the scout's district that still need scouts and are not yet theirs (scouts on duty);
+    logged as `escort.offer` (log_reads)."""
+    now = now or utcnow()
     check_on_duty_for_offers(scout)
     mine = select(EscortAssignment.booking_id).where(EscortAssignment.scout_id == scout.id)
-    return list(session.scalars(
+    found = list(session.scalars(
         select(EscortBooking).where(EscortBooking.district_code == scout.district_code,
-                                    EscortBooking.status == "requested", EscortBooking.meet_at > (now or utcnow()),
+                                    EscortBooking.status == "requested", EscortBooking.meet_at > now,
                                     EscortBooking.id.not_in(mine))
         .order_by(EscortBooking.meet_at)))
+    log_reads(session, scout, found, now=now, purpose="escort.offer")
+    commit_keeping(session, *found)
+    return found
 
 
 def set_timer(session, booking, kind, *, due: datetime, key: str | None = None):
@@ -346,14 +492,17 @@ def push(session, booking, event, user_ids, *, staff: bool = False):
     if not ids:
         return
     title, body = TEXTS[event]
-    meet_at = booking.meet_at.isoformat()
+    meet_at, planned_at = booking.meet_at.isoformat(), utcnow()
+    ttl_s = INFO_TTL_S
+    if event in UNTIL_THE_MEETING:
+        ttl_s = min(INFO_TTL_S, max(MIN_PUSH_TTL_S, int((booking.meet_at - planned_at).total_seconds())))
     jobs.enqueue(session, kind="push.user", payload={
         "user_ids": ids, "title": title, "body": body.format(time=seoul_time(meet_at)),
         "data": {"type": "escort", "id": str(booking.id), "event": event, "status": booking.status,
                  "meet_at": meet_at},
         # When the news happened: its deliveries are made when a worker expands the job, perhaps after a
         # later push's; newer-than and time to live count from here.
-        "planned_at": utcnow().isoformat(),
+        "planned_at": planned_at.isoformat(), "ttl_s": ttl_s,
         **({"on_shift_in": booking.district_code} if staff else {})})
 
 
@@ -372,7 +521,7 @@ def tell(district, payload, user_ids):
 
 
 @contextmanager
-def _refusal_releases_lock(session):
+def refusal_releases_lock(session):
     """Roll back (releasing the booking's row lock) before a refusal leaves the service."""
     try:
         yield

@@ -23,13 +23,16 @@ from safety_api.services.escort import (
     staff_on_duty,
     take_turns,
     tell,
+    time_out,
+    under_way,
 )
 from safety_api.services.escort_views import event_payload
 
 
 def cancel_for_account_deletion(session, *, citizen: User, now: datetime | None = None):
     """Before a citizen's account is deleted, cancel their bookings still requested or confirmed as their own
-    cancel would, commit and tell; refuse (409) while an escort of theirs is under way.
+    cancel would, commit and tell; refuse (409) while an escort of theirs is under way (`escort.under_way`). One
+    still in progress past its closing time, which its timer has not closed yet, is closed as the timer would.
 
     The deletion takes the bookings with it (a cascade) and would tell no one: the scouts would go to the meeting
     point at night for a booking that no longer exists, and the district's console would lose it without a word.
@@ -42,11 +45,14 @@ def cancel_for_account_deletion(session, *, citizen: User, now: datetime | None 
     bookings = session.scalars(
         select(EscortBooking).where(EscortBooking.citizen_id == citizen.id, EscortBooking.status.in_(OPEN_STATES))
         .order_by(EscortBooking.id).with_for_update(of=EscortBooking).execution_options(populate_existing=True)).all()
-    if any(booking.status == "in_progress" for booking in bookings):
+    if any(under_way(session, booking, now=now) for booking in bookings):
         session.rollback()
         raise Conflict("Your escort is under way; delete the account once it has ended.")
     tellings = []
     for booking in bookings:
+        if booking.status == "in_progress":
+            tellings.append(time_out(session, booking, now=now))
+            continue
         recipients = move_booking(session, booking, action="cancel", actor=citizen, now=now)
         tellings.append((booking.district_code, event_payload(booking, "cancelled", TEXTS["cancelled"][0]),
                          [*parties(booking), *recipients]))
@@ -85,6 +91,9 @@ def withdraw_scout(session, scout_id, *, district: str, now: datetime | None = N
         # giving the scouts offered it again the grace, so that the operators hear if nobody takes it.
         if rearm_timer(session, booking, "escort.unconfirmed", now=now, delay=OFFER_GRACE):
             booking.flagged_at = None  # the stamp that makes the flag fire once: this is another time
+        # The reminder went to the pair as it was: the scout who completes it again has had none. Unstamped, the
+        # accept that confirms it sets the reminder again (at once), for the new pair and the citizen.
+        booking.reminded_at = None
         record_event(session, booking, "scout_withdrawn", scout=str(scout_id))
         operators = staff_on_duty(session, "operator", booking.district_code)
         push(session, booking, "reopened", parties(booking))

@@ -1,5 +1,7 @@
-"""Escort timers (reminder, still unconfirmed) and the scouts' positions during the walk."""
+"""Escort timers (reminder, still unconfirmed, overrun) and the scouts' positions during the walk."""
 from datetime import datetime
+
+from sqlalchemy import select
 
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Forbidden, NotFound
@@ -16,8 +18,11 @@ from safety_api.services.escort import (
     parties,
     push,
     record_event,
+    refusal_releases_lock,
     staff_on_duty,
     tell,
+    time_out,
+    under_way,
 )
 from safety_api.services.escort_views import event_payload
 
@@ -53,6 +58,20 @@ def flag_unconfirmed(session, *, booking_id, now: datetime) -> bool:
     return True
 
 
+def close_overrun(session, *, booking_id, now: datetime) -> bool:
+    """Timer, at the closing time of an escort (`escort.closes_at`): one still in progress ends by itself
+    (`escort.time_out`). Without it, an escort nobody completed stayed under way for good: the scouts' positions
+    were taken and streamed to the citizen and the control room days later, the citizen could not delete the
+    account. The timer's due time is the rule, whatever the worker's clock says; a completed escort is left alone."""
+    booking = locked_booking(session, booking_id, missing_ok=True)
+    if booking is None or booking.status != "in_progress":
+        return False
+    district, payload, user_ids = time_out(session, booking, now=now)
+    session.flush()
+    tell(district, payload, user_ids)  # before the job's commit, as the other timers: a repeat re-emits
+    return True
+
+
 def reminder_job(session, payload, _worker):
     """Worker entry for `escort.reminder`."""
     remind(session, booking_id=payload["booking_id"], now=utcnow())
@@ -63,18 +82,30 @@ def unconfirmed_job(session, payload, _worker):
     flag_unconfirmed(session, booking_id=payload["booking_id"], now=utcnow())
 
 
+def overrun_job(session, payload, _worker):
+    """Worker entry for `escort.overrun`."""
+    close_overrun(session, booking_id=payload["booking_id"], now=utcnow())
+
+
 def record_escort_fixes(session, redis_client, *, scout: User, booking_id, fixes, now=None) -> dict:
     """A scout's positions during the escort: stored, kept live, and batched to the citizen and the operators."""
     now = now or utcnow()
     if scout.role != "scout":  # by role first, as REST does: an id is never judged for who cannot send at all
         raise Forbidden("Only the booking's scouts send its positions.")
-    booking = session.get(EscortBooking, booking_id)
-    if booking is None:
-        raise NotFound("No such booking.")
-    if not holds(booking, scout.id):
-        raise Forbidden("Only the booking's scouts send its positions.")
-    if booking.status != "in_progress":
-        raise Conflict(f"This escort is {booking.status}, not in progress.")
+    # FOR SHARE until the fixes commit: a complete (FOR UPDATE) waits for them, and fixes arriving during a complete
+    # wait for it and then find the escort over, so no position is stored or sent after the escort ended. The two
+    # scouts' batches share the lock and do not wait for each other.
+    booking = session.scalar(select(EscortBooking).where(EscortBooking.id == booking_id)
+                             .with_for_update(read=True, of=EscortBooking).execution_options(populate_existing=True))
+    with refusal_releases_lock(session):
+        if booking is None:
+            raise NotFound("No such booking.")
+        if not holds(booking, scout.id):
+            raise Forbidden("Only the booking's scouts send its positions.")
+        if booking.status != "in_progress":
+            raise Conflict(f"This escort is {booking.status}, not in progress.")
+        if not under_way(session, booking, now=now):
+            raise Conflict("This escort's time is over; it takes no more positions.")
     valid, rejected = fix_store.validate(fixes, now=now)
     fresh = fix_store.store(session, subject_kind="escort", subject_id=booking.id, user_id=scout.id, fixes=valid)
     citizen_id, district = booking.citizen_id, booking.district_code

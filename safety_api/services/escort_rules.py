@@ -61,6 +61,8 @@ class Policy:
     reminder: timedelta = timedelta(minutes=10)  # before meet_at
     unconfirmed: timedelta = timedelta(minutes=15)  # before meet_at: still no pair -> flag it
     max_walk_m: float = 4000.0
+    start_lead: timedelta = timedelta(minutes=30)  # how long before meet_at the pair may start the escort
+    overrun_grace: timedelta = timedelta(minutes=30)  # past its time, an escort nobody completed is closed
 
     def hours_in(self, district: str | None) -> ServiceHours:
         return self.district_hours.get(district, self.hours)
@@ -99,7 +101,9 @@ def policy_from_config(cfg) -> Policy:
         turnaround=timedelta(minutes=cfg["ESCORT_TURNAROUND_MINUTES"]),
         reminder=timedelta(minutes=cfg["ESCORT_REMINDER_MINUTES"]),
         unconfirmed=timedelta(minutes=cfg["ESCORT_UNCONFIRMED_MINUTES"]),
-        max_walk_m=cfg["ESCORT_MAX_WALK_M"])
+        max_walk_m=cfg["ESCORT_MAX_WALK_M"],
+        start_lead=timedelta(minutes=cfg["ESCORT_START_LEAD_MINUTES"]),
+        overrun_grace=timedelta(minutes=cfg["ESCORT_OVERRUN_GRACE_MINUTES"]))
 
 
 def _hours_setting(name: str, spec: str, *, district: str | None = None) -> ServiceHours:

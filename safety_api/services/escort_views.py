@@ -2,6 +2,7 @@
 from geoalchemy2.shape import to_shape
 from sqlalchemy import select
 
+from safety_api.clock import utcnow
 from safety_api.models.escort import EscortBooking, EscortEvent, MeetingPoint
 from safety_api.policy import sees_escort_destination
 
@@ -23,9 +24,9 @@ def meeting_point_view(point: MeetingPoint, distance_m: float | None = None) -> 
     return view
 
 
-def booking_view(booking: EscortBooking, *, viewer) -> dict:
+def booking_view(booking: EscortBooking, *, viewer, now=None) -> dict:
     """The booking as this reader may see it: in full, or as an offer (policy.sees_escort_destination)."""
-    if not sees_escort_destination(viewer, booking):
+    if not sees_escort_destination(viewer, booking, now=now or utcnow()):
         return offer_view(booking)
     lon, lat = point_of(booking.destination)
     return {
@@ -55,11 +56,12 @@ def offer_view(booking: EscortBooking) -> dict:
     }
 
 
-def detail_view(session, booking: EscortBooking, *, viewer) -> dict:
+def detail_view(session, booking: EscortBooking, *, viewer, now=None) -> dict:
     """The booking with its audit trail, for a reader who may see it in full (an offer stays an offer)."""
-    if not sees_escort_destination(viewer, booking):
+    now = now or utcnow()
+    if not sees_escort_destination(viewer, booking, now=now):
         return offer_view(booking)
-    view = booking_view(booking, viewer=viewer)
+    view = booking_view(booking, viewer=viewer, now=now)
     rows = session.scalars(select(EscortEvent).where(EscortEvent.booking_id == booking.id).order_by(EscortEvent.id))
     view["events"] = [{"kind": e.kind, "actor_id": str(e.actor_id) if e.actor_id else None, "data": e.data,
                        "at": _iso(e.at)} for e in rows]

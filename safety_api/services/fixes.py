@@ -107,7 +107,7 @@ return 1
 _INSERT_FIXES = text("""
     INSERT INTO location_fixes (subject_kind, subject_id, user_id, lat, lon, accuracy_m, t, incident_id)
     SELECT * FROM unnest(:subject_kind, :subject_id, :user_id, :lat, :lon, :accuracy_m, :t, :incident_id)
-    ON CONFLICT ON CONSTRAINT uq_location_fixes_subject_t DO NOTHING
+    ON CONFLICT (subject_kind, subject_id, t, user_id) DO NOTHING
     RETURNING subject_id, t
 """).bindparams(
     bindparam("subject_kind", type_=ARRAY(String)), bindparam("subject_id", type_=ARRAY(UUID(as_uuid=True))),
@@ -119,7 +119,7 @@ _COLUMNS = ("subject_kind", "subject_id", "user_id", "lat", "lon", "accuracy_m",
 
 def insert_fixes(session, rows: list[dict]) -> set:
     """Store a group's fixes in one statement; returns the (subject_id, t) pairs that were new (a resent fix
-    is a duplicate by (kind, subject, t))."""
+    is a duplicate by (kind, subject, t, sender): an escort's two scouts each report the booking)."""
     if not rows:
         return set()
     columns = {name: [row[name] for row in rows] for name in _COLUMNS}

@@ -3,7 +3,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from safety_api.clock import SEOUL, utcnow
 from safety_api.errors import Conflict, Forbidden
@@ -239,6 +239,34 @@ def test_a_citizen_cannot_hold_two_overlapping_bookings(client, db, open_service
     assert book(client, citizen, meeting_point(db), minutes=300).status_code == 201
 
 
+def test_a_retried_booking_with_its_idempotency_key_gets_the_same_booking(client, db, open_service):
+    """A phone that timed out and retried was answered 409 by the citizen's own overlap rule."""
+    citizen, point = create_user(db.session), meeting_point(db)
+    body = {"meeting_point_id": str(point.id), "meet_at": at(60), "to": NEAR_SEOWON}
+    headers = {**auth_header(citizen), "Idempotency-Key": "booking-1"}
+    first = client.post("/api/v1/escort/bookings", headers=headers, json=body)
+    again = client.post("/api/v1/escort/bookings", headers=headers, json=body)
+    assert (first.status_code, again.status_code) == (201, 200) and again.json == first.json
+    assert db.session.scalars(select(EscortBooking.id)).all() == [uuid.UUID(first.json["id"])]
+    assert [p["data"]["event"] for p in push_jobs(db)] == []  # no scout on duty: no offer, and no second one
+    other = client.post("/api/v1/escort/bookings", json=body,
+                        headers={**auth_header(create_user(db.session)), "Idempotency-Key": "booking-1"})
+    assert other.status_code == 201 and other.json["id"] != first.json["id"]  # a key is its citizen's own
+
+
+def test_an_idempotency_key_sent_with_another_booking_is_422(client, db, open_service):
+    headers = {**auth_header(create_user(db.session)), "Idempotency-Key": "booking-1"}
+    body = {"meeting_point_id": str(meeting_point(db).id), "meet_at": at(60), "to": NEAR_SEOWON}
+    assert client.post("/api/v1/escort/bookings", headers=headers, json=body).status_code == 201
+    for changed in ({"meet_at": at(300)}, {"to": {"lat": 37.4753, "lon": 126.9301}}):
+        answer = client.post("/api/v1/escort/bookings", headers=headers, json={**body, **changed})
+        assert answer.status_code == 422 and answer.content_type == PROBLEM
+        assert answer.json["type"].endswith("/idempotency-key-reused")
+        assert answer.json["errors"][0]["field"] == "Idempotency-Key"
+    bad = client.post("/api/v1/escort/bookings", headers={**headers, "Idempotency-Key": "x" * 129}, json=body)
+    assert bad.status_code == 422 and bad.json["errors"][0]["field"] == "Idempotency-Key"
+
+
 # --- the pair -----------------------------------------------------------------------------------------
 
 def test_two_scouts_confirm_a_booking_and_a_third_gets_409(client, app, db, emitted):
@@ -363,7 +391,7 @@ def test_off_duty_scouts_browse_no_offers(client, app, db):
 
 def test_an_escort_runs_from_confirmed_to_completed_with_positions(client, app, db, redis_client, emitted):
     citizen = create_user(db.session)
-    booking, (first, second) = confirmed(client, app, db, citizen=citizen)
+    booking, (first, second) = confirmed(client, app, db, citizen=citizen, meet_at=utcnow() + timedelta(minutes=10))
     assert post(client, citizen, booking.id, "start").status_code == 403
     assert post(client, first, booking.id, "start").json["status"] == "in_progress"
     assert post(client, citizen, booking.id, "cancel").status_code == 409  # too late once started
@@ -383,7 +411,7 @@ def test_an_escort_runs_from_confirmed_to_completed_with_positions(client, app, 
 
 
 def test_positions_come_only_from_the_pair_during_the_escort(client, app, db, redis_client):
-    booking, (first, _) = confirmed(client, app, db)
+    booking, (first, _) = confirmed(client, app, db, meet_at=utcnow() + timedelta(minutes=10))
     fixes = {"fixes": [{"lat": 37.4770, "lon": 126.9315, "t": utcnow().isoformat()}]}
     url = f"/api/v1/escort/bookings/{booking.id}/fixes"
     assert client.post(url, headers=auth_header(first), json=fixes).status_code == 409  # not started
@@ -502,6 +530,68 @@ def test_a_booking_confirmed_after_its_reminder_time_is_reminded_then(client, ap
     assert event_kinds(db, booking.id)[-1] == "reminded"
 
 
+def test_a_scout_who_replaces_a_withdrawn_one_after_the_reminder_is_reminded_too(client, app, db):
+    """The reminder had been sent to the old pair; the newcomer who completed the pair again got none."""
+    citizen, admin = create_user(db.session), create_user(db.session, role="admin")
+    booking, (leaving, staying) = confirmed(client, app, db, citizen=citizen,
+                                            meet_at=utcnow() + timedelta(minutes=8))  # inside the reminder's 10
+    run_job(db, "escort.reminder", booking)
+    assert "reminded" in event_kinds(db, booking.id)
+    assert client.post(f"/api/v1/admin/users/{leaving.id}/suspend", headers=auth_header(admin),
+                       json={"reason": "조사"}).status_code == 200
+    newcomer = scout(db, name="새로 온")
+    timers = len(timer_jobs(db, "escort.reminder", booking))
+    assert post(client, newcomer, booking.id, "accept").json["status"] == "confirmed"
+    again = timer_jobs(db, "escort.reminder", booking)
+    assert len(again) == timers + 1 and again[-1].run_at <= utcnow()  # due at once
+    before = len(push_jobs(db))
+
+    run_job(db, "escort.reminder", booking)
+
+    assert [(p["data"]["event"], p["user_ids"]) for p in push_jobs(db)[before:]] == [
+        ("reminder", sorted(str(u.id) for u in (citizen, staying, newcomer)))]
+
+
+def expand_pushes(db) -> list:
+    """Run every push.user job as the worker would; the deliveries made, oldest first."""
+    for payload in push_jobs(db):
+        HANDLERS["push.user"](db.session, payload, None)
+    db.session.commit()
+    return db.session.scalars(select(Delivery).order_by(Delivery.id)).all()
+
+
+def test_pushes_about_the_meeting_live_only_until_it(client, app, db):
+    """Every escort push lived 6 hours: an offer or a reminder retried after an FCM error came after the meeting."""
+    citizen = create_user(db.session)
+    offered_to = scout(db)
+    for person in (citizen, offered_to):
+        db.session.add(PushDevice(user_id=person.id, token=f"phone-of-{person.id}", platform="android"))
+    db.session.commit()
+    booking = make_booking(app, db, citizen=citizen, meet_at=utcnow() + timedelta(minutes=40), ahead=timedelta(0))
+    post(client, create_user(db.session, role="operator"), booking.id, "cancel")  # pushed to the citizen
+    ttl = {d.reason: d.message["ttl_s"] for d in expand_pushes(db)}
+    assert ttl["escort.offered"] == pytest.approx(40 * 60, abs=5)
+    assert ttl["escort.cancelled"] == 6 * 3600  # what is over stays news for longer
+
+
+def test_an_offer_goes_only_while_the_booking_wants_scouts_and_its_meeting_is_to_come(client, app, db):
+    """An offer retried after the pair was found (or the meeting came) still went to the scout."""
+    from safety_api.services import audiences
+    onlooker = scout(db)
+    db.session.add(PushDevice(user_id=onlooker.id, token="phone", platform="android"))
+    db.session.commit()
+    taken, waiting = make_booking(app, db), make_booking(app, db, meet_at=utcnow() + timedelta(hours=4))
+    offers = {d.subject: d for d in expand_pushes(db) if d.reason == "escort.offered"}
+    taken_offer, waiting_offer = offers[f"escort:{taken.id}"], offers[f"escort:{waiting.id}"]
+    assert audiences.still_entitled(db.session, taken_offer) and audiences.still_entitled(db.session, waiting_offer)
+    for person in (scout(db, name="첫째"), scout(db, name="둘째")):
+        post(client, person, taken.id, "accept")
+    db.session.execute(update(EscortBooking).where(EscortBooking.id == waiting.id)
+                       .values(meet_at=utcnow() - timedelta(minutes=1), ends_at=utcnow() + timedelta(minutes=9)))
+    assert not audiences.still_entitled(db.session, taken_offer)  # confirmed
+    assert not audiences.still_entitled(db.session, waiting_offer)  # its meeting time has come
+
+
 # --- a citizen deleting the account ---------------------------------------------------------------------------
 
 def delete_account(client, citizen):
@@ -542,7 +632,7 @@ def test_deleting_the_account_cancels_the_escorts_to_come_and_the_scouts_are_sti
 
 def test_deleting_the_account_during_an_escort_is_409_and_changes_nothing(client, app, db):
     citizen = create_user(db.session)
-    walking, (first, _) = confirmed(client, app, db, citizen=citizen)
+    walking, (first, _) = confirmed(client, app, db, citizen=citizen, meet_at=utcnow() + timedelta(minutes=10))
     later = make_booking(app, db, citizen=citizen, meet_at=utcnow() + timedelta(hours=3))
     assert post(client, first, walking.id, "start").status_code == 200
 

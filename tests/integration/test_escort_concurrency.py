@@ -176,3 +176,20 @@ def test_one_citizen_booking_twice_at_overlapping_times_at_once_gets_one_and_a_4
 
     for _ in range(10):
         assert race(create_user(db.session)) == [201, 409]
+
+
+def test_two_tries_of_one_booking_at_once_make_one_booking(app, db, monkeypatch):
+    """A phone's retry racing its first try (same Idempotency-Key): one booking, answered to both."""
+    monkeypatch.setitem(app.config, "ESCORT_POLICY", open_policy(app))
+    body = {"meeting_point_id": str(meeting_point(db).id), "meet_at": at(60), "to": NEAR_SEOWON}
+
+    def race(headers) -> list:
+        answers = []
+        run_together([lambda: answers.append(app.test_client().post("/api/v1/escort/bookings", headers=headers,
+                                                                       json=body))] * 2)
+        return answers
+
+    for round_ in range(5):
+        answers = race({**auth_header(create_user(db.session)), "Idempotency-Key": f"race-{round_}"})
+        assert sorted(a.status_code for a in answers) == [200, 201]
+        assert answers[0].json["id"] == answers[1].json["id"]

@@ -141,7 +141,7 @@ def test_a_suspended_scout_leaves_the_escorts_not_yet_under_way_and_another_take
     operator = on_duty(db, create_user(db.session, role="operator"))
     leaving, partner, newcomer = scout(db, name="떠나는"), scout(db, name="남는"), scout(db, name="새로 온")
     later = make_booking(app, db, meet_at=utcnow() + timedelta(hours=2))
-    walking = make_booking(app, db, meet_at=utcnow() + timedelta(hours=5))
+    walking = make_booking(app, db, meet_at=utcnow() + timedelta(minutes=20))  # near enough to start now
     for booking in (later, walking):
         for person in (leaving, partner):
             assert post(client, person, booking.id, "accept").status_code == 200
@@ -356,7 +356,7 @@ def test_a_sign_in_or_a_device_begun_just_before_a_suspension_does_not_outlive_i
 def test_a_scout_moved_mid_escort_still_walks_it_and_the_meeting_that_has_come_keeps_its_pair(app, client, db):
     admin = create_user(db.session, role="admin")
     moving, partner = scout(db, name="전보"), scout(db, name="남는")
-    walking = make_booking(app, db, meet_at=utcnow() + timedelta(hours=3))
+    walking = make_booking(app, db, meet_at=utcnow() + timedelta(minutes=25))  # after meeting_now's walk, and near
     meeting_now = make_booking(app, db, meet_at=utcnow() - timedelta(minutes=1))  # the pair is there now
     for person in (moving, partner):
         assert post(client, person, walking.id, "accept").status_code == 200

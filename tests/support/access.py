@@ -17,8 +17,9 @@ IN_GWANAK = {"lat": 37.4705, "lon": 126.9190}
 HOME_TO = {"lat": 37.4650, "lon": 126.9260}
 NEAR_SEOWON = {"lat": 37.4752, "lon": 126.9301}
 SEOWON = "osm:node/357900646"
+# Escorts start any time before their meeting, too: each cell's booking is hours ahead of the others'.
 OPEN_SERVICE = {"ESCORT_SERVICE_HOURS": "Mon-Sun 00:00-24:00", "ESCORT_MIN_LEAD_MINUTES": 0,
-                "ESCORT_SAME_DAY_ONLY": False}
+                "ESCORT_SAME_DAY_ONLY": False, "ESCORT_START_LEAD_MINUTES": 31 * 24 * 60}
 
 
 def for_cell(db, people) -> SimpleNamespace:
@@ -78,7 +79,8 @@ def protect_in_gwanak(db, people):
 
 def _in_progress(app, db, people):
     booking = _paired(app, db, people)
-    return escort.start(db.session, user=people.op, booking_id=booking.id)
+    return escort.start(db.session, user=people.op, booking_id=booking.id,
+                        policy=policy_from_config({**app.config, **OPEN_SERVICE}))
 
 
 RESOURCES = {
