@@ -20,5 +20,6 @@ def upgrade():
 
 
 def downgrade():
-    with op.get_context().autocommit_block():
-        op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_incidents_walk_id")
+    # In the downgrade's one transaction (not CONCURRENTLY), so that a downgrade refused further down (0009)
+    # is undone whole.
+    op.execute("DROP INDEX IF EXISTS ix_incidents_walk_id")

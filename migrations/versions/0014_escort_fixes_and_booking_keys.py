@@ -51,6 +51,8 @@ def downgrade():
     op.execute("DELETE FROM location_fixes f USING location_fixes first "
                "WHERE f.subject_kind = first.subject_kind AND f.subject_id = first.subject_id AND f.t = first.t "
                "AND f.id > first.id")
-    with op.get_context().autocommit_block():
-        op.execute(_BUILD.format(name="uq_location_fixes_subject_t_only", columns="subject_kind, subject_id, t"))
+    # In the downgrade's one transaction (not CONCURRENTLY), so that a downgrade refused further down (0009) is
+    # undone whole.
+    op.execute(_BUILD.replace(" CONCURRENTLY", "").format(name="uq_location_fixes_subject_t_only",
+                                                          columns="subject_kind, subject_id, t"))
     op.execute(_SWAP.format(name="uq_location_fixes_subject_t_only"))

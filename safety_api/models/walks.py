@@ -31,6 +31,8 @@ class Walk(db.Model):
         # One walk home at a time: a double tap on "start" must not start two.
         db.Index("uq_walks_walker_active", "walker_id", unique=True,
                  postgresql_where=db.text("status = 'active'")),
+        # The hourly retention purge looks for walks ended long ago (services/retention.py).
+        db.Index("ix_walks_ended", "ended_at", postgresql_where=db.text("status IN ('arrived', 'finished')")),
     )
 
     id = db.Column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)

@@ -88,6 +88,7 @@ def test_a_downgrade_past_suspensions_is_refused_while_an_account_is_suspended(s
             flask_migrate.downgrade(revision="0008")
         assert current_revision(db) == head and "suspended_at" in {  # the whole downgrade was undone
             c["name"] for c in inspect(db.engine).get_columns("users")}
+        assert schema_drift(db) == []  # the later revisions' indexes too
         with db.engine.begin() as conn:
             conn.execute(text("DELETE FROM users"))
         flask_migrate.downgrade(revision="0008")
