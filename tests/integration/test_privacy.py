@@ -228,7 +228,7 @@ def test_deleting_an_account_takes_its_escorts_tracks_and_keeps_the_scouts_pushe
     from safety_api.models import Delivery
     from tests.integration.test_escort import confirmed, post
     citizen = create_user(db.session)
-    booking, (first, second) = confirmed(client, app, db, citizen=citizen)
+    booking, (first, second) = confirmed(client, app, db, citizen=citizen, meet_at=utcnow() + timedelta(minutes=10))
     assert post(client, first, booking.id, "start").status_code == 200
     fix = {"lat": 37.4770, "lon": 126.9315, "accuracy_m": 8, "t": utcnow().isoformat()}
     assert client.post(f"/api/v1/escort/bookings/{booking.id}/fixes", headers=auth_header(second),
