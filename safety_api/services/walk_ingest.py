@@ -4,7 +4,7 @@ id order, so two processes never deadlock), one INSERT stores every fix (a resen
 positions and the positions join the watchers' next batch.
 """
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select
@@ -26,9 +26,11 @@ from safety_api.services.sos_ingest import ADVANCE_LAST_FIX
 from safety_api.services.walk_monitor import (
     ENDED,
     allowed_guardians,
+    clock_offset_s,
     fold,
     lock_options,
     position_rooms,
+    seconds,
     tell,
     walk_opened,
 )
@@ -85,17 +87,20 @@ def write_group(session, group: list) -> tuple[list, list]:
         # incident, or retention would purge them.
         if walk.escalated_at is not None and walk.id not in incidents:
             incidents[walk.id] = _incidents_of(session, walk.id)
-        valid, refused = _split_by_span(walk, submission.valid)
+        # Every fix of the upload says the phone is alive, and how slow its clock is, refused or not.
+        heard = [seconds(f.t) for f in submission.valid]
+        valid, refused = _split_by_span(walk, submission.valid,
+                                        clock_offset_s=clock_offset_s(walk, heard, now=submission.now))
         rows += [_row(walk, submission.person, f, incidents.get(walk.id, ())) for f in valid]
-        plans.append((submission, walk, valid, refused))
+        plans.append((submission, walk, valid, refused, heard))
     stored = insert_fixes(session, rows)
     notices, newest, advances = [], {}, []
-    for submission, walk, valid, refused in plans:
+    for submission, walk, valid, refused, heard in plans:
         # dict by t: a fix repeated in the batch (fixes.validate keeps it) is new once, the other a duplicate
         fresh = list({f.t: f for f in valid if (walk.id, f.t) in stored}.values())
         stored.difference_update((walk.id, f.t) for f in fresh)  # a fix sent twice in one group counts once
         if walk.status == "active":
-            notices += fold(session, walk, fresh, now=submission.now, walker=submission.person)
+            notices += fold(session, walk, fresh, heard=heard, now=submission.now, walker=submission.person)
         if _advance_last_fix(walk, fresh):
             newest[walk.id] = walk
         advances += _advances(incidents.get(walk.id, ()), fresh)
@@ -173,10 +178,13 @@ def _refused_errors(submission, refused: dict) -> list:
     return found
 
 
-def _split_by_span(walk: Walk, valid: list) -> tuple[list, dict]:
-    """The fixes taken while the walk was on, and {t: reason} for the others: taken before it started (a slow
-    phone clock aside: walk_opened), or after it ended. Late fixes of an ended walk still fill its trail."""
+def _split_by_span(walk: Walk, valid: list, *, clock_offset_s: float = 0.0) -> tuple[list, dict]:
+    """The fixes taken while the walk was on, and {t: reason} for the others: taken before it started, or after
+    it ended. Late fixes of an ended walk still fill its trail. A phone clock a little slow is allowed for
+    (walk_opened), and one known to be slow by more (clock_offset_s, from the monitor's receipts) is put right:
+    its fixes are refused only until that is known, and the phone counts as heard meanwhile (`fold`)."""
     opened, ended = walk_opened(walk), walk.ended_at if walk.status in ENDED else None
+    opened -= timedelta(seconds=clock_offset_s)
     if not valid or (valid[0].t >= opened and (ended is None or valid[-1].t <= ended)):  # sorted by t: the usual
         return valid, {}
     kept, refused = [], {}

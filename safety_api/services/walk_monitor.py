@@ -60,6 +60,12 @@ def walk_opened(walk: Walk) -> datetime:
     return walk.started_at - BEFORE_START_SKEW
 
 
+def clock_offset_s(walk: Walk, heard: list, *, now: datetime) -> float:
+    """Seconds the walker's phone clock is known to run slow, this upload (phone times `heard`) included."""
+    state = track.receive(track.MonitorState.from_dict(walk.monitor_state), heard, now=seconds(now))
+    return track.clock_offset(state, monitor_config(walk))
+
+
 def monitor_config(walk: Walk) -> track.MonitorConfig:
     """The detectors' thresholds for this walk, as fixed when it started."""
     return track.MonitorConfig(**walk.settings["monitor"])
@@ -113,14 +119,15 @@ def _track_fix(fix, offset_s: float = 0.0) -> track.Fix:
     return track.Fix(lat=fix.lat, lon=fix.lon, accuracy_m=accuracy, t=seconds(fix.t) + offset_s)
 
 
-def fold(session, walk: Walk, fresh: list, *, now: datetime, walker) -> list:
+def fold(session, walk: Walk, fresh: list, *, now: datetime, walker, heard=None) -> list:
     """Run observe() over a walk's new fixes, late ones first (they never alert), then act on what it found.
+    `heard`: the phone times of every fix of the upload, those refused included (default: the new ones).
     The caller holds the walk's row lock and commits; returns the socket notices to send after."""
     config, corridor, now_s = monitor_config(walk), corridor_of(walk), seconds(now)
     # The upload itself says the phone is alive; a phone clock that is consistently slow is put right before
     # judging the fixes (the trail keeps the phone's own times), else every fix would be "late".
     before = track.MonitorState.from_dict(walk.monitor_state)
-    state = track.receive(before, [seconds(f.t) for f in fresh], now=now_s)
+    state = track.receive(before, [seconds(f.t) for f in fresh] if heard is None else heard, now=now_s)
     offset = track.clock_offset(state, config)
     on_time, late = track.dedupe_and_order([_track_fix(f, offset) for f in fresh], last_t=state.last_t, now=now_s,
                                            stale_s=config.stale_s, max_future_s=config.max_future_s)

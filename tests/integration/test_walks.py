@@ -567,6 +567,33 @@ def test_a_phone_clock_90_s_slow_neither_loses_the_signal_nor_misses_the_arrival
     assert trail[-1] == start_at + timedelta(seconds=135 - 90.5)  # the trail keeps the phone's own times
 
 
+def test_a_phone_clock_10_minutes_slow_is_heard_from_the_start_and_its_fixes_taken_once_that_is_known(
+        app, db, redis_client):
+    """Its first fixes look older than the walk and are refused, but the phone is alive: no signal_lost; once
+    its lag is confirmed, its fixes are the walk's."""
+    walker = create_user(db.session)
+    start_at = utcnow() - timedelta(seconds=150)
+    walk_id = started_in_the_past(db, walker, minutes=2.5)
+    route = [(lat, lon) for lon, lat in walks.route_feature(db.session.get(Walk, walk_id))["geometry"]["coordinates"]]
+    db.session.commit()
+
+    def upload(after_s):  # received `after_s` into the walk, dated by a clock 10 minutes slow
+        received = start_at + timedelta(seconds=after_s)
+        raw = [fix(*route[0], received - timedelta(minutes=10))]
+        return walk_ingest.record_fixes(db.session, redis_client, user=walker, walk_id=walk_id, raw_fixes=raw,
+                                        now=received)
+
+    answers = [upload(10 + 10 * k) for k in range(9)]
+    assert answers[0]["errors"] == [{"index": 0, "reason": "before the walk started"}]
+    assert answers[-1]["accepted"] == 1  # its lag known after clock_confirm_s of uploads
+    walk = db.session.get(Walk, walk_id)
+    db.session.refresh(walk)
+    seq = walk.timer_seq
+    db.session.commit()
+    assert walk_monitor.run_timers(db.session, walk_id=walk_id, seq=seq, now=start_at + timedelta(seconds=125))
+    assert db.session.scalars(select(WalkAlert.kind)).all() == []  # heard all along: no signal_lost
+
+
 def test_once_a_walks_sos_is_closed_the_walker_is_no_longer_the_operators_to_follow(client, db, emitted):
     """The caller said they are safe (or an operator resolved it): fixes taken after that are an ordinary
     walk's, not shown to the control room and not kept as evidence beyond retention. Earlier ones stay."""
