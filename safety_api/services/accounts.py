@@ -210,8 +210,10 @@ def sign_out(session, *, user: User, sign_in: str, escalate_after_s: float):
     registered forgotten and its sockets closed on every api process. A shared or handed-on phone then
     receives nothing more of this person's: no alert, no ward's position. Staff signing out of their last
     sign-in leave their shift, as at `logout-all`."""
+    _lock_if_staff(session, user)
     row = session.get(RefreshToken, sign_in)
     if row is None or row.user_id != user.id:
+        session.rollback()
         raise NotFound("Unknown refresh token.")
     row.revoked_at = row.revoked_at or utcnow()
     session.execute(delete(PushDevice).where(PushDevice.sign_in == sign_in))
@@ -224,6 +226,7 @@ def sign_out(session, *, user: User, sign_in: str, escalate_after_s: float):
 def sign_out_everywhere(session, *, user: User, escalate_after_s: float):
     """End every sign-in of the person (a lost phone): every refresh token revoked, every push device forgotten,
     every socket closed. Whoever asks signs in again, here too. Staff leave their shift with it."""
+    _lock_if_staff(session, user)
     end_every_sign_in(session, user.id)
     tell = _end_shift_if_signed_out(session, user, escalate_after_s=escalate_after_s)
     session.commit()
@@ -231,15 +234,22 @@ def sign_out_everywhere(session, *, user: User, escalate_after_s: float):
     tell()
 
 
+def _lock_if_staff(session, user: User):
+    """Lock a staff member's row before their sign-ins change: two sign-outs at once then cannot each see the
+    other's sign-in still alive (`_end_shift_if_signed_out`), and the lock comes in the order a suspension or a
+    device registration takes it (the person, then their sign-ins)."""
+    if user.role in STAFF_ROLES:
+        session.execute(select(User.id).where(User.id == user.id).with_for_update())
+
+
 def _end_shift_if_signed_out(session, user: User, *, escalate_after_s: float):
-    """Staff with no sign-in left leave their shift, in the caller's transaction (returns what to tell once
-    committed): with nothing signed in they would receive nothing, while counting as on shift (an SOS in their
-    district would wait its full escalation time for them) and holding what they took. The person's row is
-    locked first, so that two sign-outs at once cannot each see the other's sign-in still alive."""
+    """Staff with no sign-in left leave their shift, in the caller's transaction, their row locked first
+    (`_lock_if_staff`); returns what to tell once committed. With nothing signed in they would receive nothing,
+    while counting as on shift (an SOS in their district would wait its full escalation time for them) and
+    holding what they took."""
     if user.role not in STAFF_ROLES:
         return lambda: None
     from safety_api.services import staff  # staff -> incidents -> accounts: imported when used
-    session.execute(select(User.id).where(User.id == user.id).with_for_update())
     still_in = session.scalar(select(RefreshToken.jti).where(RefreshToken.user_id == user.id,
                                                              ~sign_in_ended()).limit(1))
     if still_in is not None:
