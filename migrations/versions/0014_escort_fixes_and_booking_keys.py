@@ -28,19 +28,24 @@ _SWAP = ("ALTER TABLE location_fixes DROP CONSTRAINT uq_location_fixes_subject_t
 
 
 def upgrade():
-    with op.get_context().autocommit_block():
-        op.execute(_BUILD.format(name="uq_location_fixes_subject_t_user",
-                                 columns="subject_kind, subject_id, t, user_id"))
-    op.execute(_SWAP.format(name="uq_location_fixes_subject_t_user"))
     op.add_column("escort_bookings", sa.Column("idempotency_key", sa.String(length=128), nullable=True))
     op.create_index("uq_escort_bookings_citizen_key", "escort_bookings", ["citizen_id", "idempotency_key"],
                     unique=True, postgresql_where=sa.text("idempotency_key IS NOT NULL"))
     # At their time plus the default ESCORT_OVERRUN_GRACE_MINUTES; at once for those long past it (left open for
-    # good before). Workers of the previous release do not claim a kind they do not know.
+    # good before). Workers of the previous release do not claim a kind they do not know; those its api processes
+    # start meanwhile get theirs from the next worker to start (escort.arm_missing_overrun_timers).
     op.execute("INSERT INTO jobs (kind, payload, run_at, dedupe_key) "
                "SELECT 'escort.overrun', jsonb_build_object('booking_id', id::text), "
                "greatest(busy_until + interval '30 minutes', now()), 'escort.overrun:' || id "
                "FROM escort_bookings WHERE status = 'in_progress' ON CONFLICT (dedupe_key) DO NOTHING")
+    # The autocommit block commits the above first. An index left invalid by an interrupted build is dropped and
+    # built again; the swap comes last, so that location_fixes, which every phone writes, is locked only for it.
+    with op.get_context().autocommit_block():
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS uq_location_fixes_subject_t_user")
+        op.execute(_BUILD.format(name="uq_location_fixes_subject_t_user",
+                                 columns="subject_kind, subject_id, t, user_id"))
+    op.execute("SET LOCAL lock_timeout = '10s'")  # behind a long reader, fail the deploy rather than queue every fix
+    op.execute(_SWAP.format(name="uq_location_fixes_subject_t_user"))
 
 
 def downgrade():

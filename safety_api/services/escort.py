@@ -306,6 +306,23 @@ def _set_overrun_timer(session, booking, *, policy: Policy, now: datetime):
                  dedupe_key=f"{OVERRUN}:{booking.id}")
 
 
+_ARM_MISSING_OVERRUNS = text("""
+    INSERT INTO jobs (kind, payload, run_at, dedupe_key)
+    SELECT CAST(:kind AS text), jsonb_build_object('booking_id', id::text),
+           greatest(busy_until + make_interval(secs => :grace_s), now()), CAST(:kind AS text) || ':' || id
+    FROM escort_bookings WHERE status = 'in_progress'
+    ON CONFLICT (dedupe_key) DO NOTHING
+""")
+
+
+def arm_missing_overrun_timers(session, *, policy: Policy) -> int:
+    """Give every escort in progress without an overrun timer its timer (a worker's start; the caller commits):
+    an api process of the release before the timers, still serving during a rolling deploy, starts escorts
+    without one, and they would stay in progress for good."""
+    return session.execute(_ARM_MISSING_OVERRUNS, {"kind": OVERRUN,
+                                                   "grace_s": policy.overrun_grace.total_seconds()}).rowcount
+
+
 def _log_stream(session, booking):
     """From the start, the escort's positions go live to the district's control room: one access row per operator
     on shift there, for the stream (as a guardian's watch is one row for the session, not one per position)."""

@@ -116,6 +116,21 @@ def test_an_escort_nobody_completes_closes_at_its_time_and_the_operators_are_tol
     assert send(client, pair[0], booking, {**POINT, "t": utcnow().isoformat()}).status_code == 409
 
 
+def test_a_worker_starting_arms_the_timer_of_an_escort_started_without_one(client, app, db):
+    """An api of the release before the timers, still serving during a rolling deploy, starts escorts without
+    one: they would stay in progress for good."""
+    from sqlalchemy import delete
+
+    from safety_api.worker import Worker
+    booking, _pair = under_way(client, app, db)
+    db.session.execute(delete(Job).where(Job.dedupe_key == f"escort.overrun:{booking.id}"))
+    db.session.commit()
+    Worker(app, name="w").keep_retention_scheduled()
+    Worker(app, name="v").keep_retention_scheduled()  # every worker starting asks for the same one
+    assert overrun_due(db, booking) == booking.busy_until + timedelta(minutes=30)
+    assert len(db.session.scalars(select(Job).where(Job.kind == "escort.overrun")).all()) == 1
+
+
 def test_an_escort_started_late_gets_its_walk_before_it_closes(client, app, db):
     booking, (first, _) = confirmed(client, app, db, meet_at=utcnow() + timedelta(minutes=10))
     late = booking.busy_until - timedelta(minutes=1)
