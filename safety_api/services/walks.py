@@ -127,20 +127,26 @@ def view(session, walk: Walk, *, sos=None) -> dict:
     incident_id = session.scalar(select(Incident.id).where(Incident.walk_id == walk.id)
                                  .order_by(Incident.created_at.desc(), Incident.id).limit(1))
     last_fix, trail = walk.last_fix, None
+    status, ended_at, escalated_at = walk.status, walk.ended_at, walk.escalated_at
     if sos is not None:
-        until = staff_until(sos)
+        until, theirs = staff_until(sos), max(sos, key=lambda i: i.created_at)
+        incident_id = theirs.id  # not a later SOS of the walk's, which may be another district's
         trail = trail_of(session, walk.id, incident_ids=[i.id for i in sos])
-        if until is not None:
+        if until is not None:  # the walk as it stood at the close: whether and when the walker got home is not theirs
             alerts = [a for a in alerts if a.raised_at <= until]
             prompt = prompt if prompt in alerts else None
             last_fix = last_fix if last_fix and datetime.fromisoformat(last_fix["t"]) <= until else \
                 (trail[-1] if trail else None)
+            if ended_at is None or ended_at > until:
+                status, ended_at = "escalated", None
+            if escalated_at is None or escalated_at > until:
+                escalated_at = theirs.created_at  # the walk became this SOS
     return {
-        "id": str(walk.id), "status": walk.status, "walker_id": str(walk.walker_id), "profile": walk.profile,
+        "id": str(walk.id), "status": status, "walker_id": str(walk.walker_id), "profile": walk.profile,
         "from": {"lat": start.y, "lon": start.x}, "to": {"lat": goal.y, "lon": goal.x},
         "route": route_feature(walk), "started_at": walk.started_at.isoformat(),
-        "expected_arrival": walk.expected_arrival.isoformat(), "ended_at": _iso(walk.ended_at),
-        "escalated_at": _iso(walk.escalated_at), "incident_id": str(incident_id) if incident_id else None,
+        "expected_arrival": walk.expected_arrival.isoformat(), "ended_at": _iso(ended_at),
+        "escalated_at": _iso(escalated_at), "incident_id": str(incident_id) if incident_id else None,
         "guardian_ids": [str(g) for g in session.scalars(select(WalkGuardian.guardian_id)
                                                          .where(WalkGuardian.walk_id == walk.id))],
         "last_fix": last_fix, "alerts": [alert_view(a) for a in alerts],

@@ -740,6 +740,24 @@ def test_operators_see_a_walk_only_as_far_as_its_sos_was_theirs(client, db):
         assert seen_by(staff) == ([points[0], points[1], points[2]], points[2], ["signal_lost"])
 
 
+def test_operators_do_not_learn_how_a_walk_went_on_after_its_sos_closed(client, db):
+    """Whether and when the walker got home, or a later SOS of the walk (maybe another district's), is not
+    theirs: the walk reads as it stood at the close."""
+    walker, operator = create_user(db.session), create_user(db.session, role="operator")
+    walk = start(client, walker).json
+    incident_id = client.post(f"/api/v1/walks/{walk['id']}/checkin", json={"ok": False},
+                              headers=auth_header(walker)).json["incident_id"]
+    escalated_at = client.get(f"/api/v1/walks/{walk['id']}", headers=auth_header(operator)).json["walk"][
+        "escalated_at"]
+    assert client.post(f"/api/v1/incidents/{incident_id}/resolve", json={"outcome": "false_alarm"},
+                       headers=auth_header(operator)).status_code == 200
+    assert client.post(f"/api/v1/walks/{walk['id']}/finish", headers=auth_header(walker)).status_code == 200
+    as_staff = client.get(f"/api/v1/walks/{walk['id']}", headers=auth_header(operator)).json["walk"]
+    assert (as_staff["status"], as_staff["ended_at"], as_staff["incident_id"], as_staff["escalated_at"]) == (
+        "escalated", None, incident_id, escalated_at)
+    assert client.get(f"/api/v1/walks/{walk['id']}", headers=auth_header(walker)).json["walk"]["status"] == "finished"
+
+
 def test_retention_deletes_walks_that_ended_long_ago_without_an_sos_and_keeps_those_with_one(app, client, db):
     """A walk's row holds positions too (its start and destination, usually home; its last fix; the monitors'
     last position; its alerts' places): once the retention period is over it goes with its fixes."""
