@@ -280,9 +280,7 @@ def _move(session, *, user, booking_id, action, now, policy: Policy | None = Non
         _set_overrun_timer(session, booking, policy=policy, now=now)
         _log_stream(session, booking)
     log_reads(session, user, [booking], now=now, purpose="escort.act")
-    _commit_and_tell(session, booking, event, extra=recipients)
-    if action == "complete":  # positions queued before the end must not follow the news that it ended
-        batcher.discard(kind="escort", subject_id=str(booking_id))
+    _commit_and_tell(session, booking, event, extra=recipients, ended=action == "complete")
     return booking
 
 
@@ -523,10 +521,12 @@ def push(session, booking, event, user_ids, *, staff: bool = False):
         **({"on_shift_in": booking.district_code} if staff else {})})
 
 
-def _commit_and_tell(session, booking, event, extra=()):
+def _commit_and_tell(session, booking, event, extra=(), ended: bool = False):
     payload = event_payload(booking, event, TEXTS[event][0])
     recipients, district = [*parties(booking), *extra], booking.district_code
     session.commit()
+    if ended:  # positions this process queued before the end must not follow the news that it ended
+        batcher.discard(kind="escort", subject_id=str(booking.id))
     tell(district, payload, recipients)
 
 

@@ -93,7 +93,7 @@ def record_escort_fixes(session, redis_client, *, scout: User, booking_id, fixes
     if scout.role != "scout":  # by role first, as REST does: an id is never judged for who cannot send at all
         raise Forbidden("Only the booking's scouts send its positions.")
     # FOR SHARE until the fixes commit: a complete (FOR UPDATE) waits for them, and fixes arriving during a complete
-    # wait for it and then find the escort over, so no position is stored or sent after the escort ended. The two
+    # wait for it and then find the escort over, so no position is stored after the escort ended. The two
     # scouts' batches share the lock and do not wait for each other.
     booking = session.scalar(select(EscortBooking).where(EscortBooking.id == booking_id)
                              .with_for_update(read=True, of=EscortBooking).execution_options(populate_existing=True))
