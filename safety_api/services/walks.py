@@ -327,8 +327,10 @@ def _link_trail(session, walk: Walk, incident: Incident):
 
 def _where(walk: Walk) -> tuple:
     """Where the SOS is raised: the walker's last fix, or the start while there is none taken since the walk
-    began (an older one, stored before such fixes were refused, says where the phone was hours ago)."""
-    if walk.last_fix and datetime.fromisoformat(walk.last_fix["t"]) >= monitor.walk_opened(walk):
+    began (an older one, stored before such fixes were refused, says where the phone was hours ago), its phone
+    clock's known lag allowed for as when the fixes were taken in (walk_ingest._split_by_span)."""
+    lag = timedelta(seconds=monitor.clock_offset_s(walk, [], now=utcnow()))
+    if walk.last_fix and datetime.fromisoformat(walk.last_fix["t"]) >= monitor.walk_opened(walk) - lag:
         return walk.last_fix["lat"], walk.last_fix["lon"], walk.last_fix.get("accuracy_m")
     start = to_shape(walk.origin)
     return start.y, start.x, None

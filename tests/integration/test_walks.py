@@ -577,9 +577,9 @@ def test_a_phone_clock_10_minutes_slow_is_heard_from_the_start_and_its_fixes_tak
     route = [(lat, lon) for lon, lat in walks.route_feature(db.session.get(Walk, walk_id))["geometry"]["coordinates"]]
     db.session.commit()
 
-    def upload(after_s):  # received `after_s` into the walk, dated by a clock 10 minutes slow
+    def upload(after_s, point=route[0]):  # received `after_s` into the walk, dated by a clock 10 minutes slow
         received = start_at + timedelta(seconds=after_s)
-        raw = [fix(*route[0], received - timedelta(minutes=10))]
+        raw = [fix(*point, received - timedelta(minutes=10))]
         return walk_ingest.record_fixes(db.session, redis_client, user=walker, walk_id=walk_id, raw_fixes=raw,
                                         now=received)
 
@@ -592,6 +592,12 @@ def test_a_phone_clock_10_minutes_slow_is_heard_from_the_start_and_its_fixes_tak
     db.session.commit()
     assert walk_monitor.run_timers(db.session, walk_id=walk_id, seq=seq, now=start_at + timedelta(seconds=125))
     assert db.session.scalars(select(WalkAlert.kind)).all() == []  # heard all along: no signal_lost
+    assert upload(130, route[3])["accepted"] == 1
+    answer = walks.answer_checkin(db.session, user=walker, walk_id=walk_id, ok=False,
+                                  now=start_at + timedelta(seconds=135))
+    location = db.session.scalar(text("SELECT ST_Y(location::geometry) || ',' || ST_X(location::geometry) "
+                                      "FROM incidents WHERE id = :id"), {"id": answer["incident_id"]})
+    assert location == f"{route[3][0]},{route[3][1]}"  # where the phone is, not the walk's start
 
 
 def test_once_a_walks_sos_is_closed_the_walker_is_no_longer_the_operators_to_follow(client, db, emitted):
