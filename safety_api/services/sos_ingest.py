@@ -121,10 +121,16 @@ def publish_positions(redis_client, newest: list):
     """Live positions in one Redis round trip; the operators' batches in memory."""
     if not newest:
         return
+    # Only a position that became the caller's newest goes to the consoles: a batch resent late (a dropped ack, a
+    # background upload) would move the operators' pin back to where the caller was. Redis down: PostgreSQL has
+    # the fixes, and the batches still go out.
+    became_live = [True] * len(newest)
     try:
-        set_live_positions(redis_client, "sos", [(incident.id, fix) for incident, fix in newest])
-    finally:  # Redis down: PostgreSQL has the fixes and the batches still go out
-        for incident, fix in newest:
+        became_live = set_live_positions(redis_client, "sos", [(incident.id, fix) for incident, fix in newest])
+    finally:
+        for (incident, fix), live in zip(newest, became_live):
+            if not live:
+                continue
             room = rooms.incident_operators(incident.district_code, escalated=incident.escalated_at is not None)
             batcher.add(namespace=events.CONTROL, room=room, event=events.POSITIONS,
                         item={"kind": "sos", "id": str(incident.id), **fix.as_dict()})

@@ -490,6 +490,27 @@ def test_a_duress_on_an_incident_escalated_before_reaches_the_central_centre_aga
     assert (pushed[0].message["data"]["event"], pushed[0].message["data"]["duress"]) == ("duress", "true")
 
 
+def test_a_batch_resent_late_does_not_move_the_operators_pin_back(app, client, db, emitted):
+    """Its fixes are stored, in their place in the trail; the consoles hear only of a newer position."""
+    from datetime import timedelta
+
+    from safety_api.clock import utcnow
+    from safety_api.realtime.positions import batcher
+    citizen = create_user(db.session)
+    incident_id = sos(client, citizen).json["incident"]["id"]
+    now, url = utcnow(), f"/api/v1/sos/{incident_id}/fixes"
+    newer = {"lat": 37.4712, "lon": 126.9199, "accuracy_m": 9, "t": now.isoformat()}
+    older = {"lat": 37.4700, "lon": 126.9180, "accuracy_m": 9, "t": (now - timedelta(seconds=30)).isoformat()}
+    assert client.post(url, json={"fixes": [newer]}, headers=auth_header(citizen)).json["accepted"] == 1
+    batcher.flush()
+    emitted.clear()
+    assert client.post(url, json={"fixes": [older]}, headers=auth_header(citizen)).json["accepted"] == 1
+    batcher.flush()
+    assert [p for _ns, _room, name, p in emitted if name == "positions"] == []
+    db.session.expire_all()
+    assert db.session.get(Incident, incident_id).last_fix["lat"] == 37.4712
+
+
 def test_an_escalated_incidents_positions_and_updates_reach_the_central_centre_too(app, client, db, emitted):
     """The central centre took it over because nobody in the district did: its map must follow the caller."""
     from safety_api.clock import utcnow
