@@ -24,7 +24,10 @@ FCM_ORIGIN = "https://fcm.googleapis.com"
 CHUNK = 100
 _RETRYABLE = (exceptions.UnavailableError, exceptions.InternalError,
               exceptions.DeadlineExceededError, exceptions.ResourceExhaustedError)
-_DEAD = (messaging.UnregisteredError, messaging.SenderIdMismatchError)
+# Only what FCM says of the token itself (unregistered, or not a token). SENDER_ID_MISMATCH says the sender is
+# not the token's project: the deployment's key of another project (staging's in production) gets it for every
+# token, and deleting them all would leave operators and guardians without alarms once the key is put right.
+_DEAD = (messaging.UnregisteredError,)
 _RESERVED_KEYS = frozenset({"from", "message_type", "notification"})
 _token_warning_lock = threading.Lock()
 
@@ -234,6 +237,10 @@ def classify(exc):
     if isinstance(exc, _DEAD) or (isinstance(exc, exceptions.InvalidArgumentError)
                                   and _about_token(exc)):
         return "dead"
+    if isinstance(exc, messaging.SenderIdMismatchError):
+        log.error("FCM refused a push with SENDER_ID_MISMATCH: the service account's project "
+                  "(GOOGLE_APPLICATION_CREDENTIALS, FCM_PROJECT_ID) is not the apps' Firebase project")
+        return "failed"
     if isinstance(exc, _RETRYABLE):  # 5xx, quota (429), timeouts, refused connections
         return "retry"
     if isinstance(exc, exceptions.UnknownError) and _transient(exc):

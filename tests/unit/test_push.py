@@ -115,12 +115,20 @@ def test_delivered_push_reports_the_fcm_message_id(fake, sender):
     assert "authorization" not in request.headers  # anonymous credentials for local runs
 
 
-@pytest.mark.parametrize("code", ["UNREGISTERED", "SENDER_ID_MISMATCH", "INVALID_ARGUMENT"])
+@pytest.mark.parametrize("code", ["UNREGISTERED", "INVALID_ARGUMENT"])
 def test_token_errors_mark_the_token_dead(fake, sender, code):
     fake.fail_token("tok-1", code)
     [outcome] = sender.send([make_push()])
     assert (outcome.status, outcome.message_id) == ("dead", None)
     assert outcome.error
+
+
+def test_a_sender_of_another_project_fails_the_push_and_keeps_the_token(fake, sender, caplog):
+    """SENDER_ID_MISMATCH is the deployment's key, not the phone: every token would be deleted for it."""
+    fake.fail_token("tok-1", "SENDER_ID_MISMATCH")
+    [outcome] = sender.send([make_push()])
+    assert (outcome.status, outcome.message_id) == ("failed", None)
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in caplog.text
 
 
 def test_invalid_payload_fails_without_killing_the_token(fake, sender):
