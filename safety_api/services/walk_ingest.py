@@ -65,6 +65,8 @@ def _walk_writer(app, engine, redis_client) -> GroupWriter:
             for _, _, targets in published:
                 for namespace, room, event, item in targets:
                     batcher.add(namespace=namespace, room=room, event=event, item=item)
+            if any(notice.event == events.WALK_ENDED for notice in notices):
+                batcher.flush()  # the arriving fix before the news that the walk ended, not a flush after it
             tell(notices)
 
     return GroupWriter(app, engine, name="walk-fixes", write=write_group, publish=publish)

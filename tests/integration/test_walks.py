@@ -293,6 +293,8 @@ def test_arrival_finishes_the_walk_tells_guardians_and_closes_the_trail(client, 
     assert ("guardian-phone", "walk.arrived") in db.session.execute(select(Delivery.token, Delivery.reason)).all()
     ended = [(room, p) for _, room, event, p in emitted if event == events.WALK_ENDED]
     assert {room for room, _ in ended} == {rooms.user(walker.id), rooms.walk_watcher(walk["id"], guardian.id)}
+    heard = [event for _, _, event, _ in emitted if event in (events.WALK_POSITION, events.WALK_ENDED)]
+    assert heard.index(events.WALK_POSITION) < heard.index(events.WALK_ENDED)  # the arriving fix, then the news
     late_and_after = [fix(*points[0], now - timedelta(seconds=60)), fix(*end, now + timedelta(seconds=5))]
     answer = post_fixes(client, walker, walk["id"], late_and_after).json
     assert (answer["accepted"], answer["rejected"]) == (1, 1)
