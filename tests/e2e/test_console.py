@@ -326,11 +326,13 @@ def test_an_sos_reaches_both_operators_who_then_act_on_it_together(browser, live
     emitter = SocketEmitter(TEST_REDIS_URL, channel=live_env["SOCKETIO_CHANNEL"])
     items = [{"kind": kind, "id": f"{kind}-1", "lat": 37.4698 + i / 1000, "lon": 126.9215, "t": now_iso()}
              for i, kind in enumerate(("walk", "escort", "bike_patrol"))]
-    assert emitter.emit("positions", {"items": items}, namespace="/control", room="district:11620")
+    closed_sos = {"kind": "sos", "id": "an-incident-closed-meanwhile", "lat": 37.4705, "lon": 126.9219, "t": now_iso()}
+    assert emitter.emit("positions", {"items": [*items, closed_sos]}, namespace="/control", room="district:11620")
     emitter.close()
     for item in items:
         page2.wait_for_selector(f'path.live-pos.kind-{item["kind"]}[data-position-id="{item["kind"]}:{item["id"]}"]',
                                 timeout=2000)
+    assert page2.locator("path.live-pos.kind-sos").count() == 0  # no stray dot for an incident not shown
     page1.wait_for_timeout(300)
     screenshot(page1, "incident")
 

@@ -74,14 +74,17 @@ export class LiveOverlay {
     const joined = [];
     for (const item of items) {
       if (!Number.isFinite(item.lat) || !Number.isFinite(item.lon)) continue;
-      const pin = item.kind === "sos" ? this.pins.get(item.id) : null;
-      if (pin) {
-        pin.marker.setLatLng([item.lat, item.lon]);
-        pin.incident = { ...pin.incident, last_fix: item };
-        if (item.id === this.selectedId && this.extendTrail(item)) joined.push(item);
-      } else {
+      if (item.kind !== "sos") {
         this.placeOther(item);
+        continue;
       }
+      // An SOS position is shown on its incident's pin only: one of an incident already closed (its last batch
+      // flushed after the news) would otherwise stay on the map as a stray dot.
+      const pin = this.pins.get(item.id);
+      if (!pin) continue;
+      pin.marker.setLatLng([item.lat, item.lon]);
+      pin.incident = { ...pin.incident, last_fix: item };
+      if (item.id === this.selectedId && this.extendTrail(item)) joined.push(item);
     }
     return joined;
   }
