@@ -627,3 +627,32 @@ def test_resolving_as_a_false_alarm_just_as_a_duress_pin_lands_is_refused_and_th
     listed = {i["id"]: i for i in requests.get(f"{server_a.url}/api/v1/incidents", timeout=10,
                                                headers=bearer(operator)).json()["items"]}
     assert (listed[incident["id"]]["status"], listed[incident["id"]]["duress"]) == ("open", True)
+
+
+@needs_chromium
+def test_while_live_the_console_rereads_the_queue_now_and_then_and_finds_an_sos_whose_event_was_lost(
+        live_server, db, browser):
+    """An event published in the second a Redis restart takes is lost to this process's consoles, and a restart
+    that short can fall between two heartbeats: the page re-reads the open incidents every 30 s while up."""
+    from sqlalchemy import text
+    operator = create_user(db.session, role="operator")
+    context = browser.new_context()
+    page = context.new_page()
+    page.clock.install()  # the page's timers, advanced below; its requests and the server's echoes are real
+    page.goto(live_server.url + "/console/")
+    page.fill("input[name=phone]", operator.phone)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#live-state[data-state=up]", timeout=10_000)
+    lost = db.session.execute(text(
+        "INSERT INTO incidents (id, trigger, location, district_code) VALUES (gen_random_uuid(), 'device', "
+        "'SRID=4326;POINT(126.9190 37.4705)', '11620') RETURNING id")).scalar()  # raised, its event never heard
+    db.session.commit()
+    page.wait_for_timeout(500)
+    assert page.locator(queue_item(str(lost))).count() == 0
+    for _ in range(32):  # 32 s of the page's time, a second at a time, so that the heartbeats' echoes come back
+        page.clock.run_for(1000)
+        page.wait_for_timeout(60)
+    page.wait_for_selector(queue_item(str(lost)), timeout=5000)
+    assert page.get_attribute("#live-state", "data-state") == "up"  # found while live, not by the outage's polling
+    context.close()
