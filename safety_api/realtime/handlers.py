@@ -1,12 +1,10 @@
 """Client events on /mobile, dispatched to services; errors come back in the ack as problem+json."""
 import uuid
 
-from flask import session as socket_session
-
 from safety_api.clock import utcnow
 from safety_api.errors import Invalid, to_problem
 from safety_api.extensions import db, redis_store
-from safety_api.realtime import rooms
+from safety_api.realtime import identity, rooms
 from safety_api.services import escort_live, sos_ingest, walk_ingest, walks
 from safety_api.services.group_commit import Person
 
@@ -36,7 +34,8 @@ def _location(data) -> dict:
         raise Invalid("fixes must be a list of 1 to 500 fixes.", errors=[{"field": "fixes", "message": "Invalid."}])
     subject_id = _uuid(data.get("id"))
     # Who is sending, as the connect handler resolved them: no database read per event on the hottest path.
-    user = Person(uuid.UUID(socket_session["user_id"]), socket_session["name"], socket_session["role"])
+    me = identity.of_socket()
+    user = Person(uuid.UUID(me["user_id"]), me["name"], me["role"])
     return LOCATION_HANDLERS[data["kind"]](db.session, redis_store.client, user=user, subject_id=subject_id,
                                            raw_fixes=raw, now=utcnow())
 
@@ -46,10 +45,10 @@ def handle_watch(data, *, join) -> dict:
     refused)."""
     def work():
         walk_id = _uuid(data.get("walk_id") if isinstance(data, dict) else None)
-        answer = walks.watch(db.session, viewer_id=socket_session["user_id"], walk_id=walk_id)
+        answer = walks.watch(db.session, viewer_id=identity.of_socket()["user_id"], walk_id=walk_id)
         # This person's own watch room: walk events are addressed per person still allowed, so a guardian
         # whose link ends stops receiving even though this socket stays connected.
-        join(rooms.walk_watcher(walk_id, socket_session["user_id"]))
+        join(rooms.walk_watcher(walk_id, identity.of_socket()["user_id"]))
         return answer
     return _guarded(work)
 
@@ -58,7 +57,7 @@ def handle_unwatch(data, *, leave) -> dict:
     """`unwatch` {walk_id} -> {ok}: leave this viewer's room of the walk."""
     def work():
         walk_id = _uuid(data.get("walk_id") if isinstance(data, dict) else None)
-        leave(rooms.walk_watcher(walk_id, socket_session["user_id"]))
+        leave(rooms.walk_watcher(walk_id, identity.of_socket()["user_id"]))
         return {"ok": True}
     return _guarded(work)
 

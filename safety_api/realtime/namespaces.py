@@ -1,14 +1,14 @@
 """The /mobile and /control namespaces: authenticate once at connect, then join rooms; every client event is acked."""
 from abc import ABC, abstractmethod
 
-from flask import current_app, request, session
+from flask import current_app, request
 from flask_jwt_extended import decode_token
 from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
 
 from safety_api.errors import DomainError, Invalid, NotFound, problem, to_problem
 from safety_api.extensions import db
 from safety_api.models import User
-from safety_api.realtime import handlers, open_sockets, rooms
+from safety_api.realtime import handlers, identity, open_sockets, rooms
 from safety_api.security import SIGN_IN_CLAIM
 from safety_api.services import accounts
 
@@ -37,12 +37,13 @@ def authenticate(auth) -> User:
         raise refuse(401, "Invalid or expired access token.") from None
     if claims.get("type") != "access":
         raise refuse(401, "An access token is required.")
-    session["user_id"], session["sign_in"] = str(claims["sub"]), claims.get(SIGN_IN_CLAIM)
-    open_sockets.remember(session["user_id"], _member())
+    me = identity.of_socket()
+    me["user_id"], me["sign_in"] = str(claims["sub"]), claims.get(SIGN_IN_CLAIM)
+    open_sockets.remember(me["user_id"], _member())
     user = accounts.signed_in_user(db.session, claims["sub"], claims.get(SIGN_IN_CLAIM))
     if user is None:
         raise refuse(401, "Unknown user, or signed out.")
-    session["role"], session["district"], session["name"] = user.role, user.district_code, user.name
+    me["role"], me["district"], me["name"] = user.role, user.district_code, user.name
     return user
 
 
@@ -84,8 +85,8 @@ class AudienceNamespace(Namespace, ABC):
 
     def on_disconnect(self, reason=None):
         open_sockets.sweep_of(current_app).let_go(request.namespace, request.sid)
-        if session.get("user_id"):
-            open_sockets.forget(session["user_id"], _member())
+        if identity.of_socket().get("user_id"):
+            open_sockets.forget(identity.of_socket()["user_id"], _member())
 
     def on_connect(self, auth=None):
         try:
@@ -95,8 +96,9 @@ class AudienceNamespace(Namespace, ABC):
             _forget_refused()
             raise
         db.session.remove()
+        me = identity.of_socket()
         open_sockets.sweep_of(current_app).hold(open_sockets.LocalSocket(
-            request.namespace, request.sid, session["user_id"], session.get("sign_in"), session["district"]))
+            request.namespace, request.sid, me["user_id"], me.get("sign_in"), me["district"]))
 
     @abstractmethod
     def join(self, user: User):
@@ -137,11 +139,12 @@ class ControlNamespace(AudienceNamespace):
 
 
 def _member() -> str:
-    return open_sockets.member(request.namespace, request.sid, session.get("sign_in"))
+    return open_sockets.member(request.namespace, request.sid, identity.of_socket().get("sign_in"))
 
 
 def _forget_refused():
     """A refused connect leaves no record of itself (and no person on its session)."""
-    if session.get("user_id"):
-        open_sockets.forget(session["user_id"], _member())
-        session.pop("user_id")
+    me = identity.of_socket()
+    if me.get("user_id"):
+        open_sockets.forget(me["user_id"], _member())
+        me.clear()

@@ -125,6 +125,29 @@ def test_signing_out_closes_that_sign_ins_sockets_on_every_process(two_servers, 
             phone.disconnect()
 
 
+def test_a_refused_control_connect_on_the_same_connection_leaves_the_mobile_socket_its_person(live_server, db):
+    """socket.io clients carry both namespaces on one connection, and Flask-SocketIO keeps one session per
+    connection: a citizen's refused /control connect must not forget who the /mobile socket is."""
+    import time
+    import uuid
+    citizen = create_user(db.session)
+    client, refused = socketio.Client(reconnection=False), threading.Event()
+    client.on("connect_error", lambda data: refused.set(), namespace="/control")
+    client.connect(live_server.url, namespaces=["/mobile", "/control"], auth={"token": token_for(citizen)},
+                   transports=["websocket"], wait=False)
+    try:
+        assert refused.wait(10)
+        deadline = time.monotonic() + 10
+        while "/mobile" not in client.namespaces and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fix = {"lat": 37.47, "lon": 126.92, "accuracy_m": 8, "t": "2026-01-01T00:00:00+00:00"}
+        ack = client.call("location", {"kind": "walk", "id": str(uuid.uuid4()), "fixes": [fix]},
+                          namespace="/mobile", timeout=5)
+        assert ack["error"]["status"] == 404  # an unknown walk of a known person, not a socket without one
+    finally:
+        client.disconnect()
+
+
 def test_a_connect_event_from_a_connected_client_is_refused(live_server, db):
     """An EVENT packet named connect, with another person's token, must not make the socket theirs."""
     operator = create_user(db.session, role="operator")

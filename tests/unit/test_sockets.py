@@ -211,7 +211,7 @@ def test_lifecycle_names_sent_as_events_are_refused_and_change_nothing(app, db, 
     assert client.is_connected(namespace)
     sid = client.eio_sid and app_sockets.server.manager.sid_from_eio_sid(client.eio_sid, namespace)
     environ = app_sockets.server.get_environ(sid, namespace)
-    assert environ["saved_session"]["user_id"] == first_id  # the socket is still the first person's
+    assert environ["saved_session"][namespace]["user_id"] == first_id  # the socket is still the first person's
     rooms = app_sockets.server.rooms(sid, namespace=namespace)
     assert "central" not in rooms  # the admin's room was never joined
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
@@ -376,3 +376,4 @@ def test_a_walk_fix_that_cannot_be_projected_is_acked_like_any_other(app, client
     ack = phone.emit("location", {"kind": "walk", "id": walk["id"], "fixes": fixes}, namespace="/mobile",
                      callback=True)
     assert (ack["accepted"], ack["rejected"]) == (1, 0), ack
+
