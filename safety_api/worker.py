@@ -91,12 +91,12 @@ class Worker:
         without one (by an api of the previous release); with the dedupe keys, every worker that starts asks for
         the same ones."""
         from safety_api.clock import utcnow
-        from safety_api.services import escort, retention
+        from safety_api.services import escort_clock, retention
         from safety_api.services.escort_rules import policy_from_config
         with self.app.app_context():
             try:
                 retention.schedule_purge(db.session, now=utcnow(), every_s=self.app.config["FIX_PURGE_INTERVAL_S"])
-                escort.arm_missing_overrun_timers(db.session, policy=policy_from_config(self.app.config))
+                escort_clock.arm_missing_overrun_timers(db.session, policy=policy_from_config(self.app.config))
                 db.session.commit()
             except Exception:  # the database is away at start: the loop waits for it; walks' timers queue it too
                 db.session.rollback()

@@ -11,7 +11,7 @@ from safety_api.clock import utcnow
 from safety_api.extensions import db, redis_store
 from safety_api.models.escort import KINDS, STATES
 from safety_api.security import me, require
-from safety_api.services import escort, escort_live, meeting_points, staff
+from safety_api.services import escort, escort_live, escort_reads, meeting_points, staff
 from safety_api.services.escort_views import booking_view, detail_view, meeting_point_view
 
 blp = Blueprint("escort", __name__, url_prefix="/api/v1/escort", description="Escort booking (안심귀가스카우트)")
@@ -172,7 +172,7 @@ def book(body):
 @require()
 def list_bookings(query):
     """My bookings (citizen), my escorts (scout), my district's (operator), or all (admin)."""
-    return {"items": [booking_view(b, viewer=me()) for b in escort.list_bookings(db.session, user=me(), **query)]}
+    return {"items": [booking_view(b, viewer=me()) for b in escort_reads.list_bookings(db.session, user=me(), **query)]}
 
 
 @blp.get("/bookings/<uuid:booking_id>")
@@ -182,7 +182,7 @@ def list_bookings(query):
 def show_booking(booking_id):
     """A booking with its scouts, route and audit trail; an offer to a district scout without a slot (404 to other
     citizens)."""
-    return detail_view(db.session, escort.get_booking(db.session, user=me(), booking_id=booking_id), viewer=me())
+    return detail_view(db.session, escort_reads.get_booking(db.session, user=me(), booking_id=booking_id), viewer=me())
 
 
 @blp.post("/bookings/<uuid:booking_id>/accept")
@@ -244,7 +244,7 @@ def post_fixes(body, booking_id):
 @require("scout")
 def list_offers():
     """Open bookings of my district that still need scouts, as offers (no destination); 409 off duty."""
-    return {"items": [booking_view(b, viewer=me()) for b in escort.offers(db.session, scout=me())]}
+    return {"items": [booking_view(b, viewer=me()) for b in escort_reads.offers(db.session, scout=me())]}
 
 
 @blp.put("/duty")

@@ -18,7 +18,6 @@ from geo.projection import haversine_m
 from notifications.messages import ESCORT_EVENTS, INFO_TTL_S, seoul_time
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
-from safety_api.extensions import commit_keeping
 from safety_api.models import User
 from safety_api.models.accounts import on_shift
 from safety_api.models.escort import (
@@ -30,13 +29,12 @@ from safety_api.models.escort import (
 )
 from safety_api.policy import (
     check_change_booking,
-    check_on_duty_for_offers,
-    check_read_booking,
-    sees_escort_destination,
 )
 from safety_api.realtime import broadcast, events
 from safety_api.realtime.positions import batcher
 from safety_api.services import access_log, jobs
+from safety_api.services.escort_clock import check_start_time, set_overrun_timer
+from safety_api.services.escort_reads import log_reads
 from safety_api.services.escort_rules import Policy, Violation, check_booking_time
 from safety_api.services.escort_views import event_payload, point_of
 
@@ -67,8 +65,6 @@ MOVES = {"start": (("confirmed",), "in_progress", "started"),
          "no_show": (("confirmed",), "no_show", "no_show"),
          "cancel": (("requested", "confirmed"), "cancelled", "cancelled"),
          "time_out": (("in_progress",), "completed", "timed_out")}  # nobody's: the escort's time ran out
-# The timer that closes an escort nobody completed, due at its closing time (set at start).
-OVERRUN = "escort.overrun"
 # Pushes about a meeting still to come: false once it has come (an offer, "the meeting starts soon", "no scouts
 # yet", "two scouts will meet you"), so they live only until then (a retry must not bring them after it), and at
 # least a minute. The others (started, completed, cancelled...) live as long as any notice (INFO_TTL_S).
@@ -274,51 +270,14 @@ def _move(session, *, user, booking_id, action, now, policy: Policy | None = Non
         if action == "no_show" and now < booking.meet_at:
             raise Conflict("A no-show can be recorded from the meeting time on.")
         if action == "start":
-            _check_start_time(booking, policy=policy, now=now)
+            check_start_time(booking, policy=policy, now=now)
     recipients = move_booking(session, booking, action=action, actor=user, now=now)
     if action == "start":
-        _set_overrun_timer(session, booking, policy=policy, now=now)
+        set_overrun_timer(session, booking, policy=policy, now=now)
         _log_stream(session, booking)
     log_reads(session, user, [booking], now=now, purpose="escort.act")
     _commit_and_tell(session, booking, event, extra=recipients, ended=action == "complete")
     return booking
-
-
-def _check_start_time(booking, *, policy: Policy, now: datetime):
-    """An escort starts from `start_lead` before its meeting until its time is over (`busy_until`). Started hours
-    early, it stayed in progress, taking and streaming the scouts' positions, long after the walk; started after
-    its time, it is a meeting that did not happen (a no-show), and its scouts may be walking someone else."""
-    earliest = booking.meet_at - policy.start_lead
-    if now < earliest:
-        raise Conflict(f"The escort can start from {seoul_time(earliest.isoformat())} (Asia/Seoul), "
-                       f"{int(policy.start_lead.total_seconds() // 60)} minutes before the meeting.")
-    if now >= booking.busy_until:
-        raise Conflict("This escort's time is over; record a no-show, and the citizen can book again.")
-
-
-def _set_overrun_timer(session, booking, *, policy: Policy, now: datetime):
-    """At the start, in its transaction: when the escort closes by itself if nobody completes it. That is the end
-    of its time (`busy_until`; started late, the start plus the walk, if later), and `overrun_grace` after."""
-    end = max(booking.busy_until, now + (booking.ends_at - booking.meet_at))
-    jobs.enqueue(session, kind=OVERRUN, payload={"booking_id": str(booking.id)}, run_at=end + policy.overrun_grace,
-                 dedupe_key=f"{OVERRUN}:{booking.id}")
-
-
-_ARM_MISSING_OVERRUNS = text("""
-    INSERT INTO jobs (kind, payload, run_at, dedupe_key)
-    SELECT CAST(:kind AS text), jsonb_build_object('booking_id', id::text),
-           greatest(busy_until + make_interval(secs => :grace_s), now()), CAST(:kind AS text) || ':' || id
-    FROM escort_bookings WHERE status = 'in_progress'
-    ON CONFLICT (dedupe_key) DO NOTHING
-""")
-
-
-def arm_missing_overrun_timers(session, *, policy: Policy) -> int:
-    """Give every escort in progress without an overrun timer its timer (a worker's start; the caller commits):
-    an api process of the release before the timers, still serving during a rolling deploy, starts escorts
-    without one, and they would stay in progress for good."""
-    return session.execute(_ARM_MISSING_OVERRUNS, {"kind": OVERRUN,
-                                                   "grace_s": policy.overrun_grace.total_seconds()}).rowcount
 
 
 def _log_stream(session, booking):
@@ -327,18 +286,6 @@ def _log_stream(session, booking):
     for operator_id in staff_on_duty(session, "operator", booking.district_code):
         access_log.record(session, viewer_id=operator_id, subject_user_id=booking.citizen_id, subject_kind="escort",
                           subject_id=booking.id, purpose="escort.stream")
-
-
-def closes_at(session, booking) -> datetime:
-    """When an escort in progress is over at the latest: its overrun timer's time, set at its start (for one
-    started before that timer existed, `busy_until`)."""
-    return jobs.due_at(session, dedupe_key=f"{OVERRUN}:{booking.id}") or booking.busy_until
-
-
-def under_way(session, booking, *, now: datetime) -> bool:
-    """Whether the escort is being walked now: in progress and before its closing time. Its timer may run late (a
-    worker's backlog); the time is the rule, for the scouts' positions and for the citizen's account deletion."""
-    return booking.status == "in_progress" and now < closes_at(session, booking)
 
 
 def time_out(session, booking, *, now: datetime) -> tuple:
@@ -369,69 +316,6 @@ def move_booking(session, booking, *, action, actor, now) -> list:
     record_event(session, booking, event, actor=actor)
     push(session, booking, event, recipients)
     return recipients
-
-
-def get_booking(session, *, user: User, booking_id, now: datetime | None = None) -> EscortBooking:
-    """A booking for its citizen, its scouts, the district's operators and on-duty scouts (while open and its
-    meeting still ahead), admins.
-
-    How much of it each reader sees is policy.sees_escort_destination's; the views apply it. A reader other than
-    the citizen is written to the location access log, each time (`escort.read`, or `escort.offer`)."""
-    now = now or utcnow()
-    booking = session.get(EscortBooking, booking_id)
-    check_read_booking(user, booking, now=now)
-    access_log.record(session, viewer_id=user.id, subject_user_id=booking.citizen_id, subject_kind="escort",
-                      subject_id=booking.id,
-                      purpose="escort.read" if sees_escort_destination(user, booking, now=now) else "escort.offer")
-    commit_keeping(session, booking)
-    return booking
-
-
-def log_reads(session, user, bookings, *, now: datetime, purpose: str):
-    """Write reads of escorts by anyone but their citizens to the location access log, in the caller's
-    transaction, at most once an hour per reader, booking and purpose (lists are read again and again): what the
-    reader is shown in full as `purpose`, an offer as `escort.offer` (where and when a citizen will wait)."""
-    full = [b for b in bookings if sees_escort_destination(user, b, now=now)]
-    offered = [b for b in bookings if b not in full]
-    for shown, why in ((full, purpose), (offered, "escort.offer")):
-        access_log.record_recent(session, viewer_id=user.id, subject_kind="escort", purpose=why,
-                                 subjects=[(b.citizen_id, b.id) for b in shown])
-
-
-def list_bookings(session, *, user: User, status: str | None = None, limit: int = 100,
-                  now: datetime | None = None) -> list[EscortBooking]:
-    """My bookings (citizen), my escorts (scout), my district's (operator) or all (admin), newest first; logged as
-    `escort.list` (log_reads)."""
-    query = select(EscortBooking)
-    if user.role == "citizen":
-        query = query.where(EscortBooking.citizen_id == user.id)
-    elif user.role == "scout":
-        query = query.where(EscortBooking.id.in_(
-            select(EscortAssignment.booking_id).where(EscortAssignment.scout_id == user.id)))
-    elif user.role == "operator":
-        query = query.where(EscortBooking.district_code == user.district_code)
-    if status:
-        query = query.where(EscortBooking.status == status)
-    found = list(session.scalars(query.order_by(EscortBooking.meet_at.desc()).limit(limit)))
-    log_reads(session, user, found, now=now or utcnow(), purpose="escort.list")
-    commit_keeping(session, *found)
-    return found
-
-
-def offers(session, *, scout: User, now: datetime | None = None) -> list[EscortBooking]:
-    """Open bookings of the scout's district that still need scouts and are not yet theirs (scouts on duty);
-    logged as `escort.offer` (log_reads)."""
-    now = now or utcnow()
-    check_on_duty_for_offers(scout)
-    mine = select(EscortAssignment.booking_id).where(EscortAssignment.scout_id == scout.id)
-    found = list(session.scalars(
-        select(EscortBooking).where(EscortBooking.district_code == scout.district_code,
-                                    EscortBooking.status == "requested", EscortBooking.meet_at > now,
-                                    EscortBooking.id.not_in(mine))
-        .order_by(EscortBooking.meet_at)))
-    log_reads(session, scout, found, now=now, purpose="escort.offer")
-    commit_keeping(session, *found)
-    return found
 
 
 def set_timer(session, booking, kind, *, due: datetime, key: str | None = None):

@@ -24,14 +24,14 @@ from safety_api.services.escort import (
     take_turns,
     tell,
     time_out,
-    under_way,
 )
+from safety_api.services.escort_clock import under_way
 from safety_api.services.escort_views import event_payload
 
 
 def cancel_for_account_deletion(session, *, citizen: User, now: datetime | None = None):
     """Before a citizen's account is deleted, cancel their bookings still requested or confirmed as their own
-    cancel would, commit and tell; refuse (409) while an escort of theirs is under way (`escort.under_way`). One
+    cancel would, commit and tell; refuse (409) while an escort of theirs is under way (`escort_clock.under_way`). One
     still in progress past its closing time, which its timer has not closed yet, is closed as the timer would.
 
     The deletion takes the bookings with it (a cascade) and would tell no one: the scouts would go to the meeting

@@ -22,8 +22,8 @@ from safety_api.services.escort import (
     staff_on_duty,
     tell,
     time_out,
-    under_way,
 )
+from safety_api.services.escort_clock import under_way
 from safety_api.services.escort_views import event_payload
 
 
@@ -59,7 +59,7 @@ def flag_unconfirmed(session, *, booking_id, now: datetime) -> bool:
 
 
 def close_overrun(session, *, booking_id, now: datetime) -> bool:
-    """Timer, at the closing time of an escort (`escort.closes_at`): one still in progress ends by itself
+    """Timer, at the closing time of an escort (`escort_clock.closes_at`): one still in progress ends by itself
     (`escort.time_out`). Without it, an escort nobody completed stayed under way for good: the scouts' positions
     were taken and streamed to the citizen and the control room days later, the citizen could not delete the
     account. The timer's due time is the rule, whatever the worker's clock says; a completed escort is left alone."""

@@ -9,7 +9,7 @@ from safety_api.clock import SEOUL, utcnow
 from safety_api.errors import Conflict, Forbidden
 from safety_api.models import Delivery, EscortBooking, EscortEvent, Job, MeetingPoint, PushDevice, User
 from safety_api.realtime.positions import batcher
-from safety_api.services import escort, escort_live
+from safety_api.services import escort, escort_live, escort_reads
 from safety_api.services.escort_rules import policy_from_config
 from safety_api.worker_jobs import HANDLERS
 from tests import conftest
@@ -333,9 +333,9 @@ def test_once_the_meeting_time_has_come_a_booking_is_no_longer_accepted_or_read_
     with pytest.raises(Conflict):
         escort.accept(db.session, scout=latecomer, booking_id=booking.id, now=booking.meet_at)
     with pytest.raises(Forbidden):
-        escort.get_booking(db.session, user=latecomer, booking_id=booking.id, now=booking.meet_at)
+        escort_reads.get_booking(db.session, user=latecomer, booking_id=booking.id, now=booking.meet_at)
     just_before = booking.meet_at - timedelta(seconds=1)
-    assert escort.get_booking(db.session, user=latecomer, booking_id=booking.id, now=just_before).id == booking.id
+    assert escort_reads.get_booking(db.session, user=latecomer, booking_id=booking.id, now=just_before).id == booking.id
     taken = escort.accept(db.session, scout=latecomer, booking_id=booking.id, now=just_before)
     assert [a.scout_id for a in taken.assignments] == [latecomer.id]
 
