@@ -617,16 +617,25 @@ def test_an_operator_going_off_shift_lets_go_of_the_incidents_they_took(client, 
     assert sorted(alerts) == ["staff.created", "staff.released"]
 
 
-def test_an_operator_signing_out_everywhere_leaves_the_shift_and_what_they_took(client, db):
-    operator = on_duty(db, create_user(db.session, role="operator"))
-    console = sign_in(client, operator)
+def sos_taken_by(client, db, console) -> str:
+    """A citizen's SOS, acknowledged with the console's access token; its id."""
     taken_id = client.post("/api/v1/sos", json=IN_GWANAK,
                            headers=auth_header(create_user(db.session))).json["incident"]["id"]
     assert client.post(f"/api/v1/incidents/{taken_id}/ack", headers=console["access"]).status_code == 200
+    return taken_id
+
+
+@pytest.mark.parametrize("role", ["operator", "admin"])
+def test_staff_signing_out_everywhere_leave_the_shift_and_what_they_took(client, db, role):
+    """Admins acknowledge incidents too, and let go of theirs alike."""
+    person = on_duty(db, create_user(db.session, role=role))
+    console = sign_in(client, person)
+    taken_id = sos_taken_by(client, db, console)
     assert client.post("/api/v1/auth/logout-all", headers=console["access"]).status_code == 204
     db.session.expire_all()
-    assert db.session.get(User, operator.id).on_duty is False
-    assert db.session.get(Incident, taken_id).status == "open"
+    assert db.session.get(User, person.id).on_duty is False
+    assert (db.session.get(Incident, taken_id).status, db.session.get(Incident, taken_id).acknowledged_by) == (
+        "open", None)
 
 
 def test_staff_signing_out_of_their_last_sign_in_leave_the_shift_and_what_they_took(client, db):
@@ -634,9 +643,7 @@ def test_staff_signing_out_of_their_last_sign_in_leave_the_shift_and_what_they_t
     as on shift (an SOS in the district would wait its full escalation time) nor hold what they took."""
     operator = on_duty(db, create_user(db.session, role="operator"))
     console, phone = sign_in(client, operator), sign_in(client, operator)
-    taken_id = client.post("/api/v1/sos", json=IN_GWANAK,
-                           headers=auth_header(create_user(db.session))).json["incident"]["id"]
-    assert client.post(f"/api/v1/incidents/{taken_id}/ack", headers=console["access"]).status_code == 200
+    taken_id = sos_taken_by(client, db, console)
     assert client.post("/api/v1/auth/logout", headers=phone["refresh"]).status_code == 204
     db.session.expire_all()
     assert db.session.get(User, operator.id).on_duty is True  # the console is still signed in
@@ -649,18 +656,6 @@ def test_staff_signing_out_of_their_last_sign_in_leave_the_shift_and_what_they_t
                           headers=auth_header(create_user(db.session))).json["incident"]["id"]
     timer = db.session.scalar(select(Job).where(Job.dedupe_key == f"escalate:{next_id}"))
     assert timer.payload["reason"] == incidents.NOBODY_ON_SHIFT
-
-
-def test_an_admin_leaving_the_shift_lets_go_of_the_incidents_they_took(client, db):
-    admin = on_duty(db, create_user(db.session, role="admin"))
-    console = sign_in(client, admin)
-    taken_id = client.post("/api/v1/sos", json=IN_GWANAK,
-                           headers=auth_header(create_user(db.session))).json["incident"]["id"]
-    assert client.post(f"/api/v1/incidents/{taken_id}/ack", headers=console["access"]).status_code == 200
-    assert client.post("/api/v1/auth/logout-all", headers=console["access"]).status_code == 204
-    db.session.expire_all()
-    assert (db.session.get(Incident, taken_id).status, db.session.get(Incident, taken_id).acknowledged_by) == (
-        "open", None)
 
 
 def test_a_dispatch_or_resolve_that_passed_its_gate_before_a_suspension_or_move_is_refused(client, db):
