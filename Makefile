@@ -4,9 +4,11 @@ VENV := .venv/bin
 FLASK := $(VENV)/flask --app wsgi
 export PORT
 
-.PHONY: run test lint setup migrate demo serve bench fuzz clean
+.PHONY: run test lint setup migrate demo demo-missing serve bench fuzz clean
 
-run: setup migrate demo serve
+# `make run` loads only the demo parts whose tables are empty, so an imported street network or renamed meeting
+# points survive a restart; `make demo` puts the whole demo back.
+run: setup migrate demo-missing serve
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +18,9 @@ migrate:
 
 demo:
 	@$(FLASK) load-demo
+
+demo-missing:
+	@$(FLASK) load-demo --only-missing
 
 serve:
 	@bash scripts/serve.sh

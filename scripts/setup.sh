@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 APT_PACKAGES="postgresql-15-postgis-3 postgresql-15-pgrouting chromium fonts-nanum"
-PG_ADMIN=(psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -q)
+PSQL_FLAGS=(-v ON_ERROR_STOP=1 -q)
 
 step() { printf '==> %s\n' "$*"; }
 
@@ -63,6 +63,18 @@ install_node() {
   fi
 }
 
+choose_admin_connection() {
+  # The postgres role over TCP where pg_hba trusts it (this project's CI machines); otherwise as the postgres
+  # system user over the local socket, which Debian's default pg_hba allows (peer) while TCP asks a password.
+  if psql -h 127.0.0.1 -U postgres -w -Atc "SELECT 1" >/dev/null 2>&1; then
+    PG_ADMIN=(psql -h 127.0.0.1 -U postgres "${PSQL_FLAGS[@]}")
+  elif [ "$(id -u)" -eq 0 ]; then
+    PG_ADMIN=(runuser -u postgres -- psql "${PSQL_FLAGS[@]}")
+  else
+    PG_ADMIN=(sudo -u postgres psql "${PSQL_FLAGS[@]}")
+  fi
+}
+
 create_database() {  # $1 = database name, owned by the local default role (made here if missing)
   "${PG_ADMIN[@]}" -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='safety')
       THEN CREATE ROLE safety LOGIN SUPERUSER PASSWORD 'safety'; END IF; END \$\$;"
@@ -75,6 +87,7 @@ create_database() {  # $1 = database name, owned by the local default role (made
 
 install_system_packages
 start_services
+choose_admin_connection
 install_python
 install_node
 # Each local default database unless its URL points elsewhere: a DATABASE_URL of your own still leaves
