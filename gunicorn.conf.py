@@ -17,3 +17,12 @@ else:
     worker_class = "gthread"
     threads = int(os.environ.get("API_THREADS", "300"))
     worker_connections = max(1000, threads + 100)  # gthread also caps its clients at worker_connections
+
+
+def post_worker_init(worker):
+    """Before the first request: the api refuses to serve with the development signing key. An exception here is
+    a boot error, on which gunicorn stops rather than starting worker after worker."""
+    app = worker.wsgi
+    if getattr(app, "import_name", None) == "safety_api":  # not the benchmarks' bare server
+        from safety_api.security import refuse_to_serve_with_the_development_key
+        refuse_to_serve_with_the_development_key(app)

@@ -156,7 +156,8 @@ def server_env(channel: str, **extra) -> dict:
     env = dict(os.environ)
     env.update({"DATABASE_URL": BENCH_DATABASE_URL, "REDIS_URL": BENCH_REDIS_URL, "SOCKETIO_CHANNEL": channel,
                 "LOG_JSON": "0", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
-                "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024"})
+                "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024",
+                "ALLOW_DEVELOPMENT_KEY": "1"})  # the benchmarks sign their tokens in-process with that key
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -47,6 +47,33 @@ def _bool(name, default):
     return _read(name, default, parse, f"one of {', '.join(_TRUE + _FALSE)}")
 
 
+def _limit(name, default):
+    """A rate limit in the `limits` notation ("5/minute;20/hour"): a typo would otherwise be found by the first
+    login or PIN it was meant to limit, as a 500."""
+    from limits import parse_many
+
+    def parse(raw):
+        parse_many(raw)  # ValueError when unreadable
+        return raw
+    return _read(name, default, parse, 'a rate limit such as "5/minute;20/hour"')
+
+
+# HS256 signs with an HMAC of SHA-256: a key shorter than its 32 bytes is easier to guess than the hash is to break.
+SECRET_MIN_LENGTH = 32
+
+
+def _secret(name, default):
+    """A signing key. Set but empty (a systemd environment file's `SECRET_KEY=`) reads as unset rather than as
+    an empty key, with which every token signed or checked would fail; a short one stops the start."""
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return default
+    if len(raw) < SECRET_MIN_LENGTH:
+        raise ValueError(f"{name}: {len(raw)} characters; a signing key needs at least {SECRET_MIN_LENGTH} "
+                         f"(e.g. python -c \"import secrets; print(secrets.token_urlsafe(48))\")")
+    return raw
+
+
 def _hours(name, default):
     """A window of Seoul hours written START-END (e.g. 20-6, across midnight)."""
     def parse(raw):
@@ -81,7 +108,9 @@ class Config:
     """Settings with local defaults; every one can be overridden by an environment variable."""
 
     def __init__(self):
-        self.SECRET_KEY = _env("SECRET_KEY", DEVELOPMENT_SECRET)
+        self.SECRET_KEY = _secret("SECRET_KEY", DEVELOPMENT_SECRET)
+        # Serving (gunicorn.conf.py) with DEVELOPMENT_SECRET is refused unless this says yes: tests and local tools.
+        self.ALLOW_DEVELOPMENT_KEY = _bool("ALLOW_DEVELOPMENT_KEY", False)
         self.SQLALCHEMY_DATABASE_URI = _env(
             "DATABASE_URL", "postgresql+psycopg://safety:safety@127.0.0.1:5432/safety")
         self.SQLALCHEMY_ENGINE_OPTIONS = {
@@ -103,30 +132,31 @@ class Config:
         # How many reverse proxies in front append to X-Forwarded-For (nginx: 1); 0 trusts none (safety_api.proxies)
         self.TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0, at_least=0)
 
-        self.JWT_SECRET_KEY = _env("JWT_SECRET_KEY", self.SECRET_KEY)
-        self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=_int("JWT_ACCESS_TTL_S", 900))
-        self.JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=_int("JWT_REFRESH_TTL_DAYS", 30))
+        self.JWT_SECRET_KEY = _secret("JWT_SECRET_KEY", self.SECRET_KEY)
+        # At least a minute: shorter, phones would spend their time refreshing (0 or less: everyone signed out).
+        self.JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=_int("JWT_ACCESS_TTL_S", 900, at_least=60))
+        self.JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=_int("JWT_REFRESH_TTL_DAYS", 30, at_least=1))
 
-        self.ARGON2_TIME_COST = _int("ARGON2_TIME_COST", 3)
-        self.ARGON2_MEMORY_KIB = _int("ARGON2_MEMORY_KIB", 65536)
+        self.ARGON2_TIME_COST = _int("ARGON2_TIME_COST", 3, at_least=1)
+        self.ARGON2_MEMORY_KIB = _int("ARGON2_MEMORY_KIB", 65536, at_least=8)  # argon2's least: 8 KiB per lane
         # Hashes one process runs at once (each holds ARGON2_MEMORY_KIB), and how long a request waits for its
         # turn before a 503: a burst of registrations or logins must not starve the SOS of memory and CPU.
         self.ARGON2_MAX_CONCURRENT = _int("ARGON2_MAX_CONCURRENT", 4, at_least=1)
-        self.ARGON2_WAIT_S = _float("ARGON2_WAIT_S", 2.0)
+        self.ARGON2_WAIT_S = _float("ARGON2_WAIT_S", 2.0, positive=True)
         # Password attempts (login, and the account's changes that ask for it): accounts.check_password says why.
-        self.LOGIN_LIMIT_PER_ADDRESS = _env("LOGIN_LIMIT_PER_ADDRESS", "30/minute")
-        self.LOGIN_LIMIT_PER_PHONE_AND_ADDRESS = _env("LOGIN_LIMIT_PER_PHONE_AND_ADDRESS", "5/minute;20/hour")
+        self.LOGIN_LIMIT_PER_ADDRESS = _limit("LOGIN_LIMIT_PER_ADDRESS", "30/minute")
+        self.LOGIN_LIMIT_PER_PHONE_AND_ADDRESS = _limit("LOGIN_LIMIT_PER_PHONE_AND_ADDRESS", "5/minute;20/hour")
         # Above what one address may try in the hour, so that locking the owner out takes many addresses.
-        self.LOGIN_FAILURE_LIMIT_PER_PHONE = _env("LOGIN_FAILURE_LIMIT_PER_PHONE", "100/hour")
+        self.LOGIN_FAILURE_LIMIT_PER_PHONE = _limit("LOGIN_FAILURE_LIMIT_PER_PHONE", "100/hour")
         if "LOGIN_LIMIT_PER_PHONE" in os.environ:  # a limit set for the old bucket must not be dropped silently
             raise ValueError("LOGIN_LIMIT_PER_PHONE is now LOGIN_LIMIT_PER_PHONE_AND_ADDRESS and "
                              "LOGIN_FAILURE_LIMIT_PER_PHONE (docs/operations.md)")
-        self.PIN_LIMIT = _env("PIN_LIMIT", "5/10minutes")
+        self.PIN_LIMIT = _limit("PIN_LIMIT", "5/10minutes")
         # Per client address: each registration hashes a password, and its 409 tells a registered phone.
-        self.REGISTER_LIMIT_PER_ADDRESS = _env("REGISTER_LIMIT_PER_ADDRESS", "20/hour")
+        self.REGISTER_LIMIT_PER_ADDRESS = _limit("REGISTER_LIMIT_PER_ADDRESS", "20/hour")
         # Per inviter: an invite tells a registered phone from an unknown one (404), so it is a guess to slow down;
         # people invite a handful of guardians, mistypes included.
-        self.GUARDIAN_INVITE_LIMIT = _env("GUARDIAN_INVITE_LIMIT", "10/day")
+        self.GUARDIAN_INVITE_LIMIT = _limit("GUARDIAN_INVITE_LIMIT", "10/day")
 
         # Unset (or empty, as docker-compose passes an unset one): the project of the service account in
         # GOOGLE_APPLICATION_CREDENTIALS, the only one it may send to. The worker checks both at start.
@@ -153,7 +183,7 @@ class Config:
         # How long a thread may hold the GIL while others wait (Python's default is 5 ms). A serving process
         # runs hundreds of socket threads; a request that waits on PostgreSQL a dozen times would wait for
         # the GIL a dozen times more. 1 ms keeps an SOS from queueing behind location batches.
-        self.GIL_SWITCH_INTERVAL_S = _float("GIL_SWITCH_INTERVAL_S", 0.001)
+        self.GIL_SWITCH_INTERVAL_S = _float("GIL_SWITCH_INTERVAL_S", 0.001, positive=True)
         self.LOG_JSON = _bool("LOG_JSON", True)
 
         self.API_TITLE = "Ansimi safety backend"

@@ -134,10 +134,23 @@ def access_token_for(user: User, sign_in: str) -> str:
 _warned = []
 
 
+def development_key_in_use(config) -> bool:
+    return DEVELOPMENT_SECRET in (config["SECRET_KEY"], config["JWT_SECRET_KEY"])
+
+
+def refuse_to_serve_with_the_development_key(app: Flask):
+    """The serving process's check (gunicorn.conf.py), not the app factory's: `flask db upgrade` and the demo
+    loader build the app before `make run` has made its keys, and sign nothing."""
+    if development_key_in_use(app.config) and not app.config["ALLOW_DEVELOPMENT_KEY"]:
+        raise RuntimeError(
+            "SECRET_KEY and JWT_SECRET_KEY are not set: tokens would be signed with the development key printed in "
+            "safety_api/config.py, and anyone could forge an admin's. Set both (make run does; docs/operations.md), "
+            "or ALLOW_DEVELOPMENT_KEY=1 for a trial on your own machine.")
+
+
 def _warn_if_signing_with_the_development_key():
     """Once per process, as the first token is signed (not when the command line builds the app to migrate)."""
-    if not _warned and not current_app.testing and DEVELOPMENT_SECRET in (
-            current_app.config["SECRET_KEY"], current_app.config["JWT_SECRET_KEY"]):
+    if not _warned and not current_app.testing and development_key_in_use(current_app.config):
         _warned.append(True)
         logging.getLogger(__name__).warning(
             "tokens are signed with the development key printed in safety_api/config.py: anyone can forge them. "

@@ -27,7 +27,9 @@ def process_env(database_url: str, redis_url: str, channel: str, **extra) -> dic
     env.setdefault("FCM_ENDPOINT", "http://127.0.0.1:9")
     env.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "SOCKETIO_CHANNEL": channel,
                 "LOG_JSON": "0", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
-                "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024"})
+                "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "1024",
+                # the tests sign tokens in-process with the development key: the servers must check them with it
+                "ALLOW_DEVELOPMENT_KEY": "1"})
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -8,7 +8,9 @@ from safety_api.config import Config
 def clean_environment(monkeypatch):
     """Only the variables a test sets: the shell's own must not decide a test."""
     for name in ("WORKER_BATCH", "WORKER_POLL_S", "SOS_ESCALATE_AFTER_S", "JOB_LEASE_S", "FCM_HTTP_TIMEOUT_S",
-                 "ROUTE_NIGHT_HOURS", "LOG_JSON", "ESCORT_SAME_DAY_ONLY", "DB_POOL_SIZE", "DB_CONNECT_TIMEOUT_S"):
+                 "ROUTE_NIGHT_HOURS", "LOG_JSON", "ESCORT_SAME_DAY_ONLY", "DB_POOL_SIZE", "DB_CONNECT_TIMEOUT_S",
+                 "SECRET_KEY", "JWT_SECRET_KEY", "JWT_ACCESS_TTL_S", "GIL_SWITCH_INTERVAL_S", "ARGON2_WAIT_S",
+                 "PIN_LIMIT", "LOGIN_LIMIT_PER_ADDRESS", "ALLOW_DEVELOPMENT_KEY"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -53,6 +55,13 @@ def test_yes_and_no_are_read_in_their_usual_spellings(monkeypatch, value, read):
     ("SOS_ESCALATE_AFTER_S", "inf"),  # the escalation timer would be a 500 at every SOS
     ("JOB_LEASE_S", "nan"),
     ("DB_CONNECT_TIMEOUT_S", "0"),  # libpq: wait for ever
+    ("GIL_SWITCH_INTERVAL_S", "0"),  # before, Python's own "switch interval must be strictly positive" at import
+    ("JWT_ACCESS_TTL_S", "0"),  # before, every token expired as it was made: everyone signed out
+    ("ARGON2_WAIT_S", "-1"),
+    ("PIN_LIMIT", "5/10minuts"),  # before, the first PIN entered was a 500
+    ("LOGIN_LIMIT_PER_ADDRESS", "thirty a minute"),
+    ("SECRET_KEY", "short"),  # a key far shorter than HS256's hash is a guess away
+    ("JWT_SECRET_KEY", "x" * 31),
 ])
 def test_a_value_out_of_its_range_stops_the_start(monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
@@ -107,3 +116,36 @@ def test_an_unreadable_redis_url_names_its_variable(monkeypatch):
     monkeypatch.setenv("REDIS_URL", "http://redis:6379/1")
     with pytest.raises(ValueError, match="^REDIS_URL: 'http://redis:6379/1' is not a Redis URL"):
         Config()
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_a_signing_key_set_but_empty_reads_as_unset(monkeypatch, value):
+    """Before, `SECRET_KEY=` in an environment file signed with an empty key, on which every sign-in was a 500."""
+    from safety_api.config import DEVELOPMENT_SECRET
+    monkeypatch.setenv("SECRET_KEY", value)
+    monkeypatch.setenv("JWT_SECRET_KEY", value)
+    config = Config()
+    assert config.SECRET_KEY == config.JWT_SECRET_KEY == DEVELOPMENT_SECRET
+
+
+def test_a_serving_process_refuses_the_development_key_unless_allowed(monkeypatch):
+    """gunicorn.conf.py runs this check as the api process starts; the command line never does."""
+    from flask import Flask
+
+    from safety_api.security import refuse_to_serve_with_the_development_key
+    app = Flask("safety_api")
+    app.config.from_object(Config())
+    with pytest.raises(RuntimeError, match="SECRET_KEY and JWT_SECRET_KEY are not set"):
+        refuse_to_serve_with_the_development_key(app)
+    monkeypatch.setenv("JWT_SECRET_KEY", "k" * 40)  # one key of its own still leaves SECRET_KEY the printed one
+    app.config.from_object(Config())
+    with pytest.raises(RuntimeError):
+        refuse_to_serve_with_the_development_key(app)
+    monkeypatch.setenv("SECRET_KEY", "s" * 40)
+    app.config.from_object(Config())
+    refuse_to_serve_with_the_development_key(app)
+    monkeypatch.delenv("SECRET_KEY")
+    monkeypatch.delenv("JWT_SECRET_KEY")
+    monkeypatch.setenv("ALLOW_DEVELOPMENT_KEY", "1")
+    app.config.from_object(Config())
+    refuse_to_serve_with_the_development_key(app)
