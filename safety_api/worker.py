@@ -96,7 +96,9 @@ class Worker:
         with self.app.app_context():
             try:
                 retention.schedule_purge(db.session, now=utcnow(), every_s=self.app.config["FIX_PURGE_INTERVAL_S"])
-                escort_clock.arm_missing_overrun_timers(db.session, policy=policy_from_config(self.app.config))
+                escort_policy = policy_from_config(self.app.config)
+                escort_clock.arm_missing_overrun_timers(db.session, policy=escort_policy)
+                escort_clock.arm_missing_late_timers(db.session, policy=escort_policy)
                 db.session.commit()
             except Exception:  # the database is away at start: the loop waits for it; walks' timers queue it too
                 db.session.rollback()

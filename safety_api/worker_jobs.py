@@ -39,6 +39,7 @@ HANDLERS = {
     "incident.escalate": _escalate,
     "escort.reminder": escort_live.reminder_job,
     "escort.unconfirmed": escort_live.unconfirmed_job,
+    "escort.late": escort_live.late_job,
     "escort.overrun": escort_live.overrun_job,
     "walk.timers": walks.timers_job,
     "walk.checkin_expired": walks.checkin_job,

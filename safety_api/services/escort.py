@@ -33,7 +33,7 @@ from safety_api.policy import (
 from safety_api.realtime import broadcast, events
 from safety_api.realtime.positions import batcher
 from safety_api.services import access_log, jobs
-from safety_api.services.escort_clock import check_start_time, set_overrun_timer
+from safety_api.services.escort_clock import check_start_time, set_late_timer, set_overrun_timer
 from safety_api.services.escort_reads import log_reads
 from safety_api.services.escort_rules import Policy, Violation, check_booking_time
 from safety_api.services.escort_views import event_payload, point_of
@@ -50,7 +50,9 @@ TEXTS = {**ESCORT_EVENTS,  # events the notifications package has no text for ye
          "accepted": ("귀가동행 수락", "{time} 귀가동행을 안심귀가스카우트 1명이 수락했습니다."),
          "unconfirmed": ("귀가동행 미확정", "{time} 귀가동행에 아직 스카우트 2명이 배정되지 않았습니다."),
          "reopened": ("귀가동행 스카우트 변경", "{time} 귀가동행 스카우트가 바뀌어 다시 배정하고 있습니다."),
-         "timed_out": ("귀가동행 자동 종료", "{time} 귀가동행이 예정 시간을 넘겨 자동으로 종료되었습니다.")}
+         "timed_out": ("귀가동행 자동 종료", "{time} 귀가동행이 예정 시간을 넘겨 자동으로 종료되었습니다."),
+         "late": ("귀가동행 지연",
+                  "{time} 귀가동행이 약속 시간이 지나도록 시작되지 않았습니다. 관제센터에 알렸습니다.")}
 FULL = "This booking already has its two scouts."
 CONFLICTS = {  # constraint -> what the refused scout is told
     "ex_escort_assignments_scout_busy": "You already escort someone at an overlapping time.",
@@ -191,6 +193,7 @@ def create_booking(session, *, citizen: User, policy: Policy, meeting_point_id, 
     push(session, booking, "offered", scouts, staff=True)
     set_timer(session, booking, "escort.reminder", due=meet_at - policy.reminder)
     set_timer(session, booking, "escort.unconfirmed", due=max(meet_at - policy.unconfirmed, now + OFFER_GRACE))
+    set_late_timer(session, booking, policy=policy)
     offered = event_payload(booking, "offered", TEXTS["offered"][0])
     session.commit()
     for scout_id in scouts:

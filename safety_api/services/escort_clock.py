@@ -1,5 +1,6 @@
-"""An escort's clock: when it may start, and when it is over at the latest (its overrun timer, set at its start,
-which closes one that nobody completed: `escort_live.overrun_job`)."""
+"""An escort's clock: when it may start, when a confirmed one that has not started is late (its late timer, set with
+the booking: `escort_live.late_job`), and when it is over at the latest (its overrun timer, set at its start, which
+closes one that nobody completed: `escort_live.overrun_job`)."""
 from datetime import datetime
 
 from sqlalchemy import text
@@ -11,6 +12,8 @@ from safety_api.services.escort_rules import Policy
 
 # The timer that closes an escort nobody completed, due at its closing time (set at start).
 OVERRUN = "escort.overrun"
+# The timer that flags a confirmed escort still not started `late` after its meeting time.
+LATE = "escort.late"
 
 
 def check_start_time(booking, *, policy: Policy, now: datetime):
@@ -33,6 +36,13 @@ def set_overrun_timer(session, booking, *, policy: Policy, now: datetime):
                  dedupe_key=f"{OVERRUN}:{booking.id}")
 
 
+def set_late_timer(session, booking, *, policy: Policy):
+    """With the booking: `late` after the meeting, a confirmed escort that has not started is flagged. Before, a
+    citizen waiting alone at night for scouts who did not come was noticed by nobody but the citizen."""
+    jobs.enqueue(session, kind=LATE, payload={"booking_id": str(booking.id)}, run_at=booking.meet_at + policy.late,
+                 dedupe_key=f"{LATE}:{booking.id}")
+
+
 _ARM_MISSING_OVERRUNS = text("""
     INSERT INTO jobs (kind, payload, run_at, dedupe_key)
     SELECT CAST(:kind AS text), jsonb_build_object('booking_id', id::text),
@@ -48,6 +58,21 @@ def arm_missing_overrun_timers(session, *, policy: Policy) -> int:
     without one, and they would stay in progress for good."""
     return session.execute(_ARM_MISSING_OVERRUNS, {"kind": OVERRUN,
                                                    "grace_s": policy.overrun_grace.total_seconds()}).rowcount
+
+
+_ARM_MISSING_LATE = text("""
+    INSERT INTO jobs (kind, payload, run_at, dedupe_key)
+    SELECT CAST(:kind AS text), jsonb_build_object('booking_id', id::text), meet_at + make_interval(secs => :late_s),
+           CAST(:kind AS text) || ':' || id
+    FROM escort_bookings WHERE status IN ('requested', 'confirmed') AND meet_at + make_interval(secs => :late_s) > now()
+    ON CONFLICT (dedupe_key) DO NOTHING
+""")
+
+
+def arm_missing_late_timers(session, *, policy: Policy) -> int:
+    """Give every booking still to be walked its late timer (a worker's start; the caller commits): bookings made
+    by an api process of the release before it, which has none."""
+    return session.execute(_ARM_MISSING_LATE, {"kind": LATE, "late_s": policy.late.total_seconds()}).rowcount
 
 
 def closes_at(session, booking) -> datetime:

@@ -1,12 +1,12 @@
-"""Escort timers (reminder, still unconfirmed, overrun) and the scouts' positions during the walk."""
+"""Escort timers (reminder, still unconfirmed, late, overrun) and the scouts' positions during the walk."""
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Forbidden, NotFound
 from safety_api.models import User
-from safety_api.models.escort import EscortBooking
+from safety_api.models.escort import EscortBooking, EscortEvent
 from safety_api.realtime import events, rooms
 from safety_api.realtime.positions import batcher
 from safety_api.services import fixes as fix_store
@@ -58,6 +58,23 @@ def flag_unconfirmed(session, *, booking_id, now: datetime) -> bool:
     return True
 
 
+def flag_late(session, *, booking_id, now: datetime) -> bool:
+    """Timer, `late` after the meeting (`escort_clock.set_late_timer`): a confirmed escort that has not started
+    goes to the citizen, the pair and the district's operators on shift, who can call the scouts or send someone.
+    Fires once (its event is the stamp); an escort started, cancelled or recorded as a no-show is left alone."""
+    booking = locked_booking(session, booking_id, missing_ok=True)
+    if booking is None or booking.status != "confirmed" or now < booking.meet_at:
+        return False
+    if session.scalar(select(exists().where(EscortEvent.booking_id == booking.id, EscortEvent.kind == "late"))):
+        return False
+    record_event(session, booking, "late", minutes_past=int((now - booking.meet_at).total_seconds() // 60))
+    push(session, booking, "late", parties(booking))
+    push(session, booking, "late", staff_on_duty(session, "operator", booking.district_code), staff=True)
+    session.flush()
+    tell(booking.district_code, event_payload(booking, "late", TEXTS["late"][0]), parties(booking))
+    return True
+
+
 def close_overrun(session, *, booking_id, now: datetime) -> bool:
     """Timer, at the closing time of an escort (`escort_clock.closes_at`): one still in progress ends by itself
     (`escort.time_out`). Without it, an escort nobody completed stayed under way for good: the scouts' positions
@@ -80,6 +97,11 @@ def reminder_job(session, payload, _worker):
 def unconfirmed_job(session, payload, _worker):
     """Worker entry for `escort.unconfirmed`."""
     flag_unconfirmed(session, booking_id=payload["booking_id"], now=utcnow())
+
+
+def late_job(session, payload, _worker):
+    """Worker entry for `escort.late`."""
+    flag_late(session, booking_id=payload["booking_id"], now=utcnow())
 
 
 def overrun_job(session, payload, _worker):

@@ -60,6 +60,7 @@ class Policy:
     turnaround: timedelta = timedelta(minutes=15)  # scouts' way on to the next meeting point
     reminder: timedelta = timedelta(minutes=10)  # before meet_at
     unconfirmed: timedelta = timedelta(minutes=15)  # before meet_at: still no pair -> flag it
+    late: timedelta = timedelta(minutes=10)  # after meet_at: a confirmed escort not started -> flag it
     max_walk_m: float = 4000.0
     start_lead: timedelta = timedelta(minutes=30)  # how long before meet_at the pair may start the escort
     overrun_grace: timedelta = timedelta(minutes=30)  # past its time, an escort nobody completed is closed
@@ -101,6 +102,7 @@ def policy_from_config(cfg) -> Policy:
         turnaround=timedelta(minutes=cfg["ESCORT_TURNAROUND_MINUTES"]),
         reminder=timedelta(minutes=cfg["ESCORT_REMINDER_MINUTES"]),
         unconfirmed=timedelta(minutes=cfg["ESCORT_UNCONFIRMED_MINUTES"]),
+        late=timedelta(minutes=cfg["ESCORT_LATE_MINUTES"]),
         max_walk_m=cfg["ESCORT_MAX_WALK_M"],
         start_lead=timedelta(minutes=cfg["ESCORT_START_LEAD_MINUTES"]),
         overrun_grace=timedelta(minutes=cfg["ESCORT_OVERRUN_GRACE_MINUTES"]))

@@ -156,7 +156,7 @@ def test_a_booking_is_offered_to_the_districts_on_duty_scouts(client, db, open_s
     assert offered == {f"user:{s.id}" for s in on_duty}
     assert push_jobs(db)[0]["user_ids"] == sorted(str(s.id) for s in on_duty)
     timers = db.session.scalars(select(Job.kind).where(Job.kind.like("escort.%"))).all()
-    assert sorted(timers) == ["escort.reminder", "escort.unconfirmed"]
+    assert sorted(timers) == ["escort.late", "escort.reminder", "escort.unconfirmed"]
     assert event_kinds(db, body["id"]) == ["requested"]
 
 
@@ -481,6 +481,60 @@ def test_timers_of_a_cancelled_or_confirmed_booking_do_nothing(client, app, db):
                           ("escort.unconfirmed", booking)):
         run_job(db, kind, subject)
     assert len(push_jobs(db)) == before
+
+
+def test_a_confirmed_escort_not_started_after_its_meeting_is_flagged_late_once(client, app, db, emitted):
+    """Before, a citizen waiting alone at night for a pair that did not come was noticed by nobody else: the
+    booking stayed confirmed, and nothing told the control room."""
+    operator = create_user(db.session, role="operator")
+    operator.on_duty = True
+    db.session.commit()
+    citizen = create_user(db.session)
+    booking, pair = confirmed(client, app, db, citizen=citizen)
+    late_at = booking.meet_at + timedelta(minutes=10)
+    assert [j.run_at for j in timer_jobs(db, "escort.late", booking)] == [late_at]
+    assert not escort_live.flag_late(db.session, booking_id=booking.id, now=booking.meet_at - timedelta(minutes=1))
+    before = len(push_jobs(db))
+    assert escort_live.flag_late(db.session, booking_id=booking.id, now=late_at)
+    db.session.commit()
+    assert not escort_live.flag_late(db.session, booking_id=booking.id, now=late_at + timedelta(minutes=1))
+    db.session.commit()
+    late = push_jobs(db)[before:]
+    assert [p["data"]["event"] for p in late] == ["late", "late"]
+    assert late[0]["user_ids"] == sorted(str(u.id) for u in (citizen, *pair))
+    assert late[1]["user_ids"] == [str(operator.id)] and late[1]["on_shift_in"] == booking.district_code
+    assert event_kinds(db, booking.id).count("late") == 1
+    assert ("/control", ("district:11620", "districts"), "escort.updated") in [e[:3] for e in emitted]
+    assert db.session.get(EscortBooking, booking.id).status == "confirmed"  # the pair may still come
+
+
+def test_an_escort_started_or_cancelled_or_never_confirmed_is_not_flagged_late(client, app, db):
+    started, (first, _) = confirmed(client, app, db, meet_at=utcnow() + timedelta(minutes=10))
+    assert post(client, first, started.id, "start").status_code == 200
+    citizen = create_user(db.session)
+    cancelled, _ = confirmed(client, app, db, citizen=citizen)
+    post(client, citizen, cancelled.id, "cancel")
+    unconfirmed = make_booking(app, db)
+    before = len(push_jobs(db))
+    for booking in (started, cancelled, unconfirmed):
+        assert not escort_live.flag_late(db.session, booking_id=booking.id, now=booking.meet_at + timedelta(minutes=10))
+    db.session.commit()
+    assert len(push_jobs(db)) == before
+
+
+def test_a_worker_gives_bookings_made_before_the_late_timer_their_timer(client, app, db):
+    """Bookings made by an api process of the release before this timer (a rolling deploy) have none."""
+    from safety_api.services import escort_clock
+    booking, _ = confirmed(client, app, db)
+    past = make_booking(app, db, meet_at=utcnow() - timedelta(minutes=30), ahead=timedelta(hours=1))
+    db.session.execute(delete(Job).where(Job.kind == "escort.late"))
+    db.session.commit()
+    policy = open_policy(app)
+    assert escort_clock.arm_missing_late_timers(db.session, policy=policy) == 1  # not the one long past its time
+    assert escort_clock.arm_missing_late_timers(db.session, policy=policy) == 0
+    db.session.commit()
+    assert [j.run_at for j in timer_jobs(db, "escort.late", booking)] == [booking.meet_at + timedelta(minutes=10)]
+    assert timer_jobs(db, "escort.late", past) == []
 
 
 def timer_jobs(db, kind, booking) -> list:
