@@ -13,7 +13,11 @@ class PositionBatcher:
     def __init__(self, interval_s: float = 0.3):
         self.interval_s = interval_s
         self._pending: dict = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the queue
+        # Held by a flush from taking the queue until its emits are out, and by `discard`: a subject discarded
+        # while a flush that took its position is still emitting waits for it, so the news that the subject ended
+        # (sent after the discard) comes after that position, never before it.
+        self._emitting = threading.Lock()
         self._started = False
 
     def add(self, *, namespace: str, room, event: str, item: dict):
@@ -33,7 +37,7 @@ class PositionBatcher:
         """Drop what is queued for one subject that has just ended (an escort completed): its last positions must
         not reach the viewers after the news that it ended. Only this process's queue: another api process may
         still send what it holds, within one flush interval."""
-        with self._lock:
+        with self._emitting, self._lock:
             for key, items in list(self._pending.items()):
                 items.pop((kind, subject_id), None)
                 if not items:
@@ -41,11 +45,12 @@ class PositionBatcher:
 
     def flush(self):
         """Emit everything queued: one publish per room, never one per fix."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for (app, namespace, room, event), items in pending.items():
-            with app.app_context():
-                broadcast.to_room(namespace, room, event, {"items": list(items.values())})
+        with self._emitting:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            for (app, namespace, room, event), items in pending.items():
+                with app.app_context():
+                    broadcast.to_room(namespace, room, event, {"items": list(items.values())})
 
     def _run(self):
         while True:

@@ -40,7 +40,7 @@ def test_sos_fixes_and_walk_positions_cross_processes_in_gevent_mode(gevent_serv
         answer = post_sos(first, citizen, key=uuid.uuid4().hex)
         assert answer.status_code == 201, answer.text
         incident_id = answer.json()["incident"]["id"]
-        assert operator.arrived["incident.created"].wait(3)
+        assert operator.arrived["incident.created"].wait(10)
         assert operator.received["incident.created"][0]["id"] == incident_id
 
         # Twenty callers' worth of fixes at once from one phone: every ack follows its group's commit.
@@ -48,7 +48,7 @@ def test_sos_fixes_and_walk_positions_cross_processes_in_gevent_mode(gevent_serv
             {"lat": 37.4705 + i * 1e-5, "lon": 126.9190, "accuracy_m": 9, "t": iso(now())}]},
             namespace="/mobile", timeout=5) for i in range(20)]
         assert sum(a["accepted"] for a in acks) == 20, acks
-        assert operator.arrived["positions"].wait(3)
+        assert operator.arrived["positions"].wait(10)
 
         walk = start_walk(first, walker, [guardian])
         assert watch(watcher.client, walk["id"])["ok"] is True
@@ -57,7 +57,7 @@ def test_sos_fixes_and_walk_positions_cross_processes_in_gevent_mode(gevent_serv
         ack = walker_phone.call("location", {"kind": "walk", "id": walk["id"], "fixes": [fix]}, namespace="/mobile",
                                 timeout=5)
         assert ack["accepted"] == 1, ack
-        assert watcher.arrived["walk.position"].wait(3)
+        assert watcher.arrived["walk.position"].wait(10)
         assert api(second, walker, "POST", f"/walks/{walk['id']}/finish").status_code == 200
 
         db.session.rollback()

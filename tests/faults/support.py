@@ -19,7 +19,7 @@ from safety_api.models import PushDevice, User
 from safety_api.services.accounts import hash_secret
 from tests.factories import PASSWORD, next_phone
 from tests.support.fake_fcm import FakeFCM
-from tests.support.live import ROOT, VENV_BIN, Server, free_port
+from tests.support.live import ROOT, VENV_BIN, Server, free_port, wait_for  # noqa: F401 (the fault tests' import)
 
 PG_VERSION = "15"
 GWANAK = "11620"
@@ -43,16 +43,6 @@ def record_figures(fault: str, **figures):
     with open(path, "w") as out:
         json.dump(known, out, indent=2, ensure_ascii=False)
     print(f"\n{fault}: {json.dumps(figures, ensure_ascii=False)}")
-
-
-def wait_for(predicate, timeout_s: float, step_s: float = 0.1) -> bool:
-    """Poll until the predicate holds or the time is up."""
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(step_s)
-    return False
 
 
 def run(cmd, **kwargs) -> subprocess.CompletedProcess:

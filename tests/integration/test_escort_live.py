@@ -72,6 +72,7 @@ def test_positions_queued_before_the_complete_are_not_sent_after_it(client, app,
     assert post(client, second, booking.id, "complete").status_code == 200
     batcher.flush()
     # The process's own flush (every POSITIONS_FLUSH_S) may have sent it before the complete: only after is wrong.
+    # Before, a flush that had taken the position just before the complete's discard emitted it after the news.
     news = next(i for i, (_ns, _room, event, payload) in enumerate(emitted)
                 if event == "escort.updated" and payload.get("status") == "completed")
     sent = [(event, payload) for _ns, _room, event, payload in emitted[news:]

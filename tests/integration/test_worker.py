@@ -250,7 +250,7 @@ def test_worker_processes_run_noop_jobs_and_stop_cleanly_on_sigterm(db):
         for process in processes:
             started = time.monotonic()
             assert process.stop() == 0, open(process.log.name).read()
-            assert time.monotonic() - started < 5
+            assert time.monotonic() - started < 15  # SIGTERM to exit, interpreter shutdown on a loaded machine included
     finally:
         for process in processes:
             if process.proc.poll() is None:

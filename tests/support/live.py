@@ -19,6 +19,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for(predicate, timeout_s: float, step_s: float = 0.1) -> bool:
+    """Poll until the predicate holds or the time is up. Bounds are generous on purpose: a wait returns as soon
+    as its predicate holds, so only a test that is failing anyway pays them, and a loaded 2-core CI machine
+    must not fail a test for being slow (the speed itself is measured in bench/)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(step_s)
+    return False
+
+
 def process_env(database_url: str, redis_url: str, channel: str, **extra) -> dict:
     """Environment of a server or worker under test: the test database, Redis and channel."""
     env = dict(os.environ)
@@ -49,7 +61,7 @@ class Server:
             start_new_session=True)
         self.wait_ready()
 
-    def wait_ready(self, timeout=30):
+    def wait_ready(self, timeout=120):  # a cold start on a loaded machine (the fault tests allow as long)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
