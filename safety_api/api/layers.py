@@ -46,7 +46,10 @@ class FacilityLayerQuery(StrictSchema):
 
 
 class HeartbeatSchema(StrictSchema):
-    sid = fields.String(required=True, validate=validate.Length(1, 64))
+    # A socket's id as Socket.IO makes them (20 URL-safe characters), never a named room: the echo is emitted to
+    # the room named by it, and "district:11620" or "districts" would have sent it to every console there.
+    sid = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{16,40}$",
+                                                                 error="Not a socket id."))
     nonce = fields.String(required=True, validate=validate.Length(1, 64))
 
 

@@ -16,7 +16,7 @@ from safety_api.clock import utcnow
 from safety_api.errors import to_problem
 from safety_api.models import Incident
 from safety_api.services import accounts, fixes
-from tests.factories import GWANAK, PASSWORD, create_user
+from tests.factories import GWANAK, PASSWORD, auth_header, create_user
 
 PROBLEM = "application/problem+json"
 CITIZEN_PHONE, FRIEND_PHONE = "01055550009", "01055550003"
@@ -483,3 +483,12 @@ def test_json_content_types_with_parameters_or_suffixes_are_json(client, content
     answer = client.post("/api/v1/auth/login", data=json.dumps({"phone": CITIZEN_PHONE, "password": "x" * 12}),
                          content_type=content_type)
     assert answer.status_code == 401, answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("sid", ["district:11620", "districts", "central", "user:" + str(uuid.uuid4())])
+def test_a_console_heartbeat_goes_to_a_socket_never_to_a_named_room(client, db, sid):
+    """The echo is emitted to the room its `sid` names: before, an operator could send it to every console of a
+    district, of every district, or to a person's phones."""
+    operator = create_user(db.session, role="operator")
+    answer = client.post("/api/v1/console/heartbeat", headers=auth_header(operator), json={"sid": sid, "nonce": "n"})
+    assert answer.status_code == 422 and "sid" in json.dumps(answer.json)
