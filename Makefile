@@ -31,8 +31,10 @@ test: setup lint
 lint: setup
 	@$(VENV)/ruff check .
 
+# Each benchmark is a module of its own (docs/benchmarks.md gives the command of every figure): BENCH=sos etc.
+BENCH ?= sos
 bench: setup
-	@$(VENV)/python -m bench
+	@$(VENV)/python -m bench.$(BENCH)
 
 # The schemathesis run at full size: 500 examples per operation, every role, plus the coverage phase.
 fuzz: setup

@@ -32,7 +32,7 @@ def _location(data) -> dict:
     raw = data.get("fixes")
     if not isinstance(raw, list) or not 1 <= len(raw) <= 500:
         raise Invalid("fixes must be a list of 1 to 500 fixes.", errors=[{"field": "fixes", "message": "Invalid."}])
-    subject_id = _uuid(data.get("id"))
+    subject_id = _uuid(data.get("id"), field="id")
     # Who is sending, as the connect handler resolved them: no database read per event on the hottest path.
     me = identity.of_socket()
     user = Person(uuid.UUID(me["user_id"]), me["name"], me["role"])
@@ -44,7 +44,7 @@ def handle_watch(data, *, join) -> dict:
     """`watch` {walk_id} -> {ok, walk} after joining this viewer's room of the walk, or {error} (anyone else is
     refused)."""
     def work():
-        walk_id = _uuid(data.get("walk_id") if isinstance(data, dict) else None)
+        walk_id = _uuid(data.get("walk_id") if isinstance(data, dict) else None, field="walk_id")
         answer = walks.watch(db.session, viewer_id=identity.of_socket()["user_id"], walk_id=walk_id)
         # This person's own watch room: walk events are addressed per person still allowed, so a guardian
         # whose link ends stops receiving even though this socket stays connected.
@@ -56,17 +56,18 @@ def handle_watch(data, *, join) -> dict:
 def handle_unwatch(data, *, leave) -> dict:
     """`unwatch` {walk_id} -> {ok}: leave this viewer's room of the walk."""
     def work():
-        walk_id = _uuid(data.get("walk_id") if isinstance(data, dict) else None)
+        walk_id = _uuid(data.get("walk_id") if isinstance(data, dict) else None, field="walk_id")
         leave(rooms.walk_watcher(walk_id, identity.of_socket()["user_id"]))
         return {"ok": True}
     return _guarded(work)
 
 
-def _uuid(value):
+def _uuid(value, *, field: str):
+    """The id in `field` of an event, or a 422 naming that field, as REST names the field of a bad body."""
     try:
         return uuid.UUID(str(value))
     except ValueError:
-        raise Invalid("id is not a valid id.", errors=[{"field": "id", "message": "Not an id."}]) from None
+        raise Invalid(f"{field} is not a valid id.", errors=[{"field": field, "message": "Not an id."}]) from None
 
 
 def error_ack(exc: BaseException) -> dict:

@@ -74,7 +74,8 @@ def test_guardians_on_another_process_follow_the_walk_and_everyone_else_is_refus
         ack = watch(guardian.client, walk["id"])
         assert ack["ok"] is True and ack["walk"]["route"]["geometry"]["coordinates"]
         assert [watch(c, walk["id"])["error"]["status"] for c in others] == [404, 404, 404]
-        assert watch(others[2], "not-an-id")["error"]["status"] == 422
+        refused = watch(others[2], "not-an-id")["error"]
+        assert refused["status"] == 422 and refused["errors"][0]["field"] == "walk_id"  # the event's own field
         assert watch(others[2], str(uuid.uuid4()))["error"]["status"] == 404
 
         # Client timestamps, all fresh when they arrive (stamped as they are sent, so a slow machine cannot age
