@@ -86,6 +86,7 @@ _STAFF_LINKS = links(201, "/user/id", "user_id", "GET /api/v1/admin/users/{user_
 @blp.response(201, UserEnvelope)
 @blp.doc(**_STAFF_LINKS)
 @require("admin")
+@blp.alt_response(409, response="CONFLICT")
 def create_user(body):
     """Create an operator, scout, admin or citizen account."""
     return {"user": accounts.create_staff(db.session, actor=me(), **body)}

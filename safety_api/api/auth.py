@@ -58,6 +58,8 @@ def register(body):
 @blp.arguments(LoginSchema())
 @blp.response(200, TokensSchema)
 @blp.alt_response(403, response="FORBIDDEN")
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
 def login(body):
     """Exchange phone and password for an access token and a refresh token (403: the account is suspended)."""
     user = accounts.authenticate(db.session, limiter(), password_limits(), address=client_address(), **body)

@@ -19,6 +19,7 @@ class DistrictOut(StrictSchema):
 @blp.get("/at")
 @blp.arguments(LatLonQuery(), location="query")
 @blp.response(200, DistrictOut)
+@blp.alt_response(404, response="NOT_FOUND")
 def at(query):
     """The district (and 행정동) containing a point; 404 outside the served area."""
     district = districts.require_district_at(db.session, **query)

@@ -146,6 +146,7 @@ def create_meeting_point(body):
 @blp.arguments(MeetingPointPatch())
 @blp.response(200, MeetingPointOut)
 @require("admin")
+@blp.alt_response(404, response="NOT_FOUND")
 def update_meeting_point(body, point_id):
     """Rename, reclassify, retire (`active: false`) or restore a meeting point (admins)."""
     return meeting_point_view(meeting_points.update(db.session, point_id=point_id, changes=body))
@@ -157,6 +158,7 @@ def update_meeting_point(body, point_id):
 @blp.alt_response(200, schema=EscortBookingOut, description="A replay of the same Idempotency-Key")
 @blp.doc(parameters=[BOOKING_KEY_DOC])
 @require("citizen")
+@blp.alt_response(409, response="CONFLICT")
 def book(body):
     """Book an escort: 422 outside service hours, too late or too far; the problem type names the rule. A retry
     with the same Idempotency-Key answers the same booking (200)."""
@@ -179,6 +181,7 @@ def list_bookings(query):
 @blp.response(200, EscortBookingOut)
 @blp.alt_response(409, response="CONFLICT")
 @require()
+@blp.alt_response(404, response="NOT_FOUND")
 def show_booking(booking_id):
     """A booking with its scouts, route and audit trail; an offer to a district scout without a slot (404 to other
     citizens)."""
@@ -189,6 +192,7 @@ def show_booking(booking_id):
 @blp.response(200, EscortBookingOut)
 @blp.alt_response(409, response="CONFLICT")
 @require("scout")
+@blp.alt_response(404, response="NOT_FOUND")
 def accept(booking_id):
     """Take a place in the pair; 409 when the pair is complete or you are busy then."""
     return booking_view(escort.accept(db.session, scout=me(), booking_id=booking_id), viewer=me())
@@ -197,6 +201,8 @@ def accept(booking_id):
 @blp.post("/bookings/<uuid:booking_id>/start")
 @blp.response(200, EscortBookingOut)
 @require("scout", "operator", "admin")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
 def start(booking_id):
     """The pair met the citizen: confirmed -> in_progress; 409 earlier than ESCORT_START_LEAD_MINUTES before the
     meeting, or once the escort's time is over."""
@@ -207,6 +213,8 @@ def start(booking_id):
 @blp.post("/bookings/<uuid:booking_id>/complete")
 @blp.response(200, EscortBookingOut)
 @require("scout", "operator", "admin")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
 def complete(booking_id):
     """The citizen is home: in_progress -> completed."""
     return booking_view(escort.complete(db.session, user=me(), booking_id=booking_id), viewer=me())
@@ -215,6 +223,8 @@ def complete(booking_id):
 @blp.post("/bookings/<uuid:booking_id>/no-show")
 @blp.response(200, EscortBookingOut)
 @require("scout", "operator", "admin")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
 def no_show(booking_id):
     """Nobody came to the meeting point: confirmed -> no_show, from the meeting time on."""
     return booking_view(escort.no_show(db.session, user=me(), booking_id=booking_id), viewer=me())
@@ -223,6 +233,8 @@ def no_show(booking_id):
 @blp.post("/bookings/<uuid:booking_id>/cancel")
 @blp.response(200, EscortBookingOut)
 @require("citizen", "operator", "admin")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
 def cancel(booking_id):
     """Cancel until the escort starts (the citizen, the district's operators, admins); frees the scouts."""
     return booking_view(escort.cancel(db.session, user=me(), booking_id=booking_id), viewer=me())
@@ -232,6 +244,8 @@ def cancel(booking_id):
 @blp.arguments(EscortFixesIn())
 @blp.response(200, EscortFixesOut)
 @require("scout")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
 def post_fixes(body, booking_id):
     """Positions of a scout during the escort (phones in the background; the socket is the fast path)."""
     return escort_live.record_escort_fixes(db.session, redis_store.client, scout=me(), booking_id=booking_id,

@@ -42,6 +42,8 @@ class LinksSchema(StrictSchema):
 @blp.response(201, LinkSchema)
 @blp.alt_response(429, response="TOO_MANY_REQUESTS")
 @require()
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
 def invite(body):
     """Invite someone, by phone, to be my guardian; 404 when the number has no account; 429 past the limit."""
     # Every invite counts, not only misses: each one tells whether a number has an account, and each one
@@ -53,6 +55,7 @@ def invite(body):
 @blp.post("/<uuid:link_id>/accept")
 @blp.response(200, LinkSchema)
 @require()
+@blp.alt_response(404, response="NOT_FOUND")
 def accept(link_id):
     """Accept an invitation to be someone's guardian."""
     return guardians.accept(db.session, guardian=me(), link_id=link_id)

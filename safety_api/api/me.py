@@ -95,6 +95,8 @@ def export():
 @blp.response(204)
 @blp.alt_response(409, response="CONFLICT")
 @require()
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
 def delete(body):
     """Delete my account and data; incident records are kept without my details, as the law requires (409 for
     staff, whose accounts an admin suspends; 429 past the password attempt limits, as for login)."""

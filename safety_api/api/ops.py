@@ -25,6 +25,7 @@ def healthz():
 
 @blp.get("/readyz")
 @blp.response(200, HealthSchema)
+@blp.alt_response(503, response="SERVICE_UNAVAILABLE")
 def readyz():
     """The database, migrated to this release's schema, and Redis are reachable (503 otherwise)."""
     applied = []

@@ -63,6 +63,7 @@ def walk_settings(cfg) -> dict:
 @blp.doc(**links(201, "/id", "walk_id", "POST /api/v1/walks/{walk_id}/fixes", "POST /api/v1/walks/{walk_id}/checkin",
                  "POST /api/v1/walks/{walk_id}/finish", "GET /api/v1/walks/{walk_id}"))
 @require("citizen")
+@blp.alt_response(409, response="CONFLICT")
 def start(body):
     """Start a walk home on a safe (default) or shortest route; the chosen guardians are told."""
     cfg, now = current_app.config, utcnow()
@@ -80,6 +81,7 @@ def start(body):
 @blp.arguments(FixesSchema())
 @blp.response(200, FixesResult)
 @require()
+@blp.alt_response(404, response="NOT_FOUND")
 def add_fixes(body, walk_id):
     """Send the walker's positions; background batches with client timestamps may arrive late."""
     return walk_ingest.record_fixes(db.session, redis_store.client, user=me(), walk_id=walk_id,
@@ -90,6 +92,8 @@ def add_fixes(body, walk_id):
 @blp.arguments(CheckinSchema())
 @blp.response(200, CheckinResult)
 @require()
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
 def checkin(body, walk_id):
     """Answer a prompt: ok=true closes it; ok=false raises an SOS at once."""
     return walks.answer_checkin(db.session, user=me(), walk_id=walk_id, ok=body["ok"], now=utcnow())
@@ -98,6 +102,7 @@ def checkin(body, walk_id):
 @blp.post("/<uuid:walk_id>/finish")
 @blp.response(200, WalkStatusSchema)
 @require()
+@blp.alt_response(404, response="NOT_FOUND")
 def finish(walk_id):
     """End the walk."""
     return walks.finish(db.session, user=me(), walk_id=walk_id, now=utcnow())
@@ -106,6 +111,7 @@ def finish(walk_id):
 @blp.get("/<uuid:walk_id>")
 @blp.response(200, WalkEnvelope)
 @require()
+@blp.alt_response(404, response="NOT_FOUND")
 def show(walk_id):
     """The walk with route, trail, alerts and last fix (walker, chosen guardians, operators once escalated)."""
     return {"walk": walks.get_for_viewer(db.session, viewer=me(), walk_id=walk_id)}

@@ -199,7 +199,8 @@ ROWS = [
     Row("GET", "/api/v1/layers/streets", "401 403 403 200 200 403 403 200", query="bbox=126.91,37.46,126.92,37.47"),
     Row("GET", "/api/v1/layers/facilities", "401 403 403 200 200 403 403 200", query=f"kind=bell&district={GWANAK}"),
     Row("GET", "/api/v1/console/config", "401 403 403 200 200 403 403 200"),
-    Row("POST", "/api/v1/console/heartbeat", "401 403 403 204 204 403 403 204", body={"sid": "Qx3k9PzL2mN8vB4tR6yW", "nonce": "n1"}),
+    Row("POST", "/api/v1/console/heartbeat", "401 403 403 204 204 403 403 204",
+        body={"sid": "Qx3k9PzL2mN8vB4tR6yW", "nonce": "n1"}),
     # walks: the walker; operators only once it became an SOS of their district
     Row("POST", "/api/v1/walks", "401 201 201 403 403 403 403 403", body={"from": IN_GWANAK, "to": HOME_TO}),
     Row("POST", "/api/v1/walks", "401 422 422 403 403 403 403 403", note="watched by a stranger",
