@@ -656,3 +656,37 @@ def test_while_live_the_console_rereads_the_queue_now_and_then_and_finds_an_sos_
     page.wait_for_selector(queue_item(str(lost)), timeout=5000)
     assert page.get_attribute("#live-state", "data-state") == "up"  # found while live, not by the outage's polling
     context.close()
+
+
+# Headless Chromium lets a page start sound with no gesture; a desktop browser does not. This gives the page that
+# rule back: an AudioContext made or resumed outside a click or a key press stays suspended.
+AUTOPLAY_NEEDS_A_GESTURE = """
+const RealAudioContext = window.AudioContext;
+window.AudioContext = class extends RealAudioContext {
+  constructor(...args) { super(...args); if (!navigator.userActivation.isActive) super.suspend(); }
+  resume() { return navigator.userActivation.isActive ? super.resume() : new Promise(() => {}); }
+};
+"""
+
+
+@needs_chromium
+def test_after_a_reload_the_console_says_sound_is_off_until_a_key_and_cues_what_waits(live_server, db, consoles):
+    """F5 keeps the session, and nobody has clicked: the browser keeps the sound off. The page must say so, take
+    a key press as well as a click, and cue (glow, ring) the incidents already waiting."""
+    operator = create_user(db.session, role="operator")
+    page = consoles(live_server, operator)
+    page.wait_for_selector("body[data-sound=on]")  # the sign-in click was the gesture
+    waiting = raise_sos(live_server, create_user(db.session))
+    page.wait_for_selector(queue_item(waiting["id"], "open"))
+    page.context.add_init_script(AUTOPLAY_NEEDS_A_GESTURE)
+
+    page.reload()
+    page.wait_for_selector(f'{queue_item(waiting["id"], "open")}.is-new', timeout=5000)
+    assert page.get_attribute("body", "data-last-cue-kind") == "normal"  # it rang, into the blocked sound
+    page.wait_for_selector("body[data-sound=blocked]")
+    assert page.is_visible("#sound-blocked") and page.is_hidden("#sound-toggle")
+    assert page.inner_text("#sound-blocked") == "소리 꺼짐 — 클릭하여 켜기"
+
+    page.keyboard.press("Shift")
+    page.wait_for_selector("body[data-sound=on]", timeout=2000)
+    assert page.is_hidden("#sound-blocked") and page.inner_text("#sound-toggle") == "소리 켜짐"

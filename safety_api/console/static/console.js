@@ -1,5 +1,5 @@
 // The operator console: sign in, then keep the queue, the map and the selected incident live.
-import { beep, isMuted, titleCount, toggleMute, unlockAudio } from "./cue.js";
+import { beep, onSoundChange, soundState, startAudio, titleCount, toggleMute } from "./cue.js";
 import { DetailPanel } from "./detail.js";
 import { apply, currentLang, label, onLangChange, t, toggleLang } from "./i18n.js";
 import { Live } from "./live.js";
@@ -27,7 +27,8 @@ let pollTimer = null;
 function boot() {
   apply();
   document.querySelectorAll("[data-lang-switch]").forEach((b) => b.addEventListener("click", toggleLang));
-  document.addEventListener("pointerdown", unlockAudio);
+  // A browser lets a page start sound only after a click or a key press on it: any will do.
+  for (const gesture of ["pointerdown", "keydown"]) document.addEventListener(gesture, startAudio);
   el("login").addEventListener("submit", onLogin);
   session.onExpired(() => { sessionStorage.setItem("console.notice", "login.expired"); location.reload(); });
   if (session.user()) { session.resume(); start(); } else showLogin(sessionStorage.getItem("console.notice"));
@@ -47,7 +48,7 @@ function loginError(text) {
 
 async function onLogin(e) {
   e.preventDefault();
-  unlockAudio(); // the sign-in click is the gesture browsers want before they play sound
+  startAudio(); // the sign-in click is the gesture browsers want before they play sound
   const form = new FormData(e.target);
   try {
     await session.login(String(form.get("phone")).trim(), String(form.get("password")));
@@ -67,8 +68,10 @@ async function start() {
   el("app").hidden = false;
   el("operator-name").textContent = me.name;
   el("logout").onclick = () => session.logout().finally(() => location.reload());
-  el("sound-toggle").onclick = () => { toggleMute(); showSound(); };
-  showSound();
+  el("sound-toggle").onclick = toggleMute;
+  el("sound-blocked").onclick = startAudio;
+  onSoundChange(showSound);
+  startAudio(); // after a reload nobody has clicked yet: the browser may keep it off, and the page says so
   const config = await loadConfig();
   const district = new URLSearchParams(location.search).get("district") || config.district;
   ui.map = createMap(el("map"), { tileUrl: config.tile_url });
@@ -120,14 +123,21 @@ function showDistrict() {
   el("district-name").textContent = el("district-name").dataset[currentLang()] || "";
 }
 
+/** The sound toggle, or in its place, while the browser keeps sound off, a warning that a click turns it on. */
 function showSound() {
+  const state = soundState();
   const button = el("sound-toggle");
-  button.dataset.i18n = isMuted() ? "sound.off" : "sound.on";
-  button.setAttribute("aria-pressed", String(!isMuted()));
+  el("sound-blocked").hidden = state !== "blocked";
+  button.hidden = state === "blocked"; // "소리 켜짐" would be a lie
+  button.dataset.i18n = state === "muted" ? "sound.off" : "sound.on";
+  button.setAttribute("aria-pressed", String(state !== "muted"));
   apply(button.parentElement);
 }
 
-/** Read the open incidents again; what arrived or changed while we were not live gets its cue. */
+/**
+ * Read the open incidents again; what arrived or changed while we were not live gets its cue. The first read
+ * (at sign-in, or after a reload) cues every incident already waiting, once.
+ */
 async function refetch() {
   const fetchStartedAt = performance.now();
   try {
@@ -135,7 +145,8 @@ async function refetch() {
     const changes = store.reconcile(items, fetchStartedAt);
     ui.overlay.syncAll(store.queue());
     renderQueue();
-    if (loadedOnce) changes.forEach(([before, now]) => cue(before, now));
+    if (loadedOnce) cue(changes);
+    else cue(store.queue().filter((i) => i.status === "open").map((i) => [null, i]));
     loadedOnce = true;
     const selected = changes.find(([, now]) => now.id === ui.panel.incidentId);
     if (selected) ui.panel.update(selected[1]);
@@ -163,19 +174,22 @@ function receive(incident) {
   const now = store.get(incident.id);
   ui.overlay.syncIncident(now);
   renderQueue();
-  cue(before, now);
+  cue([[before, now]]);
   if (now.id === selectedId) {
     ui.panel.update(now);
     reloadSoon(now.id);
   }
 }
 
-/** Sound and glow for what must be heard: an arrival, a return to open, a duress PIN, a raised priority. */
-function cue(before, now) {
-  const kind = store.cueOf(before, now);
-  if (!kind) return;
-  ui.queue.markNew(now.id);
-  beep(kind === "critical");
+/**
+ * Sound and glow for what must be heard among these changes ([before, now] pairs): an arrival, a return to
+ * open, a duress PIN, a raised priority. Each glows; one beep for them all, critical if any is.
+ */
+function cue(changes) {
+  const heard = changes.map(([before, now]) => [now, store.cueOf(before, now)]).filter(([, kind]) => kind);
+  if (!heard.length) return;
+  heard.forEach(([now]) => ui.queue.markNew(now.id));
+  beep(heard.some(([, kind]) => kind === "critical"));
 }
 
 function renderQueue() {
@@ -215,7 +229,7 @@ async function reload(id) {
   const now = store.get(id);
   if (now) ui.overlay.syncIncident(now);
   renderQueue();
-  if (!stale) cue(before, now);
+  if (!stale) cue([[before, now]]);
   ui.panel.show(incident, me.id);
   ui.overlay.select(incident);
   if (stale && now) { // an event overtook this answer: show the state it brought, and read the timeline again
