@@ -690,3 +690,25 @@ def test_after_a_reload_the_console_says_sound_is_off_until_a_key_and_cues_what_
     page.keyboard.press("Shift")
     page.wait_for_selector("body[data-sound=on]", timeout=2000)
     assert page.is_hidden("#sound-blocked") and page.inner_text("#sound-toggle") == "소리 켜짐"
+
+
+@needs_chromium
+def test_what_the_panel_said_of_an_incident_goes_when_it_is_no_longer_true(two_servers, db, consoles):
+    """"Another operator took it", then "closed", then a duress PIN reopens it: each notice gives way."""
+    server_b = two_servers[1]
+    operator, citizen, page, incident = alarm_on_a_console(two_servers, db, consoles)
+    other = create_user(db.session, role="operator")
+    page.click(queue_item(incident["id"]))
+    page.wait_for_selector(f'#detail[data-incident-id="{incident["id"]}"][data-state="ready"]', timeout=3000)
+    assert page.is_hidden("#d-notice")
+
+    assert operator_post(server_b, other, incident["id"], "ack").status_code == 200
+    page.wait_for_selector("#d-notice:has-text('다른 요원이 이 신고를 접수했습니다')", timeout=3000)
+    assert operator_post(server_b, other, incident["id"], "resolve", {"outcome": "false_alarm"}).status_code == 200
+    page.wait_for_selector("#d-notice:has-text('이 신고는 종결되었습니다')", timeout=3000)
+
+    enter_pin(server_b, citizen, incident["id"], "2222")  # reopened: open, critical, duress
+    page.wait_for_selector('#detail[data-status="open"]', timeout=3000)
+    page.wait_for_timeout(400)  # the re-read after the event has landed too
+    assert page.is_hidden("#d-notice"), page.inner_text("#d-notice")
+    assert page.is_enabled("#act-ack")

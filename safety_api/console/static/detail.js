@@ -4,6 +4,9 @@ import { label, t } from "./i18n.js";
 import { CLOSED } from "./store.js";
 
 const $ = (root, sel) => root.querySelector(sel);
+// Where the incident stands: when this changes, what an info notice said of it ("closed", "another operator
+// took it") may be untrue (a duress PIN reopens a closed incident, a release turns a taken one back to open).
+const standingChanged = (a, b) => a.status !== b.status || (a.acknowledged_by ?? null) !== (b.acknowledged_by ?? null);
 
 export class DetailPanel {
   constructor(root, { onAction, onClose, onCamera }) {
@@ -65,7 +68,8 @@ export class DetailPanel {
 
   /** Show a freshly loaded incident (GET /api/v1/incidents/{id}). */
   show(detail, meId) {
-    const switched = detail.id !== this.detail?.id;
+    const before = this.detail;
+    const switched = detail.id !== before?.id;
     this.detail = detail;
     this.loadingId = null;
     this.meId = meId;
@@ -76,6 +80,8 @@ export class DetailPanel {
     if (switched) {
       this.clearNotice();
       ["dispatch", "resolve"].forEach((k) => { $(this.root, `#${k}-form`).hidden = true; });
+    } else if (this.noticeKind === "info" && standingChanged(before, detail)) {
+      this.clearNotice();
     }
     this.renderAll();
   }
@@ -86,7 +92,9 @@ export class DetailPanel {
     if ((incident.revision ?? 0) < (this.detail.revision ?? 0)) return; // older than what is shown
     const takenByOther = incident.acknowledged_by && incident.acknowledged_by !== this.meId
       && incident.acknowledged_by !== this.detail.acknowledged_by;
-    this.detail = { ...this.detail, ...incident };
+    const before = this.detail;
+    this.detail = { ...before, ...incident };
+    if (this.noticeKind === "info" && standingChanged(before, this.detail)) this.clearNotice();
     if (takenByOther) this.notice("info", t("notice.taken"));
     this.renderAll();
   }
