@@ -712,3 +712,26 @@ def test_what_the_panel_said_of_an_incident_goes_when_it_is_no_longer_true(two_s
     page.wait_for_timeout(400)  # the re-read after the event has landed too
     assert page.is_hidden("#d-notice"), page.inner_text("#d-notice")
     assert page.is_enabled("#act-ack")
+
+
+@needs_chromium
+def test_switching_incidents_leaves_nothing_of_the_one_before_in_the_forms_or_the_notices(live_server, db, consoles):
+    """A note typed for one incident is never offered for another, and an action's answer lands on its own
+    incident, whichever is shown when it comes back."""
+    operator = create_user(db.session, role="operator")
+    first = raise_sos(live_server, create_user(db.session))
+    second = raise_sos(live_server, create_user(db.session), NEAR_IT)
+    page = consoles(live_server, operator)
+
+    def show(incident):
+        page.click(queue_item(incident["id"]))
+        page.wait_for_selector(f'#detail[data-incident-id="{incident["id"]}"][data-state="ready"]', timeout=3000)
+
+    note = "#dispatch-form textarea[name=note]"
+    show(first)
+    page.click("#act-dispatch")
+    page.fill(note, "첫 신고에 대한 메모")
+    show(second)
+    assert page.is_hidden("#dispatch-form")
+    page.click("#act-dispatch")
+    assert page.input_value(note) == ""

@@ -51,7 +51,7 @@ export class DetailPanel {
     this.root.dataset.state = "loading";
     delete this.root.dataset.status;
     this.clearNotice();
-    ["dispatch", "resolve"].forEach((k) => { $(this.root, `#${k}-form`).hidden = true; });
+    this.resetForms();
     this.renderActions();
     $(this.root, "#d-title").textContent = t("detail.loading");
     for (const part of ["#d-caller", "#d-location", "#d-cameras", "#d-events", "#d-earlier"]) {
@@ -79,7 +79,7 @@ export class DetailPanel {
     this.root.dataset.state = "ready";
     if (switched) {
       this.clearNotice();
-      ["dispatch", "resolve"].forEach((k) => { $(this.root, `#${k}-form`).hidden = true; });
+      this.resetForms();
     } else if (this.noticeKind === "info" && standingChanged(before, detail)) {
       this.clearNotice();
     }
@@ -210,6 +210,15 @@ export class DetailPanel {
     other.hidden = true;
     form.hidden = !form.hidden;
     if (!form.hidden) form.querySelector("select, textarea")?.focus();
+  }
+
+  /** Another incident is shown: its forms start closed and empty (a note typed for one is never sent for another). */
+  resetForms() {
+    for (const kind of ["dispatch", "resolve"]) {
+      const form = $(this.root, `#${kind}-form`);
+      form.reset();
+      form.hidden = true;
+    }
   }
 
   /** After a successful action, its form is done with; after a failure it keeps what was typed. */
