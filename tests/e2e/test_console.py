@@ -589,8 +589,17 @@ def test_choosing_another_incident_never_lets_an_action_land_on_the_one_shown_be
                     body=json.dumps({"type": "about:blank", "title": "Unavailable", "status": 503,
                                      "detail": "The database is unreachable."}))
     page.wait_for_selector("#d-notice.notice-error", timeout=3000)
-    assert "The database is unreachable." in page.inner_text("#d-notice")
+    # Said in the operator's words, by the status; the server's own (English) detail only as a second line.
+    assert page.inner_text("#d-notice").startswith(
+        "신고 정보를 불러오지 못했습니다. 서버가 잠시 응답할 수 없습니다.")
+    assert page.inner_text("#d-notice small.notice-detail") == "The database is unreachable."
+    assert ".." not in page.inner_text("#d-notice")
     assert page.get_attribute("#detail", "data-state") == "failed" and page.is_disabled("#act-ack")
+    page.unroute(detail_of_second)
+    page.route(detail_of_second, lambda route: route.abort())  # no answer at all
+    page.click(queue_item(second["id"]))
+    page.wait_for_selector("#d-notice.notice-error:has-text('서버에 연결할 수 없습니다')", timeout=3000)
+    assert "Failed to fetch" not in page.inner_text("#d-notice")
     page.unroute(detail_of_second)
 
     page.click(queue_item(second["id"]))  # chosen again, it loads and is acted on, and only it

@@ -1,7 +1,7 @@
 // The operator console: sign in, then keep the queue, the map and the selected incident live.
 import { beep, onSoundChange, soundState, startAudio, titleCount, toggleMute } from "./cue.js";
 import { DetailPanel } from "./detail.js";
-import { apply, currentLang, label, onLangChange, t, toggleLang } from "./i18n.js";
+import { apply, currentLang, errorText, label, onLangChange, t, toggleLang } from "./i18n.js";
 import { Live } from "./live.js";
 import { createMap, facilityPopups, layerSwitch, loadBase, loadFacilities } from "./map.js";
 import { incidentLatLng, LiveOverlay } from "./overlay.js";
@@ -56,8 +56,10 @@ async function onLogin(e) {
     loginError("");
     start();
   } catch (err) {
-    const key = { 403: "login.not_staff", 429: "login.limited" }[err.status] ?? "login.failed";
-    loginError(err.status ? t(key) : err.message);
+    const key = { 403: "login.not_staff", 429: "login.limited" }[err.status];
+    // Any other refusal is the credentials'; no answer or a server in trouble is said as such.
+    const serverSide = !err.status || err.status >= 500;
+    loginError(key ? t(key) : serverSide ? errorText(err) : t("login.failed"));
   }
 }
 
@@ -216,7 +218,7 @@ async function select(id) {
     const detail = await reload(id);
     if (detail) ui.map.setView(incidentLatLng(detail), Math.max(ui.map.getZoom(), 16));
   } catch (err) {
-    if (selectedId === id) ui.panel.loadFailed(id, err.message);
+    if (selectedId === id) ui.panel.loadFailed(id, t("notice.load_failed", { reason: errorText(err) }), err.serverDetail);
   }
 }
 
@@ -268,7 +270,7 @@ async function act(kind, body) {
       const key = now && seen && now.status === seen.status ? "notice.changed" : "notice.conflict";
       ui.panel.notice("conflict", t(key, { status: label("status", now?.status) }));
     } else {
-      ui.panel.notice("error", t("notice.error", { detail: err.message }));
+      ui.panel.notice("error", t("notice.error", { reason: errorText(err) }), err.serverDetail);
     }
   } finally {
     ui.panel.busy(false);

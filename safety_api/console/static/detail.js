@@ -60,10 +60,10 @@ export class DetailPanel {
   }
 
   /** The chosen incident could not be read: say so; the actions stay off until it is chosen again. */
-  loadFailed(id, detail) {
+  loadFailed(id, text, serverDetail) {
     if (this.detail || this.loadingId !== id) return;
     this.root.dataset.state = "failed";
-    this.notice("error", t("notice.load_failed", { detail }));
+    this.notice("error", text, serverDetail);
   }
 
   /** Show a freshly loaded incident (GET /api/v1/incidents/{id}). */
@@ -234,10 +234,18 @@ export class DetailPanel {
     else this.renderActions();
   }
 
-  notice(kind, text) {
+  /** A notice in the operator's words; the server's own (English) detail, if any, as a smaller second line. */
+  notice(kind, text, serverDetail = "") {
     const el = $(this.root, "#d-notice");
     el.className = `notice notice-${kind}`;
-    el.textContent = text;
+    el.replaceChildren(text);
+    if (serverDetail) {
+      const small = document.createElement("small");
+      small.className = "notice-detail";
+      small.lang = "en";
+      small.textContent = serverDetail;
+      el.append(small);
+    }
     el.hidden = false;
     this.noticeKind = kind;
   }

@@ -8,12 +8,34 @@ let refreshing = null;
 let refreshTimer = null;
 const expiredListeners = new Set();
 
-/** An API answer that is not 2xx, carrying the problem+json body. */
+// What went wrong, as the console words it (i18n.js: error.<reason>): by the problem's type where the server
+// names one (errors.py: https://ansimi.example/problems/<kind>), else by the HTTP status; 0 is no answer at all.
+const REASON_OF_KIND = {
+  unauthorized: "unauthorized", forbidden: "forbidden", "not-found": "not_found", conflict: "conflict",
+  validation: "invalid", "rate-limited": "limited", unavailable: "unavailable",
+};
+const REASON_OF_STATUS = {
+  0: "network", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 422: "invalid",
+  429: "limited", 502: "unavailable", 503: "unavailable", 504: "unavailable",
+};
+
+/** An API answer that is not 2xx, carrying the problem+json body; status 0 when no answer came (network). */
 export class ApiError extends Error {
   constructor(status, problem) {
-    super(problem?.detail || `HTTP ${status}`);
+    super(problem?.detail || (status ? `HTTP ${status}` : "no answer from the server"));
     this.status = status;
     this.problem = problem || {};
+  }
+
+  /** network, unauthorized, forbidden, not_found, conflict, invalid, limited, unavailable or other. */
+  get reason() {
+    const kind = String(this.problem.type || "").split("/").pop();
+    return REASON_OF_KIND[kind] ?? REASON_OF_STATUS[this.status] ?? "other";
+  }
+
+  /** The server's own words (English, for whoever reads the logs): shown as a secondary line only. */
+  get serverDetail() {
+    return this.problem.detail || (this.status ? `HTTP ${this.status}` : "");
   }
 }
 
@@ -76,7 +98,12 @@ async function request(path, { method = "GET", body, token } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
-  const answer = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let answer;
+  try {
+    answer = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, null); // no answer at all: the network or the server is away
+  }
   noteServerDate(answer.headers.get("Date"));
   const data = answer.status === 204 ? null : await answer.json().catch(() => null);
   if (!answer.ok) throw new ApiError(answer.status, data);
