@@ -406,6 +406,14 @@ def test_the_banner_shows_while_redis_restarts_and_the_page_catches_up(two_serve
     record_timings(banner_after_redis_down_s=banner_s, banner_cleared_after_redis_up_s=recovered_s)
 
 
+def wait_until(page, condition, message, timeout_s=5):
+    """Poll a test-side condition (a route was held, say) while the page runs."""
+    deadline = time.time() + timeout_s
+    while not condition():
+        assert time.time() < deadline, message
+        page.wait_for_timeout(50)
+
+
 def set_pins(server, citizen):
     answer = requests.put(server.url + "/api/v1/me/pins", headers=bearer(citizen), timeout=10,
                           json={"cancel_pin": "1111", "duress_pin": "2222", "password": PASSWORD})
@@ -744,3 +752,39 @@ def test_switching_incidents_leaves_nothing_of_the_one_before_in_the_forms_or_th
     assert page.is_hidden("#dispatch-form")
     page.click("#act-dispatch")
     assert page.input_value(note) == ""
+
+    # The first's dispatch is answered (done) after the operator went on to the second and typed a note there.
+    held = []
+    page.route("**/api/v1/incidents/*/dispatch", lambda route: held.append(route))
+    show(first)
+    page.click("#act-dispatch")
+    page.click("#dispatch-form button[type=submit]")
+    wait_until(page, lambda: held, "the page did not send the dispatch")
+    show(second)
+    page.click("#act-dispatch")
+    page.fill(note, "둘째 신고 메모")
+    held.pop().continue_()
+    page.unroute("**/api/v1/incidents/*/dispatch")
+    page.wait_for_selector(queue_item(first["id"], "dispatched"), timeout=3000)
+    page.wait_for_timeout(300)
+    assert page.input_value(note) == "둘째 신고 메모" and page.is_visible("#dispatch-form")
+
+    # The first's resolve is refused (another operator closed it first) after the operator went on to the second.
+    other_headers = bearer(create_user(db.session, role="operator"))
+    page.route("**/api/v1/incidents/*/resolve", lambda route: held.append(route))
+    show(first)
+    page.click("#act-resolve")
+    page.click("#resolve-form button[type=submit]")
+    wait_until(page, lambda: held, "the page did not send the resolve")
+    show(second)
+    page.click("#act-dispatch")
+    page.fill(note, "둘째 신고 메모")
+    assert requests.post(f"{live_server.url}/api/v1/incidents/{first['id']}/resolve", json={"outcome": "resolved"},
+                         headers=other_headers, timeout=10).status_code == 200
+    held.pop().continue_()
+    page.unroute("**/api/v1/incidents/*/resolve")
+    page.wait_for_selector(f"#toast:has-text('#{first['id'][:8]}')", timeout=3000)
+    assert "다른 요원이 먼저 처리했습니다" in page.inner_text("#toast")
+    assert page.is_hidden("#d-notice"), page.inner_text("#d-notice")  # nothing of it on the second's panel
+    assert page.get_attribute("#detail", "data-incident-id") == second["id"] and page.is_enabled("#act-ack")
+    assert page.input_value(note) == "둘째 신고 메모"

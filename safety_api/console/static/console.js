@@ -2,6 +2,7 @@
 import { beep, onSoundChange, soundState, startAudio, titleCount, toggleMute } from "./cue.js";
 import { DetailPanel } from "./detail.js";
 import { apply, currentLang, errorText, label, onLangChange, t, toggleLang } from "./i18n.js";
+import { shortId } from "./format.js";
 import { Live } from "./live.js";
 import { createMap, facilityPopups, layerSwitch, loadBase, loadFacilities } from "./map.js";
 import { incidentLatLng, LiveOverlay } from "./overlay.js";
@@ -15,6 +16,7 @@ const POLL_WHILE_DOWN_MS = 5000; // while live events cannot arrive, the queue i
 // this api process listens again) is lost, and a restart that short falls between two heartbeats unnoticed.
 const REREAD_WHILE_UP_MS = 30000;
 const BANNER_GRACE_MS = 4000; // the first connection gets this long before the banner speaks
+const TOAST_MS = 10_000;
 
 const ui = { map: null, overlay: null, queue: null, panel: null, live: null };
 let me = null;
@@ -23,6 +25,7 @@ let loadedOnce = false;
 let everUp = false;
 let startedAt = 0;
 let pollTimer = null;
+let toastTimer = null;
 
 function boot() {
   apply();
@@ -72,6 +75,7 @@ async function start() {
   el("logout").onclick = () => session.logout().finally(() => location.reload());
   el("sound-toggle").onclick = toggleMute;
   el("sound-blocked").onclick = startAudio;
+  el("toast").onclick = () => { el("toast").hidden = true; };
   onSoundChange(showSound);
   startAudio(); // after a reload nobody has clicked yet: the browser may keep it off, and the page says so
   const config = await loadConfig();
@@ -216,22 +220,22 @@ async function select(id) {
   }
   try {
     const detail = await reload(id);
-    if (detail) ui.map.setView(incidentLatLng(detail), Math.max(ui.map.getZoom(), 16));
+    if (selectedId === id) ui.map.setView(incidentLatLng(detail), Math.max(ui.map.getZoom(), 16));
   } catch (err) {
     if (selectedId === id) ui.panel.loadFailed(id, t("notice.load_failed", { reason: errorText(err) }), err.serverDetail);
   }
 }
 
-/** Load one incident's full view and show it, if it is still the selected one. */
+/** Load one incident's full view: the queue and the map take it; the panel shows it if it is still chosen. */
 async function reload(id) {
   const { incident } = await session.api(`/api/v1/incidents/${id}`);
-  if (selectedId !== id) return null;
   const before = store.get(id);
   const stale = store.upsert(store.summaryOf(incident)) === "stale";
   const now = store.get(id);
   if (now) ui.overlay.syncIncident(now);
   renderQueue();
   if (!stale) cue([[before, now]]);
+  if (selectedId !== id) return incident;
   ui.panel.show(incident, me.id);
   ui.overlay.select(incident);
   if (stale && now) { // an event overtook this answer: show the state it brought, and read the timeline again
@@ -250,31 +254,48 @@ function reloadSoon(id) {
 /**
  * Acknowledge, dispatch or resolve; a conflict with another operator is shown with the true state. Dispatch and
  * resolve name the revision shown: if the incident changed since (a duress PIN, an escalation), the server
- * refuses, and the operator sees the change before deciding again.
+ * refuses, and the operator sees the change before deciding again. The operator may have chosen another
+ * incident by the time the answer comes: what it says is told of the incident acted on, never of the one shown.
  */
 async function act(kind, body) {
   const id = ui.panel.incidentId;
   if (!id || id !== selectedId) return; // the panel holds no loaded view of the chosen incident to act on
   const seen = store.get(id);
   if (kind !== "ack" && seen?.revision) body = { ...body, revision: seen.revision };
-  ui.panel.busy(true);
+  ui.panel.busy(id, true);
   ui.panel.clearNotice();
   try {
     const { incident } = await session.api(`/api/v1/incidents/${id}/${kind}`, { method: "POST", body });
-    ui.panel.actionDone(kind);
+    if (ui.panel.incidentId === id) ui.panel.actionDone(kind); // another incident's form keeps what was typed
     receive(incident);
   } catch (err) {
     if (err.status === 409) {
-      await reload(id).catch(() => {});
-      const now = store.get(id);
-      const key = now && seen && now.status === seen.status ? "notice.changed" : "notice.conflict";
-      ui.panel.notice("conflict", t(key, { status: label("status", now?.status) }));
+      // Told with the state read now; if that read fails, the state is not guessed from what was known before.
+      const fresh = await reload(id).catch(() => null);
+      const now = fresh && store.get(id);
+      const text = !now ? t("notice.conflict_unread")
+        : t(seen && now.status === seen.status ? "notice.changed" : "notice.conflict", { status: label("status", now.status) });
+      tell(id, "conflict", text);
     } else {
-      ui.panel.notice("error", t("notice.error", { reason: errorText(err) }), err.serverDetail);
+      tell(id, "error", t("notice.error", { reason: errorText(err) }), err.serverDetail);
     }
   } finally {
-    ui.panel.busy(false);
+    ui.panel.busy(id, false);
   }
+}
+
+/** A notice about an incident acted on: on its panel if it is still shown, else a short one naming it. */
+function tell(id, kind, text, serverDetail) {
+  if (ui.panel.incidentId === id) ui.panel.notice(kind, text, serverDetail);
+  else toast(t("notice.about", { id: shortId(id), text }));
+}
+
+/** A short notice outside the panel; it goes by itself after a while, or on a click. */
+function toast(text) {
+  el("toast").textContent = text;
+  el("toast").hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el("toast").hidden = true; }, TOAST_MS);
 }
 
 function onUp() {

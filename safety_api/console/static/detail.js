@@ -14,6 +14,7 @@ export class DetailPanel {
     this.detail = null;
     this.meId = null;
     this.trailPoints = 0;
+    this.busyIds = new Set(); // incidents with an action on its way
     $(root, ".d-close").addEventListener("click", onClose);
     $(root, "#act-ack").addEventListener("click", () => onAction("ack", {}));
     $(root, "#act-dispatch").addEventListener("click", () => this.openForm("dispatch"));
@@ -132,7 +133,9 @@ export class DetailPanel {
   }
 
   renderActions() {
-    if (!this.detail) { // nothing loaded to act on
+    const busy = this.busyIds.has(this.incidentId);
+    this.root.classList.toggle("is-busy", busy);
+    if (!this.detail || busy) { // nothing loaded to act on, or an action on it is on its way
       this.root.querySelectorAll(".d-actions button, .d-form button").forEach((b) => { b.disabled = true; });
       return;
     }
@@ -227,11 +230,14 @@ export class DetailPanel {
     if (form) { form.reset(); form.hidden = true; }
   }
 
-  /** While an action is on its way, no second click can send it again. */
-  busy(on) {
-    this.root.classList.toggle("is-busy", on);
-    if (on) this.root.querySelectorAll(".d-actions button, .d-form button").forEach((b) => { b.disabled = true; });
-    else this.renderActions();
+  /**
+   * While an action on an incident is on its way, no second click can send it again, even if the operator
+   * looks at another incident and comes back meanwhile (and the other incident's actions stay free).
+   */
+  busy(id, on) {
+    if (on) this.busyIds.add(id);
+    else this.busyIds.delete(id);
+    this.renderActions();
   }
 
   /** A notice in the operator's words; the server's own (English) detail, if any, as a smaller second line. */
