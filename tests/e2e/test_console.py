@@ -788,3 +788,33 @@ def test_switching_incidents_leaves_nothing_of_the_one_before_in_the_forms_or_th
     assert page.is_hidden("#d-notice"), page.inner_text("#d-notice")  # nothing of it on the second's panel
     assert page.get_attribute("#detail", "data-incident-id") == second["id"] and page.is_enabled("#act-ack")
     assert page.input_value(note) == "둘째 신고 메모"
+
+
+@needs_chromium
+def test_the_panel_follows_the_chosen_incident_out_of_the_queue_and_out_of_reach(live_server, db, consoles):
+    """Closed with its event lost, the chosen incident leaves the list: the panel reads it again. Then the
+    operator is moved to another district: the incident is no longer theirs to see, and nothing of it (the
+    caller's name and phone, the trail) stays on screen."""
+    admin = create_user(db.session, role="admin")
+    operator = create_user(db.session, role="operator")
+    citizen = create_user(db.session, name="옮겨갈 신고자")
+    incident = raise_sos(live_server, citizen)
+    page = consoles(live_server, operator)
+    page.click(queue_item(incident["id"]))
+    page.wait_for_selector(f'#detail[data-incident-id="{incident["id"]}"][data-state="ready"]', timeout=3000)
+    assert "옮겨갈 신고자" in page.inner_text("#d-caller") and page.locator("path.trail").count() == 1
+
+    db.session.execute(text("UPDATE incidents SET status = 'resolved', outcome = 'resolved', closed_at = now(),"
+                            " revision = revision + 1 WHERE id = :id"), {"id": incident["id"]})  # no event
+    db.session.commit()
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # the page reads the list again
+    page.wait_for_selector(queue_item(incident["id"]), state="detached", timeout=3000)
+    page.wait_for_selector('#detail[data-status="resolved"]', timeout=3000)
+
+    moved = requests.patch(f"{live_server.url}/api/v1/admin/users/{operator.id}", headers=bearer(admin),
+                           json={"district": "11680", "reason": "인사 발령"}, timeout=10)
+    assert moved.status_code == 200, moved.text
+    page.wait_for_selector('#detail[data-state="failed"]', timeout=10_000)  # its sockets reconnect, it reads again
+    assert "담당 구역의 신고가 아닙니다" in page.inner_text("#d-notice")
+    assert "옮겨갈 신고자" not in page.inner_text("#detail") and citizen.phone not in page.inner_text("#detail")
+    assert page.locator("path.trail").count() == 0 and page.is_disabled("#act-resolve")

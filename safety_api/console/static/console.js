@@ -148,7 +148,7 @@ async function refetch() {
   const fetchStartedAt = performance.now();
   try {
     const { items } = await session.api("/api/v1/incidents?status=open");
-    const changes = store.reconcile(items, fetchStartedAt);
+    const { changes, dropped } = store.reconcile(items, fetchStartedAt);
     ui.overlay.syncAll(store.queue());
     renderQueue();
     if (loadedOnce) cue(changes);
@@ -156,6 +156,8 @@ async function refetch() {
     loadedOnce = true;
     const selected = changes.find(([, now]) => now.id === ui.panel.incidentId);
     if (selected) ui.panel.update(selected[1]);
+    // The list left the chosen incident out: closed with its news lost, or no longer ours to see. Ask.
+    if (selectedId && dropped.includes(selectedId)) rereadChosen(selectedId);
   } catch (err) {
     console.warn("refetch failed", err);
   }
@@ -222,8 +224,28 @@ async function select(id) {
     const detail = await reload(id);
     if (selectedId === id) ui.map.setView(incidentLatLng(detail), Math.max(ui.map.getZoom(), 16));
   } catch (err) {
-    if (selectedId === id) ui.panel.loadFailed(id, t("notice.load_failed", { reason: errorText(err) }), err.serverDetail);
+    readFailed(id, err);
   }
+}
+
+/** Read the chosen incident again; the panel follows what the answer says, a refusal included. */
+function rereadChosen(id) {
+  return reload(id).catch((err) => { readFailed(id, err); return null; });
+}
+
+/**
+ * The chosen incident could not be read. If it is out of reach (403: the operator now works another district;
+ * 404), nothing of it stays on screen (caller, phone, trail) and the panel says why. A passing failure (no
+ * answer, 503) leaves a view already shown as it is; the live state and the re-reads tell the rest.
+ */
+function readFailed(id, err) {
+  if (selectedId !== id) return;
+  const outOfReach = err.status === 403 || err.status === 404;
+  if (!outOfReach && ui.panel.incidentId === id) return;
+  const text = { 403: t("notice.gone_forbidden"), 404: t("notice.gone_missing") }[err.status]
+    ?? t("notice.load_failed", { reason: errorText(err) });
+  ui.overlay.select(null);
+  ui.panel.unreadable(id, text, err.serverDetail);
 }
 
 /** Load one incident's full view: the queue and the map take it; the panel shows it if it is still chosen. */
@@ -248,7 +270,7 @@ async function reload(id) {
 let reloadTimer = null;
 function reloadSoon(id) {
   clearTimeout(reloadTimer);
-  reloadTimer = setTimeout(() => reload(id).catch(() => {}), 250);
+  reloadTimer = setTimeout(() => rereadChosen(id), 250);
 }
 
 /**
@@ -271,7 +293,7 @@ async function act(kind, body) {
   } catch (err) {
     if (err.status === 409) {
       // Told with the state read now; if that read fails, the state is not guessed from what was known before.
-      const fresh = await reload(id).catch(() => null);
+      const fresh = await rereadChosen(id);
       const now = fresh && store.get(id);
       const text = !now ? t("notice.conflict_unread")
         : t(seen && now.status === seen.status ? "notice.changed" : "notice.conflict", { status: label("status", now.status) });
@@ -304,7 +326,7 @@ function onUp() {
   pollTimer = null;
   showLiveState();
   refetch();
-  if (selectedId) reload(selectedId).catch(() => {});
+  if (selectedId) rereadChosen(selectedId);
 }
 
 function onDown() {

@@ -60,10 +60,15 @@ export class DetailPanel {
     }
   }
 
-  /** The chosen incident could not be read: say so; the actions stay off until it is chosen again. */
-  loadFailed(id, text, serverDetail) {
-    if (this.detail || this.loadingId !== id) return;
+  /**
+   * The chosen incident cannot be read (or no longer): nothing of it stays, the panel says why, and the
+   * actions stay off until it is chosen again.
+   */
+  unreadable(id, text, serverDetail) {
+    if (this.incidentId !== id && this.loadingId !== id) return;
+    this.loading(id);
     this.root.dataset.state = "failed";
+    $(this.root, "#d-title").textContent = `#${shortId(id)}`;
     this.notice("error", text, serverDetail);
   }
 

@@ -29,12 +29,13 @@ export function upsert(incident, seenAt = performance.now()) {
 /**
  * Reconcile with a fresh list of every open incident, fetched from fetchStartedAt. The list is the truth about
  * what it names (unless an event brought something newer meanwhile); anything open it leaves out was closed
- * meanwhile, unless an event told us about it after the fetch began. Answers [before, now] for each incident
- * it added or changed, for the caller to cue.
+ * meanwhile, unless an event told us about it after the fetch began. Answers `changes`, [before, now] for each
+ * incident it added or changed, for the caller to cue, and the ids it let go of (`dropped`).
  */
 export function reconcile(items, fetchStartedAt) {
   const listed = new Set();
   const changes = [];
+  const droppedIds = [];
   for (const incident of items) {
     listed.add(incident.id);
     const before = get(incident.id);
@@ -44,9 +45,10 @@ export function reconcile(items, fetchStartedAt) {
     if (!listed.has(id) && entry.seenAt < fetchStartedAt && !CLOSED.has(entry.incident.status)) {
       incidents.delete(id);
       dropped.set(id, revisionOf(entry.incident));
+      droppedIds.push(id);
     }
   }
-  return changes;
+  return { changes, dropped: droppedIds };
 }
 
 /**
