@@ -818,3 +818,18 @@ def test_the_panel_follows_the_chosen_incident_out_of_the_queue_and_out_of_reach
     assert "담당 구역의 신고가 아닙니다" in page.inner_text("#d-notice")
     assert "옮겨갈 신고자" not in page.inner_text("#detail") and citizen.phone not in page.inner_text("#detail")
     assert page.locator("path.trail").count() == 0 and page.is_disabled("#act-resolve")
+
+
+@needs_chromium
+def test_the_consoles_modules_on_their_own(browser, live_server):
+    """format.js, store.js and overlay.js in the browser, on a workstation set to New York's time zone."""
+    context = browser.new_context(timezone_id="America/New_York", locale="en-US")
+    page = context.new_page()
+    page.goto(live_server.url + "/console/")
+    got = page.evaluate("""async () => {
+      const format = await import("/console/format.js");
+      return {clock: format.clock("2026-01-01T00:00:00Z"), dateTime: format.dateTime("2026-01-01T00:00:00Z")};
+    }""")
+    context.close()
+    # Seoul's time (UTC+9), not the workstation's 19:00 the day before
+    assert got["clock"].startswith("9시") and got["dateTime"].endswith("1. 1. 09:00"), got
