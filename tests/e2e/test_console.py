@@ -792,7 +792,8 @@ def test_switching_incidents_leaves_nothing_of_the_one_before_in_the_forms_or_th
 
 @needs_chromium
 def test_the_panel_follows_the_chosen_incident_out_of_the_queue_and_out_of_reach(live_server, db, consoles):
-    """Closed with its event lost, the chosen incident leaves the list: the panel reads it again. Then the
+    """A re-read that changes nothing leaves the chosen incident's pin alone. Closed with its event lost, the
+    chosen incident leaves the list: the panel reads it again. Then the
     operator is moved to another district: the incident is no longer theirs to see, and nothing of it (the
     caller's name and phone, the trail) stays on screen."""
     admin = create_user(db.session, role="admin")
@@ -803,6 +804,13 @@ def test_the_panel_follows_the_chosen_incident_out_of_the_queue_and_out_of_reach
     page.click(queue_item(incident["id"]))
     page.wait_for_selector(f'#detail[data-incident-id="{incident["id"]}"][data-state="ready"]', timeout=3000)
     assert "옮겨갈 신고자" in page.inner_text("#d-caller") and page.locator("path.trail").count() == 1
+
+    # A re-read that changes nothing leaves its pin alone: a new element would start its pulse over.
+    page.eval_on_selector(map_pin(incident["id"]), "pin => { pin.dataset.mark = 'the same element' }")
+    with page.expect_response(re.compile(r"/api/v1/incidents\?status=open$")):
+        page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    page.wait_for_timeout(200)
+    assert page.locator(f'{map_pin(incident["id"])}[data-mark="the same element"]').count() == 1
 
     db.session.execute(text("UPDATE incidents SET status = 'resolved', outcome = 'resolved', closed_at = now(),"
                             " revision = revision + 1 WHERE id = :id"), {"id": incident["id"]})  # no event

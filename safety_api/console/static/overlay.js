@@ -15,19 +15,20 @@ export function incidentLatLng(incident) {
   return [lat, lon];
 }
 
-function pinIcon(incident, selected) {
+function pinHtml(incident, selected) {
   const classes = `pin prio-${esc(incident.priority)}${selected ? " is-selected" : ""}${incident.duress ? " is-duress" : ""}`;
-  return L.divIcon({
-    className: "pin-wrap", iconSize: [26, 26], iconAnchor: [13, 13],
-    html: `<div class="${classes}" data-incident-id="${esc(incident.id)}" data-status="${esc(incident.status)}"></div>`,
-  });
+  return `<div class="${classes}" data-incident-id="${esc(incident.id)}" data-status="${esc(incident.status)}"></div>`;
+}
+
+function pinIcon(html) {
+  return L.divIcon({ className: "pin-wrap", iconSize: [26, 26], iconAnchor: [13, 13], html });
 }
 
 export class LiveOverlay {
   constructor(map, { onSelect }) {
     this.map = map;
     this.onSelect = onSelect;
-    this.pins = new Map(); // incident id -> {marker, incident}
+    this.pins = new Map(); // incident id -> {marker, incident, html}
     this.others = new Map(); // "kind:id" -> {marker, at}
     map.createPane("live").style.zIndex = 560;
     this.focus = L.layerGroup().addTo(map);
@@ -44,15 +45,18 @@ export class LiveOverlay {
       return;
     }
     const known = this.pins.get(incident.id);
-    const icon = pinIcon(incident, incident.id === this.selectedId);
+    const html = pinHtml(incident, incident.id === this.selectedId);
     if (known) {
-      known.marker.setLatLng(incidentLatLng(incident)).setIcon(icon);
-      known.incident = incident;
+      known.marker.setLatLng(incidentLatLng(incident));
+      // A new icon is a new element, and its pulse starts over: only when the pin must look different, not at
+      // every re-read of the list (every 30 s, every 5 s while disconnected).
+      if (html !== known.html) known.marker.setIcon(pinIcon(html));
+      Object.assign(known, { incident, html });
       return;
     }
-    const marker = L.marker(incidentLatLng(incident), { icon, keyboard: false, riseOnHover: true })
+    const marker = L.marker(incidentLatLng(incident), { icon: pinIcon(html), keyboard: false, riseOnHover: true })
       .on("click", () => this.onSelect(incident.id)).addTo(this.map);
-    this.pins.set(incident.id, { marker, incident });
+    this.pins.set(incident.id, { marker, incident, html });
     this.others.get(`sos:${incident.id}`)?.marker.remove(); // drawn before its incident was known
     this.others.delete(`sos:${incident.id}`);
   }
