@@ -838,6 +838,37 @@ def test_the_consoles_modules_on_their_own(browser, live_server):
       const format = await import("/console/format.js");
       return {clock: format.clock("2026-01-01T00:00:00Z"), dateTime: format.dateTime("2026-01-01T00:00:00Z")};
     }""")
-    context.close()
     # Seoul's time (UTC+9), not the workstation's 19:00 the day before
     assert got["clock"].startswith("9시") and got["dateTime"].endswith("1. 1. 09:00"), got
+
+    # Twelve hours open: a closed incident is let go of after a few minutes (its revision kept a while, so that
+    # late news of it stays stale), and the selected incident's live trail keeps the newest 5,000 points.
+    got = page.evaluate("""async () => {
+      const store = await import("/console/store.js");
+      const out = {};
+      const closed = {id: "closed-long-ago", status: "resolved", priority: "normal", duress: false,
+                      escalated_at: null, created_at: new Date().toISOString(), revision: 3};
+      const now = performance.now();
+      store.upsert(closed, now - 6 * 60_000);
+      store.prune(now);
+      out.letGo = store.get(closed.id);
+      out.lateNews = store.upsert({...closed, status: "acknowledged", revision: 2});
+      store.prune(now + 31 * 60_000);
+      out.newsAfterTheRecordWent = store.upsert({...closed, status: "acknowledged", revision: 2});
+
+      const { createMap } = await import("/console/map.js");
+      const { LiveOverlay, TRAIL_LIMIT } = await import("/console/overlay.js");
+      const box = document.createElement("div");
+      box.style.cssText = "width: 400px; height: 300px";
+      document.body.append(box);
+      const overlay = new LiveOverlay(createMap(box, {}), {onSelect() {}});
+      const trail = Array.from({length: TRAIL_LIMIT}, (_, i) => ({lat: 37.47 + i / 1e6, lon: 126.92}));
+      overlay.select({id: "followed", trail, location: {coordinates: [126.92, 37.47]}, nearest_cctvs: []});
+      for (let i = 0; i < 3; i++) overlay.extendTrail({lat: 37.48, lon: 126.93});
+      out.trailLimit = TRAIL_LIMIT;
+      out.trailPoints = overlay.trail.getLatLngs().length;
+      return out;
+    }""")
+    context.close()
+    assert got == {"letGo": None, "lateNews": "stale", "newsAfterTheRecordWent": "new",
+                   "trailLimit": 5000, "trailPoints": 5000}

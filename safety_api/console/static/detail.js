@@ -1,6 +1,7 @@
 // The selected incident: who, where, which cameras, what happened so far, and the operator's actions.
 import { age, clock, dateTime, esc, metres, shortId } from "./format.js";
 import { label, t } from "./i18n.js";
+import { TRAIL_LIMIT } from "./overlay.js";
 import { CLOSED } from "./store.js";
 
 const $ = (root, sel) => root.querySelector(sel);
@@ -204,10 +205,14 @@ export class DetailPanel {
     return id === this.detail.caller_id ? t("actor.caller") : t("actor.other");
   }
 
-  /** Fixes that joined the trail live: count them and show the newest position. */
+  /** Fixes that joined the trail live: count them (the map keeps the newest TRAIL_LIMIT) and show the newest. */
   addTrail(fixes) {
     if (!fixes.length || !this.detail) return;
     this.trailPoints += fixes.length;
+    if (this.trailPoints > TRAIL_LIMIT) {
+      this.trailPoints = TRAIL_LIMIT;
+      this.detail.trail_truncated = true;
+    }
     this.detail.last_fix = fixes[fixes.length - 1];
     this.renderLocation();
   }

@@ -7,6 +7,9 @@ import { CLOSED } from "./store.js";
 
 const FADE_AFTER_MS = 60_000; // a position this old is drawn faint: the phone may have gone quiet
 const DROP_AFTER_MS = 10 * 60_000;
+// The live trail of the selected incident keeps as many points as the server sends with a detail
+// (services/incident_views.py TRAIL_LIMIT): a caller followed all night does not grow the page without end.
+export const TRAIL_LIMIT = 5000;
 
 export function incidentLatLng(incident) {
   const fix = incident.last_fix;
@@ -149,6 +152,8 @@ export class LiveOverlay {
   extendTrail(fix) {
     if (!this.trail) return false;
     this.trail.addLatLng([fix.lat, fix.lon]);
+    const points = this.trail.getLatLngs();
+    if (points.length > TRAIL_LIMIT) this.trail.setLatLngs(points.slice(-TRAIL_LIMIT));
     this.accuracy?.setLatLng([fix.lat, fix.lon]);
     if (fix.accuracy_m) this.accuracy?.setRadius(fix.accuracy_m);
     return true;
