@@ -830,7 +830,8 @@ def test_the_panel_follows_the_chosen_incident_out_of_the_queue_and_out_of_reach
 
 @needs_chromium
 def test_the_consoles_modules_on_their_own(browser, live_server):
-    """format.js, store.js and overlay.js in the browser, on a workstation set to New York's time zone."""
+    """format.js, store.js and overlay.js in the browser, on a workstation set to New York's time zone. A live
+    position fades by when it reached the page, not by the clock of the phone that sent it."""
     context = browser.new_context(timezone_id="America/New_York", locale="en-US")
     page = context.new_page()
     page.goto(live_server.url + "/console/")
@@ -867,8 +868,13 @@ def test_the_consoles_modules_on_their_own(browser, live_server):
       for (let i = 0; i < 3; i++) overlay.extendTrail({lat: 37.48, lon: 126.93});
       out.trailLimit = TRAIL_LIMIT;
       out.trailPoints = overlay.trail.getLatLngs().length;
+      // A walker's phone five minutes behind: its fresh position is not drawn faint.
+      const behind = new Date(Date.now() - 5 * 60_000).toISOString();
+      overlay.placeOther({kind: "walk", id: "w1", lat: 37.47, lon: 126.92, t: behind});
+      overlay.prune();
+      out.freshWalkOpacity = overlay.others.get("walk:w1").marker.options.opacity;
       return out;
     }""")
     context.close()
     assert got == {"letGo": None, "lateNews": "stale", "newsAfterTheRecordWent": "new",
-                   "trailLimit": 5000, "trailPoints": 5000}
+                   "trailLimit": 5000, "trailPoints": 5000, "freshWalkOpacity": 1}

@@ -1,11 +1,13 @@
 // What moves on the map: incident pins, live positions of any kind (sos, walk, escort, ...), and the
 // selected incident's trail and nearest cameras.
 /* global L */
-import { clock, esc, metres } from "./format.js";
+import { clock, esc, metres, serverNow } from "./format.js";
 import { label } from "./i18n.js";
 import { CLOSED } from "./store.js";
 
-const FADE_AFTER_MS = 60_000; // a position this old is drawn faint: the phone may have gone quiet
+// A position not renewed for this long is drawn faint: the phone may have gone quiet. Counted from when it
+// reached us, on the server's clock: a phone's own clock (its fix's `t`) may be minutes off.
+const FADE_AFTER_MS = 60_000;
 const DROP_AFTER_MS = 10 * 60_000;
 // The live trail of the selected incident keeps as many points as the server sends with a detail
 // (services/incident_views.py TRAIL_LIMIT): a caller followed all night does not grow the page without end.
@@ -32,7 +34,7 @@ export class LiveOverlay {
     this.map = map;
     this.onSelect = onSelect;
     this.pins = new Map(); // incident id -> {marker, incident, html}
-    this.others = new Map(); // "kind:id" -> {marker, at}
+    this.others = new Map(); // "kind:id" -> {marker, at: when its last position reached us (serverNow)}
     map.createPane("live").style.zIndex = 560;
     this.focus = L.layerGroup().addTo(map);
     this.trail = null;
@@ -98,7 +100,7 @@ export class LiveOverlay {
 
   placeOther(item) {
     const key = `${item.kind}:${item.id}`;
-    const at = Date.parse(item.t) || Date.now();
+    const at = serverNow();
     const tip = `${esc(label("kind", item.kind))} · ${esc(clock(item.t))}`;
     const known = this.others.get(key);
     if (known) {
@@ -113,7 +115,7 @@ export class LiveOverlay {
     this.others.set(key, { marker, at });
   }
 
-  prune(now = Date.now()) {
+  prune(now = serverNow()) {
     for (const [key, entry] of this.others) {
       if (now - entry.at > DROP_AFTER_MS) {
         entry.marker.remove();
