@@ -878,3 +878,28 @@ def test_the_consoles_modules_on_their_own(browser, live_server):
     context.close()
     assert got == {"letGo": None, "lateNews": "stale", "newsAfterTheRecordWent": "new",
                    "trailLimit": 5000, "trailPoints": 5000, "freshWalkOpacity": 1}
+
+
+@needs_chromium
+def test_the_token_is_refreshed_by_its_lifetime_whatever_the_workstations_clock(live_server, db, browser):
+    """A workstation clock twenty minutes ahead: the access token (15 minutes) is refreshed a minute before its
+    lifetime runs out, not every few seconds as if it had expired already."""
+    operator = create_user(db.session, role="operator")
+    context = browser.new_context()
+    page = context.new_page()
+    refreshes = []
+    page.on("request", lambda request: refreshes.append(request.url) if request.url.endswith("/auth/refresh")
+            else None)
+    page.clock.install(time=datetime.now(timezone.utc).timestamp() + 20 * 60)
+    page.goto(live_server.url + "/console/")
+    page.fill("input[name=phone]", operator.phone)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#live-state[data-state=up]", timeout=10_000)
+    page.clock.fast_forward("00:20")
+    page.wait_for_timeout(500)
+    assert refreshes == []
+    page.clock.fast_forward("14:00")  # 14:20 after sign-in: due at 14:00 (15 minutes less one)
+    page.wait_for_timeout(500)
+    assert len(refreshes) == 1, refreshes
+    context.close()

@@ -3,7 +3,7 @@ import { noteServerDate } from "./format.js";
 
 const KEY = "console.session";
 const STAFF = new Set(["operator", "admin"]);
-let state = JSON.parse(sessionStorage.getItem(KEY) || "null"); // {access, refresh, user}
+let state = JSON.parse(sessionStorage.getItem(KEY) || "null"); // {access, refresh, user, refreshDueAt}
 let refreshing = null;
 let refreshTimer = null;
 const expiredListeners = new Set();
@@ -111,7 +111,7 @@ async function request(path, { method = "GET", body, token } = {}) {
 }
 
 function save(next) {
-  state = next;
+  state = { ...next, refreshDueAt: refreshDueAt(next.access) };
   sessionStorage.setItem(KEY, JSON.stringify(state));
   scheduleRefresh();
 }
@@ -127,12 +127,22 @@ function expire() {
   expiredListeners.forEach((fn) => fn());
 }
 
-/** Refresh a minute before the access token's exp (read from its payload; no signature check needed). */
+/**
+ * When to refresh a token just received: a minute before its lifetime (exp - iat, read from its payload; no
+ * signature check needed) runs out, counted on this workstation's clock from now. Both ends are read on the
+ * same clock, so a workstation clock set minutes wrong does not matter (against exp alone, one ahead refreshed
+ * every few seconds and one behind let the token expire first).
+ */
+function refreshDueAt(token) {
+  const claims = tokenClaims(token);
+  if (!Number.isFinite(claims?.exp) || !Number.isFinite(claims?.iat)) return null;
+  return Date.now() + (claims.exp - claims.iat) * 1000 - 60000;
+}
+
 function scheduleRefresh() {
   clearTimeout(refreshTimer);
-  const exp = tokenExp(state?.access);
-  if (!exp) return;
-  const inMs = Math.max(5000, exp * 1000 - Date.now() - 60000);
+  if (!state?.refreshDueAt) return; // a 401 still refreshes on demand
+  const inMs = Math.max(5000, state.refreshDueAt - Date.now());
   refreshTimer = setTimeout(() => refresh().catch(() => scheduleRetry()), inMs);
 }
 
@@ -140,10 +150,10 @@ function scheduleRetry() {
   if (state) refreshTimer = setTimeout(() => refresh().catch(() => scheduleRetry()), 10000);
 }
 
-function tokenExp(token) {
+function tokenClaims(token) {
   try {
     const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(payload)).exp;
+    return JSON.parse(atob(payload));
   } catch {
     return null;
   }
