@@ -856,6 +856,8 @@ def test_the_consoles_modules_on_their_own(browser, live_server):
       out.lateNews = store.upsert({...closed, status: "acknowledged", revision: 2});
       store.prune(now + 31 * 60_000);
       out.newsAfterTheRecordWent = store.upsert({...closed, status: "acknowledged", revision: 2});
+      // News of an incident not known here: an arrival if it waits, silent if someone has taken it.
+      out.unknownCues = ["open", "acknowledged", "dispatched"].map((status) => store.cueOf(null, {...closed, status}));
 
       const { createMap } = await import("/console/map.js");
       const { LiveOverlay, TRAIL_LIMIT } = await import("/console/overlay.js");
@@ -877,6 +879,7 @@ def test_the_consoles_modules_on_their_own(browser, live_server):
     }""")
     context.close()
     assert got == {"letGo": None, "lateNews": "stale", "newsAfterTheRecordWent": "new",
+                   "unknownCues": ["normal", None, None],
                    "trailLimit": 5000, "trailPoints": 5000, "freshWalkOpacity": 1}
 
 

@@ -75,10 +75,12 @@ function letGo(id, entry, now = performance.now()) {
 /**
  * Whether a change must be heard: "critical", "normal" or null. An arrival and a return to open (a duress PIN
  * on a closed incident, a release) cue by priority; a duress PIN, a priority raised or an escalation on an
- * incident already shown cue as critical.
+ * incident already shown cue as critical. News of an incident not known here that someone has already taken
+ * is no arrival: it joins the queue silently.
  */
 export function cueOf(before, now) {
   if (!now || CLOSED.has(now.status)) return null;
+  if (!before && now.status !== "open") return null;
   const urgent = now.priority === "critical" || now.duress;
   if (!before || (before.status !== "open" && now.status === "open")) return urgent ? "critical" : "normal";
   if (now.duress && !before.duress) return "critical";
