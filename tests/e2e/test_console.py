@@ -304,6 +304,11 @@ def test_an_sos_reaches_both_operators_who_then_act_on_it_together(browser, live
                            timeout=10).json()["incident"]["nearest_cctvs"]
     assert cameras and page1.locator("#d-cameras [data-cctv-id]").count() == len(cameras)
     assert page1.locator("path.cam-focus").count() == len(cameras)
+    map_at = "document.querySelector('.leaflet-map-pane').style.transform"
+    shown = page1.evaluate(map_at)
+    page1.focus(f'#d-cameras [data-cctv-id="{cameras[-1]["id"]}"]')
+    page1.keyboard.press("Enter")  # a camera item does with a key what it does with a click: the map goes to it
+    page1.wait_for_function(f"{map_at} !== {json.dumps(shown)}", timeout=2000)
     assert page1.locator("#d-earlier li").count() == 1 and "오인 신고" in page1.inner_text("#d-earlier")
     trail_started = time.perf_counter()
     for count, where in enumerate((NEAR_IT, IN_GWANAK), start=1):  # the phone sends a fix every few seconds
@@ -700,6 +705,9 @@ def test_after_a_reload_the_console_says_sound_is_off_until_a_key_and_cues_what_
     page.reload()
     page.wait_for_selector(f'{queue_item(waiting["id"], "open")}.is-new', timeout=5000)
     assert page.get_attribute("body", "data-last-cue-kind") == "normal"  # it rang, into the blocked sound
+    # A screen reader hears the arrival, not the ages ticking every second in the queue.
+    assert page.get_attribute("#queue", "aria-live") is None
+    assert page.inner_text("#announce") == "확인할 신고: 보통 · SOS 버튼 · 대기"
     page.wait_for_selector("body[data-sound=blocked]")
     assert page.is_visible("#sound-blocked") and page.is_hidden("#sound-toggle")
     assert page.inner_text("#sound-blocked") == "소리 꺼짐 — 클릭하여 켜기"

@@ -198,6 +198,9 @@ function cue(changes) {
   if (!heard.length) return;
   heard.forEach(([now]) => ui.queue.markNew(now.id));
   beep(heard.some(([, kind]) => kind === "critical"));
+  const items = heard.map(([i]) => [label("priority", i.priority), label("trigger", i.trigger), label("status", i.status),
+    i.duress && t("duress")].filter(Boolean).join(" · "));
+  el("announce").textContent = t("announce.cue", { items: items.join(", ") });
 }
 
 function renderQueue() {

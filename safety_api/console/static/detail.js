@@ -28,10 +28,17 @@ export class DetailPanel {
         onAction(kind, data);
       });
     }
-    $(root, "#d-cameras").addEventListener("click", (e) => {
+    const cameraOf = (e) => {
       const li = e.target.closest("[data-cctv-id]");
-      const cam = this.detail?.nearest_cctvs.find((c) => c.id === li?.dataset.cctvId);
+      return this.detail?.nearest_cctvs.find((c) => c.id === li?.dataset.cctvId);
+    };
+    $(root, "#d-cameras").addEventListener("click", (e) => {
+      const cam = cameraOf(e);
       if (cam) onCamera(cam);
+    });
+    $(root, "#d-cameras").addEventListener("keydown", (e) => { // the items are focusable: keys do what a click does
+      const cam = (e.key === "Enter" || e.key === " ") && cameraOf(e);
+      if (cam) { e.preventDefault(); onCamera(cam); }
     });
     this.ticker = setInterval(() => this.tick(), 1000);
   }
