@@ -9,7 +9,7 @@ let refreshTimer = null;
 const expiredListeners = new Set();
 
 // What went wrong, as the console words it (i18n.js: error.<reason>): by the problem's type where the server
-// names one (errors.py: https://ansimi.example/problems/<kind>), else by the HTTP status; 0 is no answer at all.
+// names one (errors.py: the last part of its `type`, the kind), else by the HTTP status; 0 is no answer at all.
 const REASON_OF_KIND = {
   unauthorized: "unauthorized", forbidden: "forbidden", "not-found": "not_found", conflict: "conflict",
   validation: "invalid", "rate-limited": "limited", unavailable: "unavailable",
