@@ -1,8 +1,8 @@
 // The operator console: sign in, then keep the queue, the map and the selected incident live.
 import { beep, onSoundChange, soundState, startAudio, titleCount, toggleMute } from "./cue.js";
 import { DetailPanel } from "./detail.js";
-import { apply, currentLang, errorText, label, onLangChange, t, toggleLang } from "./i18n.js";
 import { shortId } from "./format.js";
+import { apply, currentLang, errorText, label, onLangChange, t, toggleLang } from "./i18n.js";
 import { Live } from "./live.js";
 import { createMap, facilityPopups, layerSwitch, loadBase, loadFacilities } from "./map.js";
 import { incidentLatLng, LiveOverlay } from "./overlay.js";
@@ -157,7 +157,7 @@ async function refetch() {
     const selected = changes.find(([, now]) => now.id === ui.panel.incidentId);
     if (selected) ui.panel.update(selected[1]);
     // The list left the chosen incident out: closed with its news lost, or no longer ours to see. Ask.
-    if (selectedId && dropped.includes(selectedId)) rereadChosen(selectedId);
+    if (selectedId && dropped.includes(selectedId)) reread(selectedId);
   } catch (err) {
     console.warn("refetch failed", err);
   }
@@ -231,8 +231,8 @@ async function select(id) {
   }
 }
 
-/** Read the chosen incident again; the panel follows what the answer says, a refusal included. */
-function rereadChosen(id) {
+/** Read an incident again (null if that fails); if it is the chosen one, the panel follows, a refusal included. */
+function reread(id) {
   return reload(id).catch((err) => { readFailed(id, err); return null; });
 }
 
@@ -273,7 +273,7 @@ async function reload(id) {
 let reloadTimer = null;
 function reloadSoon(id) {
   clearTimeout(reloadTimer);
-  reloadTimer = setTimeout(() => rereadChosen(id), 250);
+  reloadTimer = setTimeout(() => reread(id), 250);
 }
 
 /**
@@ -296,7 +296,7 @@ async function act(kind, body) {
   } catch (err) {
     if (err.status === 409) {
       // Told with the state read now; if that read fails, the state is not guessed from what was known before.
-      const fresh = await rereadChosen(id);
+      const fresh = await reread(id);
       const now = fresh && store.get(id);
       const text = !now ? t("notice.conflict_unread")
         : t(seen && now.status === seen.status ? "notice.changed" : "notice.conflict", { status: label("status", now.status) });
@@ -329,7 +329,7 @@ function onUp() {
   pollTimer = null;
   showLiveState();
   refetch();
-  if (selectedId) rereadChosen(selectedId);
+  if (selectedId) reread(selectedId);
 }
 
 function onDown() {
