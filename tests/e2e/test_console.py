@@ -304,6 +304,11 @@ def test_an_sos_reaches_both_operators_who_then_act_on_it_together(browser, live
                            timeout=10).json()["incident"]["nearest_cctvs"]
     assert cameras and page1.locator("#d-cameras [data-cctv-id]").count() == len(cameras)
     assert page1.locator("path.cam-focus").count() == len(cameras)
+    map_at = "document.querySelector('.leaflet-map-pane').style.transform"
+    shown = page1.evaluate(map_at)
+    page1.focus(f'#d-cameras [data-cctv-id="{cameras[-1]["id"]}"]')
+    page1.keyboard.press("Enter")  # a camera item does with a key what it does with a click: the map goes to it
+    page1.wait_for_function(f"{map_at} !== {json.dumps(shown)}", timeout=2000)
     assert page1.locator("#d-earlier li").count() == 1 and "오인 신고" in page1.inner_text("#d-earlier")
     trail_started = time.perf_counter()
     for count, where in enumerate((NEAR_IT, IN_GWANAK), start=1):  # the phone sends a fix every few seconds
@@ -404,6 +409,14 @@ def test_the_banner_shows_while_redis_restarts_and_the_page_catches_up(two_serve
     assert page.locator("#live-state[data-state=up]").count() == 1
     assert consoles.external == []
     record_timings(banner_after_redis_down_s=banner_s, banner_cleared_after_redis_up_s=recovered_s)
+
+
+def wait_until(page, condition, message, timeout_s=5):
+    """Poll a test-side condition (a route was held, say) while the page runs."""
+    deadline = time.time() + timeout_s
+    while not condition():
+        assert time.time() < deadline, message
+        page.wait_for_timeout(50)
 
 
 def set_pins(server, citizen):
@@ -589,8 +602,17 @@ def test_choosing_another_incident_never_lets_an_action_land_on_the_one_shown_be
                     body=json.dumps({"type": "about:blank", "title": "Unavailable", "status": 503,
                                      "detail": "The database is unreachable."}))
     page.wait_for_selector("#d-notice.notice-error", timeout=3000)
-    assert "The database is unreachable." in page.inner_text("#d-notice")
+    # Said in the operator's words, by the status; the server's own (English) detail only as a second line.
+    assert page.inner_text("#d-notice").startswith(
+        "신고 정보를 불러오지 못했습니다. 서버가 잠시 응답할 수 없습니다.")
+    assert page.inner_text("#d-notice small.notice-detail") == "The database is unreachable."
+    assert ".." not in page.inner_text("#d-notice")
     assert page.get_attribute("#detail", "data-state") == "failed" and page.is_disabled("#act-ack")
+    page.unroute(detail_of_second)
+    page.route(detail_of_second, lambda route: route.abort())  # no answer at all
+    page.click(queue_item(second["id"]))
+    page.wait_for_selector("#d-notice.notice-error:has-text('서버에 연결할 수 없습니다')", timeout=3000)
+    assert "Failed to fetch" not in page.inner_text("#d-notice")
     page.unroute(detail_of_second)
 
     page.click(queue_item(second["id"]))  # chosen again, it loads and is acted on, and only it
@@ -655,4 +677,240 @@ def test_while_live_the_console_rereads_the_queue_now_and_then_and_finds_an_sos_
         page.wait_for_timeout(60)
     page.wait_for_selector(queue_item(str(lost)), timeout=5000)
     assert page.get_attribute("#live-state", "data-state") == "up"  # found while live, not by the outage's polling
+    context.close()
+
+
+# Headless Chromium lets a page start sound with no gesture; a desktop browser does not. This gives the page that
+# rule back: an AudioContext made or resumed outside a click or a key press stays suspended.
+AUTOPLAY_NEEDS_A_GESTURE = """
+const RealAudioContext = window.AudioContext;
+window.AudioContext = class extends RealAudioContext {
+  constructor(...args) { super(...args); if (!navigator.userActivation.isActive) super.suspend(); }
+  resume() { return navigator.userActivation.isActive ? super.resume() : new Promise(() => {}); }
+};
+"""
+
+
+@needs_chromium
+def test_after_a_reload_the_console_says_sound_is_off_until_a_key_and_cues_what_waits(live_server, db, consoles):
+    """F5 keeps the session, and nobody has clicked: the browser keeps the sound off. The page must say so, take
+    a key press as well as a click, and cue (glow, ring) the incidents already waiting."""
+    operator = create_user(db.session, role="operator")
+    page = consoles(live_server, operator)
+    page.wait_for_selector("body[data-sound=on]")  # the sign-in click was the gesture
+    waiting = raise_sos(live_server, create_user(db.session))
+    page.wait_for_selector(queue_item(waiting["id"], "open"))
+    page.context.add_init_script(AUTOPLAY_NEEDS_A_GESTURE)
+
+    page.reload()
+    page.wait_for_selector(f'{queue_item(waiting["id"], "open")}.is-new', timeout=5000)
+    assert page.get_attribute("body", "data-last-cue-kind") == "normal"  # it rang, into the blocked sound
+    # A screen reader hears the arrival, not the ages ticking every second in the queue.
+    assert page.get_attribute("#queue", "aria-live") is None
+    assert page.inner_text("#announce") == "확인할 신고: 보통 · SOS 버튼 · 대기"
+    page.wait_for_selector("body[data-sound=blocked]")
+    assert page.is_visible("#sound-blocked") and page.is_hidden("#sound-toggle")
+    assert page.inner_text("#sound-blocked") == "소리 꺼짐 — 클릭하여 켜기"
+
+    page.keyboard.press("Shift")
+    page.wait_for_selector("body[data-sound=on]", timeout=2000)
+    assert page.is_hidden("#sound-blocked") and page.inner_text("#sound-toggle") == "소리 켜짐"
+
+
+@needs_chromium
+def test_what_the_panel_said_of_an_incident_goes_when_it_is_no_longer_true(two_servers, db, consoles):
+    """"Another operator took it", then "closed", then a duress PIN reopens it: each notice gives way."""
+    server_b = two_servers[1]
+    operator, citizen, page, incident = alarm_on_a_console(two_servers, db, consoles)
+    other = create_user(db.session, role="operator")
+    page.click(queue_item(incident["id"]))
+    page.wait_for_selector(f'#detail[data-incident-id="{incident["id"]}"][data-state="ready"]', timeout=3000)
+    assert page.is_hidden("#d-notice")
+
+    assert operator_post(server_b, other, incident["id"], "ack").status_code == 200
+    page.wait_for_selector("#d-notice:has-text('다른 요원이 이 신고를 접수했습니다')", timeout=3000)
+    assert operator_post(server_b, other, incident["id"], "resolve", {"outcome": "false_alarm"}).status_code == 200
+    page.wait_for_selector("#d-notice:has-text('이 신고는 종결되었습니다')", timeout=3000)
+
+    enter_pin(server_b, citizen, incident["id"], "2222")  # reopened: open, critical, duress
+    page.wait_for_selector('#detail[data-status="open"]', timeout=3000)
+    page.wait_for_timeout(400)  # the re-read after the event has landed too
+    assert page.is_hidden("#d-notice"), page.inner_text("#d-notice")
+    assert page.is_enabled("#act-ack")
+
+
+@needs_chromium
+def test_switching_incidents_leaves_nothing_of_the_one_before_in_the_forms_or_the_notices(live_server, db, consoles):
+    """A note typed for one incident is never offered for another, and an action's answer lands on its own
+    incident, whichever is shown when it comes back."""
+    operator = create_user(db.session, role="operator")
+    first = raise_sos(live_server, create_user(db.session))
+    second = raise_sos(live_server, create_user(db.session), NEAR_IT)
+    page = consoles(live_server, operator)
+
+    def show(incident):
+        page.click(queue_item(incident["id"]))
+        page.wait_for_selector(f'#detail[data-incident-id="{incident["id"]}"][data-state="ready"]', timeout=3000)
+
+    note = "#dispatch-form textarea[name=note]"
+    show(first)
+    page.click("#act-dispatch")
+    page.fill(note, "첫 신고에 대한 메모")
+    show(second)
+    assert page.is_hidden("#dispatch-form")
+    page.click("#act-dispatch")
+    assert page.input_value(note) == ""
+
+    # The first's dispatch is answered (done) after the operator went on to the second and typed a note there.
+    held = []
+    page.route("**/api/v1/incidents/*/dispatch", lambda route: held.append(route))
+    show(first)
+    page.click("#act-dispatch")
+    page.click("#dispatch-form button[type=submit]")
+    wait_until(page, lambda: held, "the page did not send the dispatch")
+    show(second)
+    page.click("#act-dispatch")
+    page.fill(note, "둘째 신고 메모")
+    held.pop().continue_()
+    page.unroute("**/api/v1/incidents/*/dispatch")
+    page.wait_for_selector(queue_item(first["id"], "dispatched"), timeout=3000)
+    page.wait_for_timeout(300)
+    assert page.input_value(note) == "둘째 신고 메모" and page.is_visible("#dispatch-form")
+
+    # The first's resolve is refused (another operator closed it first) after the operator went on to the second.
+    other_headers = bearer(create_user(db.session, role="operator"))
+    page.route("**/api/v1/incidents/*/resolve", lambda route: held.append(route))
+    show(first)
+    page.click("#act-resolve")
+    page.click("#resolve-form button[type=submit]")
+    wait_until(page, lambda: held, "the page did not send the resolve")
+    show(second)
+    page.click("#act-dispatch")
+    page.fill(note, "둘째 신고 메모")
+    assert requests.post(f"{live_server.url}/api/v1/incidents/{first['id']}/resolve", json={"outcome": "resolved"},
+                         headers=other_headers, timeout=10).status_code == 200
+    held.pop().continue_()
+    page.unroute("**/api/v1/incidents/*/resolve")
+    page.wait_for_selector(f"#toast:has-text('#{first['id'][:8]}')", timeout=3000)
+    assert "다른 요원이 먼저 처리했습니다" in page.inner_text("#toast")
+    assert page.is_hidden("#d-notice"), page.inner_text("#d-notice")  # nothing of it on the second's panel
+    assert page.get_attribute("#detail", "data-incident-id") == second["id"] and page.is_enabled("#act-ack")
+    assert page.input_value(note) == "둘째 신고 메모"
+
+
+@needs_chromium
+def test_the_panel_follows_the_chosen_incident_out_of_the_queue_and_out_of_reach(live_server, db, consoles):
+    """A re-read that changes nothing leaves the chosen incident's pin alone. Closed with its event lost, the
+    chosen incident leaves the list: the panel reads it again. Then the
+    operator is moved to another district: the incident is no longer theirs to see, and nothing of it (the
+    caller's name and phone, the trail) stays on screen."""
+    admin = create_user(db.session, role="admin")
+    operator = create_user(db.session, role="operator")
+    citizen = create_user(db.session, name="옮겨갈 신고자")
+    incident = raise_sos(live_server, citizen)
+    page = consoles(live_server, operator)
+    page.click(queue_item(incident["id"]))
+    page.wait_for_selector(f'#detail[data-incident-id="{incident["id"]}"][data-state="ready"]', timeout=3000)
+    assert "옮겨갈 신고자" in page.inner_text("#d-caller") and page.locator("path.trail").count() == 1
+
+    # A re-read that changes nothing leaves its pin alone: a new element would start its pulse over.
+    page.eval_on_selector(map_pin(incident["id"]), "pin => { pin.dataset.mark = 'the same element' }")
+    with page.expect_response(re.compile(r"/api/v1/incidents\?status=open$")):
+        page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    page.wait_for_timeout(200)
+    assert page.locator(f'{map_pin(incident["id"])}[data-mark="the same element"]').count() == 1
+
+    db.session.execute(text("UPDATE incidents SET status = 'resolved', outcome = 'resolved', closed_at = now(),"
+                            " revision = revision + 1 WHERE id = :id"), {"id": incident["id"]})  # no event
+    db.session.commit()
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # the page reads the list again
+    page.wait_for_selector(queue_item(incident["id"]), state="detached", timeout=3000)
+    page.wait_for_selector('#detail[data-status="resolved"]', timeout=3000)
+
+    moved = requests.patch(f"{live_server.url}/api/v1/admin/users/{operator.id}", headers=bearer(admin),
+                           json={"district": "11680", "reason": "인사 발령"}, timeout=10)
+    assert moved.status_code == 200, moved.text
+    page.wait_for_selector('#detail[data-state="failed"]', timeout=10_000)  # its sockets reconnect, it reads again
+    assert "담당 구역의 신고가 아닙니다" in page.inner_text("#d-notice")
+    assert "옮겨갈 신고자" not in page.inner_text("#detail") and citizen.phone not in page.inner_text("#detail")
+    assert page.locator("path.trail").count() == 0 and page.is_disabled("#act-resolve")
+
+
+@needs_chromium
+def test_the_consoles_modules_on_their_own(browser, live_server):
+    """format.js, store.js and overlay.js in the browser, on a workstation set to New York's time zone. A live
+    position fades by when it reached the page, not by the clock of the phone that sent it."""
+    context = browser.new_context(timezone_id="America/New_York", locale="en-US")
+    page = context.new_page()
+    page.goto(live_server.url + "/console/")
+    got = page.evaluate("""async () => {
+      const format = await import("/console/format.js");
+      return {clock: format.clock("2026-01-01T00:00:00Z"), dateTime: format.dateTime("2026-01-01T00:00:00Z")};
+    }""")
+    # Seoul's time (UTC+9), not the workstation's 19:00 the day before
+    assert got["clock"].startswith("9시") and got["dateTime"].endswith("1. 1. 09:00"), got
+
+    # Twelve hours open: a closed incident is let go of after a few minutes (its revision kept a while, so that
+    # late news of it stays stale), and the selected incident's live trail keeps the newest 5,000 points.
+    got = page.evaluate("""async () => {
+      const store = await import("/console/store.js");
+      const out = {};
+      const closed = {id: "closed-long-ago", status: "resolved", priority: "normal", duress: false,
+                      escalated_at: null, created_at: new Date().toISOString(), revision: 3};
+      const now = performance.now();
+      store.upsert(closed, now - 6 * 60_000);
+      store.prune(now);
+      out.letGo = store.get(closed.id);
+      out.lateNews = store.upsert({...closed, status: "acknowledged", revision: 2});
+      store.prune(now + 31 * 60_000);
+      out.newsAfterTheRecordWent = store.upsert({...closed, status: "acknowledged", revision: 2});
+      // News of an incident not known here: an arrival if it waits, silent if someone has taken it.
+      out.unknownCues = ["open", "acknowledged", "dispatched"].map((status) => store.cueOf(null, {...closed, status}));
+
+      const { createMap } = await import("/console/map.js");
+      const { LiveOverlay, TRAIL_LIMIT } = await import("/console/overlay.js");
+      const box = document.createElement("div");
+      box.style.cssText = "width: 400px; height: 300px";
+      document.body.append(box);
+      const overlay = new LiveOverlay(createMap(box, {}), {onSelect() {}});
+      const trail = Array.from({length: TRAIL_LIMIT}, (_, i) => ({lat: 37.47 + i / 1e6, lon: 126.92}));
+      overlay.select({id: "followed", trail, location: {coordinates: [126.92, 37.47]}, nearest_cctvs: []});
+      for (let i = 0; i < 3; i++) overlay.extendTrail({lat: 37.48, lon: 126.93});
+      out.trailLimit = TRAIL_LIMIT;
+      out.trailPoints = overlay.trail.getLatLngs().length;
+      // A walker's phone five minutes behind: its fresh position is not drawn faint.
+      const behind = new Date(Date.now() - 5 * 60_000).toISOString();
+      overlay.placeOther({kind: "walk", id: "w1", lat: 37.47, lon: 126.92, t: behind});
+      overlay.prune();
+      out.freshWalkOpacity = overlay.others.get("walk:w1").marker.options.opacity;
+      return out;
+    }""")
+    context.close()
+    assert got == {"letGo": None, "lateNews": "stale", "newsAfterTheRecordWent": "new",
+                   "unknownCues": ["normal", None, None],
+                   "trailLimit": 5000, "trailPoints": 5000, "freshWalkOpacity": 1}
+
+
+@needs_chromium
+def test_the_token_is_refreshed_by_its_lifetime_whatever_the_workstations_clock(live_server, db, browser):
+    """A workstation clock twenty minutes ahead: the access token (15 minutes) is refreshed a minute before its
+    lifetime runs out, not every few seconds as if it had expired already."""
+    operator = create_user(db.session, role="operator")
+    context = browser.new_context()
+    page = context.new_page()
+    refreshes = []
+    page.on("request", lambda request: refreshes.append(request.url) if request.url.endswith("/auth/refresh")
+            else None)
+    page.clock.install(time=datetime.now(timezone.utc).timestamp() + 20 * 60)
+    page.goto(live_server.url + "/console/")
+    page.fill("input[name=phone]", operator.phone)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#live-state[data-state=up]", timeout=10_000)
+    page.clock.fast_forward("00:20")
+    page.wait_for_timeout(500)
+    assert refreshes == []
+    page.clock.fast_forward("14:00")  # 14:20 after sign-in: due at 14:00 (15 minutes less one)
+    page.wait_for_timeout(500)
+    assert len(refreshes) == 1, refreshes
     context.close()

@@ -1,7 +1,8 @@
 // The operator console: sign in, then keep the queue, the map and the selected incident live.
-import { beep, isMuted, titleCount, toggleMute, unlockAudio } from "./cue.js";
+import { beep, onSoundChange, soundState, startAudio, titleCount, toggleMute } from "./cue.js";
 import { DetailPanel } from "./detail.js";
-import { apply, currentLang, label, onLangChange, t, toggleLang } from "./i18n.js";
+import { shortId } from "./format.js";
+import { apply, currentLang, errorText, label, onLangChange, t, toggleLang } from "./i18n.js";
 import { Live } from "./live.js";
 import { createMap, facilityPopups, layerSwitch, loadBase, loadFacilities } from "./map.js";
 import { incidentLatLng, LiveOverlay } from "./overlay.js";
@@ -15,6 +16,7 @@ const POLL_WHILE_DOWN_MS = 5000; // while live events cannot arrive, the queue i
 // this api process listens again) is lost, and a restart that short falls between two heartbeats unnoticed.
 const REREAD_WHILE_UP_MS = 30000;
 const BANNER_GRACE_MS = 4000; // the first connection gets this long before the banner speaks
+const TOAST_MS = 10_000;
 
 const ui = { map: null, overlay: null, queue: null, panel: null, live: null };
 let me = null;
@@ -23,11 +25,13 @@ let loadedOnce = false;
 let everUp = false;
 let startedAt = 0;
 let pollTimer = null;
+let toastTimer = null;
 
 function boot() {
   apply();
   document.querySelectorAll("[data-lang-switch]").forEach((b) => b.addEventListener("click", toggleLang));
-  document.addEventListener("pointerdown", unlockAudio);
+  // A browser lets a page start sound only after a click or a key press on it: any will do.
+  for (const gesture of ["pointerdown", "keydown"]) document.addEventListener(gesture, startAudio);
   el("login").addEventListener("submit", onLogin);
   session.onExpired(() => { sessionStorage.setItem("console.notice", "login.expired"); location.reload(); });
   if (session.user()) { session.resume(); start(); } else showLogin(sessionStorage.getItem("console.notice"));
@@ -47,7 +51,7 @@ function loginError(text) {
 
 async function onLogin(e) {
   e.preventDefault();
-  unlockAudio(); // the sign-in click is the gesture browsers want before they play sound
+  startAudio(); // the sign-in click is the gesture browsers want before they play sound
   const form = new FormData(e.target);
   try {
     await session.login(String(form.get("phone")).trim(), String(form.get("password")));
@@ -55,8 +59,10 @@ async function onLogin(e) {
     loginError("");
     start();
   } catch (err) {
-    const key = { 403: "login.not_staff", 429: "login.limited" }[err.status] ?? "login.failed";
-    loginError(err.status ? t(key) : err.message);
+    const key = { 403: "login.not_staff", 429: "login.limited" }[err.status];
+    // Any other refusal is the credentials'; no answer or a server in trouble is said as such.
+    const serverSide = !err.status || err.status >= 500;
+    loginError(key ? t(key) : serverSide ? errorText(err) : t("login.failed"));
   }
 }
 
@@ -67,8 +73,11 @@ async function start() {
   el("app").hidden = false;
   el("operator-name").textContent = me.name;
   el("logout").onclick = () => session.logout().finally(() => location.reload());
-  el("sound-toggle").onclick = () => { toggleMute(); showSound(); };
-  showSound();
+  el("sound-toggle").onclick = toggleMute;
+  el("sound-blocked").onclick = startAudio;
+  el("toast").onclick = () => { el("toast").hidden = true; };
+  onSoundChange(showSound);
+  startAudio(); // after a reload nobody has clicked yet: the browser may keep it off, and the page says so
   const config = await loadConfig();
   const district = new URLSearchParams(location.search).get("district") || config.district;
   ui.map = createMap(el("map"), { tileUrl: config.tile_url });
@@ -120,25 +129,35 @@ function showDistrict() {
   el("district-name").textContent = el("district-name").dataset[currentLang()] || "";
 }
 
+/** The sound toggle, or in its place, while the browser keeps sound off, a warning that a click turns it on. */
 function showSound() {
+  const state = soundState();
   const button = el("sound-toggle");
-  button.dataset.i18n = isMuted() ? "sound.off" : "sound.on";
-  button.setAttribute("aria-pressed", String(!isMuted()));
+  el("sound-blocked").hidden = state !== "blocked";
+  button.hidden = state === "blocked"; // "소리 켜짐" would be a lie
+  button.dataset.i18n = state === "muted" ? "sound.off" : "sound.on";
+  button.setAttribute("aria-pressed", String(state !== "muted"));
   apply(button.parentElement);
 }
 
-/** Read the open incidents again; what arrived or changed while we were not live gets its cue. */
+/**
+ * Read the open incidents again; what arrived or changed while we were not live gets its cue. The first read
+ * (at sign-in, or after a reload) cues every incident already waiting, once.
+ */
 async function refetch() {
   const fetchStartedAt = performance.now();
   try {
     const { items } = await session.api("/api/v1/incidents?status=open");
-    const changes = store.reconcile(items, fetchStartedAt);
+    const { changes, dropped } = store.reconcile(items, fetchStartedAt);
     ui.overlay.syncAll(store.queue());
     renderQueue();
-    if (loadedOnce) changes.forEach(([before, now]) => cue(before, now));
+    if (loadedOnce) cue(changes);
+    else cue(store.queue().filter((i) => i.status === "open").map((i) => [null, i]));
     loadedOnce = true;
     const selected = changes.find(([, now]) => now.id === ui.panel.incidentId);
     if (selected) ui.panel.update(selected[1]);
+    // The list left the chosen incident out: closed with its news lost, or no longer ours to see. Ask.
+    if (selectedId && dropped.includes(selectedId)) reread(selectedId);
   } catch (err) {
     console.warn("refetch failed", err);
   }
@@ -163,19 +182,25 @@ function receive(incident) {
   const now = store.get(incident.id);
   ui.overlay.syncIncident(now);
   renderQueue();
-  cue(before, now);
+  cue([[before, now]]);
   if (now.id === selectedId) {
     ui.panel.update(now);
     reloadSoon(now.id);
   }
 }
 
-/** Sound and glow for what must be heard: an arrival, a return to open, a duress PIN, a raised priority. */
-function cue(before, now) {
-  const kind = store.cueOf(before, now);
-  if (!kind) return;
-  ui.queue.markNew(now.id);
-  beep(kind === "critical");
+/**
+ * Sound and glow for what must be heard among these changes ([before, now] pairs): an arrival, a return to
+ * open, a duress PIN, a raised priority. Each glows; one beep for them all, critical if any is.
+ */
+function cue(changes) {
+  const heard = changes.map(([before, now]) => [now, store.cueOf(before, now)]).filter(([, kind]) => kind);
+  if (!heard.length) return;
+  heard.forEach(([now]) => ui.queue.markNew(now.id));
+  beep(heard.some(([, kind]) => kind === "critical"));
+  const items = heard.map(([i]) => [label("priority", i.priority), label("trigger", i.trigger), label("status", i.status),
+    i.duress && t("duress")].filter(Boolean).join(" · "));
+  el("announce").textContent = t("announce.cue", { items: items.join(", ") });
 }
 
 function renderQueue() {
@@ -200,22 +225,42 @@ async function select(id) {
   }
   try {
     const detail = await reload(id);
-    if (detail) ui.map.setView(incidentLatLng(detail), Math.max(ui.map.getZoom(), 16));
+    if (selectedId === id) ui.map.setView(incidentLatLng(detail), Math.max(ui.map.getZoom(), 16));
   } catch (err) {
-    if (selectedId === id) ui.panel.loadFailed(id, err.message);
+    readFailed(id, err);
   }
 }
 
-/** Load one incident's full view and show it, if it is still the selected one. */
+/** Read an incident again (null if that fails); if it is the chosen one, the panel follows, a refusal included. */
+function reread(id) {
+  return reload(id).catch((err) => { readFailed(id, err); return null; });
+}
+
+/**
+ * The chosen incident could not be read. If it is out of reach (403: the operator now works another district;
+ * 404), nothing of it stays on screen (caller, phone, trail) and the panel says why. A passing failure (no
+ * answer, 503) leaves a view already shown as it is; the live state and the re-reads tell the rest.
+ */
+function readFailed(id, err) {
+  if (selectedId !== id) return;
+  const outOfReach = err.status === 403 || err.status === 404;
+  if (!outOfReach && ui.panel.incidentId === id) return;
+  const text = { 403: t("notice.gone_forbidden"), 404: t("notice.gone_missing") }[err.status]
+    ?? t("notice.load_failed", { reason: errorText(err) });
+  ui.overlay.select(null);
+  ui.panel.unreadable(id, text, err.serverDetail);
+}
+
+/** Load one incident's full view: the queue and the map take it; the panel shows it if it is still chosen. */
 async function reload(id) {
   const { incident } = await session.api(`/api/v1/incidents/${id}`);
-  if (selectedId !== id) return null;
   const before = store.get(id);
   const stale = store.upsert(store.summaryOf(incident)) === "stale";
   const now = store.get(id);
   if (now) ui.overlay.syncIncident(now);
   renderQueue();
-  if (!stale) cue(before, now);
+  if (!stale) cue([[before, now]]);
+  if (selectedId !== id) return incident;
   ui.panel.show(incident, me.id);
   ui.overlay.select(incident);
   if (stale && now) { // an event overtook this answer: show the state it brought, and read the timeline again
@@ -228,37 +273,54 @@ async function reload(id) {
 let reloadTimer = null;
 function reloadSoon(id) {
   clearTimeout(reloadTimer);
-  reloadTimer = setTimeout(() => reload(id).catch(() => {}), 250);
+  reloadTimer = setTimeout(() => reread(id), 250);
 }
 
 /**
  * Acknowledge, dispatch or resolve; a conflict with another operator is shown with the true state. Dispatch and
  * resolve name the revision shown: if the incident changed since (a duress PIN, an escalation), the server
- * refuses, and the operator sees the change before deciding again.
+ * refuses, and the operator sees the change before deciding again. The operator may have chosen another
+ * incident by the time the answer comes: what it says is told of the incident acted on, never of the one shown.
  */
 async function act(kind, body) {
   const id = ui.panel.incidentId;
   if (!id || id !== selectedId) return; // the panel holds no loaded view of the chosen incident to act on
   const seen = store.get(id);
   if (kind !== "ack" && seen?.revision) body = { ...body, revision: seen.revision };
-  ui.panel.busy(true);
+  ui.panel.busy(id, true);
   ui.panel.clearNotice();
   try {
     const { incident } = await session.api(`/api/v1/incidents/${id}/${kind}`, { method: "POST", body });
-    ui.panel.actionDone(kind);
+    if (ui.panel.incidentId === id) ui.panel.actionDone(kind); // another incident's form keeps what was typed
     receive(incident);
   } catch (err) {
     if (err.status === 409) {
-      await reload(id).catch(() => {});
-      const now = store.get(id);
-      const key = now && seen && now.status === seen.status ? "notice.changed" : "notice.conflict";
-      ui.panel.notice("conflict", t(key, { status: label("status", now?.status) }));
+      // Told with the state read now; if that read fails, the state is not guessed from what was known before.
+      const fresh = await reread(id);
+      const now = fresh && store.get(id);
+      const text = !now ? t("notice.conflict_unread")
+        : t(seen && now.status === seen.status ? "notice.changed" : "notice.conflict", { status: label("status", now.status) });
+      tell(id, "conflict", text);
     } else {
-      ui.panel.notice("error", t("notice.error", { detail: err.message }));
+      tell(id, "error", t("notice.error", { reason: errorText(err) }), err.serverDetail);
     }
   } finally {
-    ui.panel.busy(false);
+    ui.panel.busy(id, false);
   }
+}
+
+/** A notice about an incident acted on: on its panel if it is still shown, else a short one naming it. */
+function tell(id, kind, text, serverDetail) {
+  if (ui.panel.incidentId === id) ui.panel.notice(kind, text, serverDetail);
+  else toast(t("notice.about", { id: shortId(id), text }));
+}
+
+/** A short notice outside the panel; it goes by itself after a while, or on a click. */
+function toast(text) {
+  el("toast").textContent = text;
+  el("toast").hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el("toast").hidden = true; }, TOAST_MS);
 }
 
 function onUp() {
@@ -267,7 +329,7 @@ function onUp() {
   pollTimer = null;
   showLiveState();
   refetch();
-  if (selectedId) reload(selectedId).catch(() => {});
+  if (selectedId) reread(selectedId);
 }
 
 function onDown() {

@@ -1,9 +1,13 @@
 // The selected incident: who, where, which cameras, what happened so far, and the operator's actions.
 import { age, clock, dateTime, esc, metres, shortId } from "./format.js";
 import { label, t } from "./i18n.js";
+import { TRAIL_LIMIT } from "./overlay.js";
 import { CLOSED } from "./store.js";
 
 const $ = (root, sel) => root.querySelector(sel);
+// Where the incident stands: when this changes, what an info notice said of it ("closed", "another operator
+// took it") may be untrue (a duress PIN reopens a closed incident, a release turns a taken one back to open).
+const standingChanged = (a, b) => a.status !== b.status || (a.acknowledged_by ?? null) !== (b.acknowledged_by ?? null);
 
 export class DetailPanel {
   constructor(root, { onAction, onClose, onCamera }) {
@@ -11,6 +15,7 @@ export class DetailPanel {
     this.detail = null;
     this.meId = null;
     this.trailPoints = 0;
+    this.busyIds = new Set(); // incidents with an action on its way
     $(root, ".d-close").addEventListener("click", onClose);
     $(root, "#act-ack").addEventListener("click", () => onAction("ack", {}));
     $(root, "#act-dispatch").addEventListener("click", () => this.openForm("dispatch"));
@@ -23,10 +28,17 @@ export class DetailPanel {
         onAction(kind, data);
       });
     }
-    $(root, "#d-cameras").addEventListener("click", (e) => {
+    const cameraOf = (e) => {
       const li = e.target.closest("[data-cctv-id]");
-      const cam = this.detail?.nearest_cctvs.find((c) => c.id === li?.dataset.cctvId);
+      return this.detail?.nearest_cctvs.find((c) => c.id === li?.dataset.cctvId);
+    };
+    $(root, "#d-cameras").addEventListener("click", (e) => {
+      const cam = cameraOf(e);
       if (cam) onCamera(cam);
+    });
+    $(root, "#d-cameras").addEventListener("keydown", (e) => { // the items are focusable: keys do what a click does
+      const cam = (e.key === "Enter" || e.key === " ") && cameraOf(e);
+      if (cam) { e.preventDefault(); onCamera(cam); }
     });
     this.ticker = setInterval(() => this.tick(), 1000);
   }
@@ -48,7 +60,7 @@ export class DetailPanel {
     this.root.dataset.state = "loading";
     delete this.root.dataset.status;
     this.clearNotice();
-    ["dispatch", "resolve"].forEach((k) => { $(this.root, `#${k}-form`).hidden = true; });
+    this.resetForms();
     this.renderActions();
     $(this.root, "#d-title").textContent = t("detail.loading");
     for (const part of ["#d-caller", "#d-location", "#d-cameras", "#d-events", "#d-earlier"]) {
@@ -56,16 +68,22 @@ export class DetailPanel {
     }
   }
 
-  /** The chosen incident could not be read: say so; the actions stay off until it is chosen again. */
-  loadFailed(id, detail) {
-    if (this.detail || this.loadingId !== id) return;
+  /**
+   * The chosen incident cannot be read (or no longer): nothing of it stays, the panel says why, and the
+   * actions stay off until it is chosen again.
+   */
+  unreadable(id, text, serverDetail) {
+    if (this.incidentId !== id && this.loadingId !== id) return;
+    this.loading(id);
     this.root.dataset.state = "failed";
-    this.notice("error", t("notice.load_failed", { detail }));
+    $(this.root, "#d-title").textContent = `#${shortId(id)}`;
+    this.notice("error", text, serverDetail);
   }
 
   /** Show a freshly loaded incident (GET /api/v1/incidents/{id}). */
   show(detail, meId) {
-    const switched = detail.id !== this.detail?.id;
+    const before = this.detail;
+    const switched = detail.id !== before?.id;
     this.detail = detail;
     this.loadingId = null;
     this.meId = meId;
@@ -75,7 +93,9 @@ export class DetailPanel {
     this.root.dataset.state = "ready";
     if (switched) {
       this.clearNotice();
-      ["dispatch", "resolve"].forEach((k) => { $(this.root, `#${k}-form`).hidden = true; });
+      this.resetForms();
+    } else if (this.noticeKind === "info" && standingChanged(before, detail)) {
+      this.clearNotice();
     }
     this.renderAll();
   }
@@ -86,7 +106,9 @@ export class DetailPanel {
     if ((incident.revision ?? 0) < (this.detail.revision ?? 0)) return; // older than what is shown
     const takenByOther = incident.acknowledged_by && incident.acknowledged_by !== this.meId
       && incident.acknowledged_by !== this.detail.acknowledged_by;
-    this.detail = { ...this.detail, ...incident };
+    const before = this.detail;
+    this.detail = { ...before, ...incident };
+    if (this.noticeKind === "info" && standingChanged(before, this.detail)) this.clearNotice();
     if (takenByOther) this.notice("info", t("notice.taken"));
     this.renderAll();
   }
@@ -124,7 +146,9 @@ export class DetailPanel {
   }
 
   renderActions() {
-    if (!this.detail) { // nothing loaded to act on
+    const busy = this.busyIds.has(this.incidentId);
+    this.root.classList.toggle("is-busy", busy);
+    if (!this.detail || busy) { // nothing loaded to act on, or an action on it is on its way
       this.root.querySelectorAll(".d-actions button, .d-form button").forEach((b) => { b.disabled = true; });
       return;
     }
@@ -188,10 +212,14 @@ export class DetailPanel {
     return id === this.detail.caller_id ? t("actor.caller") : t("actor.other");
   }
 
-  /** Fixes that joined the trail live: count them and show the newest position. */
+  /** Fixes that joined the trail live: count them (the map keeps the newest TRAIL_LIMIT) and show the newest. */
   addTrail(fixes) {
     if (!fixes.length || !this.detail) return;
     this.trailPoints += fixes.length;
+    if (this.trailPoints > TRAIL_LIMIT) {
+      this.trailPoints = TRAIL_LIMIT;
+      this.detail.trail_truncated = true;
+    }
     this.detail.last_fix = fixes[fixes.length - 1];
     this.renderLocation();
   }
@@ -204,23 +232,43 @@ export class DetailPanel {
     if (!form.hidden) form.querySelector("select, textarea")?.focus();
   }
 
+  /** Another incident is shown: its forms start closed and empty (a note typed for one is never sent for another). */
+  resetForms() {
+    for (const kind of ["dispatch", "resolve"]) {
+      const form = $(this.root, `#${kind}-form`);
+      form.reset();
+      form.hidden = true;
+    }
+  }
+
   /** After a successful action, its form is done with; after a failure it keeps what was typed. */
   actionDone(kind) {
     const form = this.root.querySelector(`#${kind}-form`);
     if (form) { form.reset(); form.hidden = true; }
   }
 
-  /** While an action is on its way, no second click can send it again. */
-  busy(on) {
-    this.root.classList.toggle("is-busy", on);
-    if (on) this.root.querySelectorAll(".d-actions button, .d-form button").forEach((b) => { b.disabled = true; });
-    else this.renderActions();
+  /**
+   * While an action on an incident is on its way, no second click can send it again, even if the operator
+   * looks at another incident and comes back meanwhile (and the other incident's actions stay free).
+   */
+  busy(id, on) {
+    if (on) this.busyIds.add(id);
+    else this.busyIds.delete(id);
+    this.renderActions();
   }
 
-  notice(kind, text) {
+  /** A notice in the operator's words; the server's own (English) detail, if any, as a smaller second line. */
+  notice(kind, text, serverDetail = "") {
     const el = $(this.root, "#d-notice");
     el.className = `notice notice-${kind}`;
-    el.textContent = text;
+    el.replaceChildren(text);
+    if (serverDetail) {
+      const small = document.createElement("small");
+      small.className = "notice-detail";
+      small.lang = "en";
+      small.textContent = serverDetail;
+      el.append(small);
+    }
     el.hidden = false;
     this.noticeKind = kind;
   }

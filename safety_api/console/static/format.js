@@ -2,6 +2,8 @@
 import { currentLang } from "./i18n.js";
 
 const ENTITIES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+// Times are Seoul's, whatever time zone the workstation is set to: they are compared with calls, radio and CCTV.
+const TIME_ZONE = "Asia/Seoul";
 let skewMs = 0; // server clock minus ours, from the Date header of API answers
 
 export function esc(value) {
@@ -33,13 +35,15 @@ export function ageSeconds(iso, now = serverNow()) {
 
 export function clock(iso) {
   if (!iso) return "";
-  return new Date(iso).toLocaleTimeString(currentLang() === "ko" ? "ko-KR" : "en-GB", { hour12: false });
+  return new Date(iso).toLocaleTimeString(currentLang() === "ko" ? "ko-KR" : "en-GB",
+    { hour12: false, timeZone: TIME_ZONE });
 }
 
 export function dateTime(iso) {
   if (!iso) return "";
   const locale = currentLang() === "ko" ? "ko-KR" : "en-GB";
-  return new Date(iso).toLocaleString(locale, { hour12: false, dateStyle: "short", timeStyle: "short" });
+  return new Date(iso).toLocaleString(locale,
+    { hour12: false, dateStyle: "short", timeStyle: "short", timeZone: TIME_ZONE });
 }
 
 export function metres(m) {

@@ -13,6 +13,7 @@ const STRINGS = {
     "logout": "로그아웃",
     "sound.on": "소리 켜짐",
     "sound.off": "소리 꺼짐",
+    "sound.blocked": "소리 꺼짐 — 클릭하여 켜기",
     "banner.down": "서버 연결이 끊겼습니다. 다시 연결 중…",
     "live.up": "실시간 연결됨",
     "live.down": "연결 끊김",
@@ -93,8 +94,22 @@ const STRINGS = {
     "notice.changed": "사건 내용이 바뀌었습니다. 확인한 뒤 다시 처리하세요. 현재 상태: {status}",
     "notice.taken": "다른 요원이 이 신고를 접수했습니다.",
     "notice.closed": "이 신고는 종결되었습니다.",
-    "notice.error": "요청을 처리하지 못했습니다: {detail}",
-    "notice.load_failed": "신고 정보를 불러오지 못했습니다: {detail}. 대기열에서 다시 선택하세요.",
+    "notice.conflict_unread": "처리하지 못했습니다: 그 사이 사건이 바뀌었습니다. 현재 상태를 읽지 못했으니 대기열에서 다시 선택하세요.",
+    "notice.about": "신고 #{id}: {text}",
+    "announce.cue": "확인할 신고: {items}",
+    "notice.gone_forbidden": "이 신고는 이제 볼 수 없습니다: 담당 구역의 신고가 아닙니다.",
+    "notice.gone_missing": "이 신고를 찾을 수 없습니다.",
+    "notice.error": "요청을 처리하지 못했습니다. {reason}",
+    "notice.load_failed": "신고 정보를 불러오지 못했습니다. {reason} 대기열에서 다시 선택하세요.",
+    "error.network": "서버에 연결할 수 없습니다. 네트워크를 확인하세요.",
+    "error.unauthorized": "로그인이 만료되었습니다.",
+    "error.forbidden": "이 작업을 할 권한이 없습니다.",
+    "error.not_found": "찾을 수 없습니다. 이미 없어졌을 수 있습니다.",
+    "error.conflict": "그 사이 다른 변경이 있었습니다.",
+    "error.invalid": "입력한 값을 받아들일 수 없습니다.",
+    "error.limited": "요청이 너무 많습니다. 잠시 후 다시 시도하세요.",
+    "error.unavailable": "서버가 잠시 응답할 수 없습니다. 잠시 후 다시 시도하세요.",
+    "error.other": "서버에서 오류가 났습니다.",
     "detail.loading": "불러오는 중…",
     "kind.sos": "SOS",
     "kind.walk": "안심귀가",
@@ -113,6 +128,7 @@ const STRINGS = {
     "logout": "Sign out",
     "sound.on": "Sound on",
     "sound.off": "Sound off",
+    "sound.blocked": "Sound off — click to turn on",
     "banner.down": "Connection to the server lost. Reconnecting…",
     "live.up": "Live",
     "live.down": "Disconnected",
@@ -193,8 +209,22 @@ const STRINGS = {
     "notice.changed": "The incident changed since you read it; check it and act again. Current status: {status}",
     "notice.taken": "Another operator acknowledged this incident.",
     "notice.closed": "This incident is closed.",
-    "notice.error": "The request failed: {detail}",
-    "notice.load_failed": "Could not load the incident: {detail}. Choose it again in the queue.",
+    "notice.conflict_unread": "Not done: the incident changed meanwhile. Its current state could not be read; choose it again in the queue.",
+    "notice.about": "Incident #{id}: {text}",
+    "announce.cue": "Needs attention: {items}",
+    "notice.gone_forbidden": "You can no longer see this incident: it is not in your district.",
+    "notice.gone_missing": "This incident cannot be found.",
+    "notice.error": "The request failed. {reason}",
+    "notice.load_failed": "Could not load the incident. {reason} Choose it again in the queue.",
+    "error.network": "The server cannot be reached. Check the network.",
+    "error.unauthorized": "Your sign-in has expired.",
+    "error.forbidden": "You are not allowed to do this.",
+    "error.not_found": "Not found; it may be gone already.",
+    "error.conflict": "Something else changed it meanwhile.",
+    "error.invalid": "A value was not accepted.",
+    "error.limited": "Too many requests. Try again in a moment.",
+    "error.unavailable": "The server cannot answer just now. Try again in a moment.",
+    "error.other": "The server ran into an error.",
     "detail.loading": "Loading…",
     "kind.sos": "SOS",
     "kind.walk": "Walk",
@@ -210,6 +240,12 @@ const listeners = new Set();
 export function t(key, vars = {}) {
   const text = STRINGS[lang][key] ?? STRINGS.ko[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+}
+
+/** What went wrong with an API call, in the operator's words (session.js's ApiError names the reason). */
+export function errorText(err) {
+  const key = `error.${err?.reason}`;
+  return t(key in STRINGS.ko ? key : "error.other");
 }
 
 /** A label when the key is known, else the raw value (new kinds from the server still show). */

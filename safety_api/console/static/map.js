@@ -2,7 +2,7 @@
 // canvas, an optional tile layer when the deployment has one, and a small layer switch.
 /* global L */
 import { esc } from "./format.js";
-import { apply, t } from "./i18n.js";
+import { apply, errorText, t } from "./i18n.js";
 import { PointLayer } from "./points.js";
 import { api } from "./session.js";
 
@@ -77,19 +77,29 @@ function toggle(map, layer, on) {
   if (on) layer.addTo(map); else map.removeLayer(layer);
 }
 
-/** Clicking near a drawn facility tells what it is (details from the nearby endpoint). */
+/**
+ * Clicking near a drawn facility tells what it is (details from the nearby endpoint). Only the latest click is
+ * answered: an earlier one's answer may come back after it, and would open the wrong popup.
+ */
 export function facilityPopups(map, overlays) {
+  let latest = 0;
   map.on("click", async (e) => {
     const hit = Object.values(overlays).filter((l) => l.meta && map.hasLayer(l))
       .map((layer) => ({ layer, index: layer.nearest(e.latlng) })).find((h) => h.index >= 0);
     if (!hit) return;
+    const click = ++latest;
     const at = hit.layer.latLngAt(hit.index);
-    const found = await api(`/api/v1/facilities?lat=${at.lat}&lon=${at.lng}&radius=5&kinds=${hit.layer.meta.kind}&limit=1`);
-    const props = found.features[0]?.properties;
-    if (!props) return;
-    const cams = props.camera_count ? ` · ${t("detail.cameras_count", { n: props.camera_count })}` : "";
-    L.popup().setLatLng(at)
-      .setContent(`<b>${esc(t(`layers.${props.kind}`))}</b><br>${esc(props.name || props.source_id)}${esc(cams)}`)
-      .openOn(map);
+    const kind = hit.layer.meta.kind;
+    let content;
+    try {
+      const found = await api(`/api/v1/facilities?lat=${at.lat}&lon=${at.lng}&radius=5&kinds=${kind}&limit=1`);
+      const props = found.features[0]?.properties;
+      if (!props) return;
+      const cams = props.camera_count ? ` · ${t("detail.cameras_count", { n: props.camera_count })}` : "";
+      content = `<b>${esc(t(`layers.${props.kind}`))}</b><br>${esc(props.name || props.source_id)}${esc(cams)}`;
+    } catch (err) {
+      content = `<b>${esc(t(`layers.${kind}`))}</b><br>${esc(errorText(err))}`;
+    }
+    if (click === latest) L.popup().setLatLng(at).setContent(content).openOn(map);
   });
 }

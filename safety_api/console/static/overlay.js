@@ -1,12 +1,17 @@
 // What moves on the map: incident pins, live positions of any kind (sos, walk, escort, ...), and the
 // selected incident's trail and nearest cameras.
 /* global L */
-import { clock, esc, metres } from "./format.js";
+import { clock, esc, metres, serverNow } from "./format.js";
 import { label } from "./i18n.js";
 import { CLOSED } from "./store.js";
 
-const FADE_AFTER_MS = 60_000; // a position this old is drawn faint: the phone may have gone quiet
+// A position not renewed for this long is drawn faint: the phone may have gone quiet. Counted from when it
+// reached us, on the server's clock: a phone's own clock (its fix's `t`) may be minutes off.
+const FADE_AFTER_MS = 60_000;
 const DROP_AFTER_MS = 10 * 60_000;
+// The live trail of the selected incident keeps as many points as the server sends with a detail
+// (services/incident_views.py TRAIL_LIMIT): a caller followed all night does not grow the page without end.
+export const TRAIL_LIMIT = 5000;
 
 export function incidentLatLng(incident) {
   const fix = incident.last_fix;
@@ -15,20 +20,21 @@ export function incidentLatLng(incident) {
   return [lat, lon];
 }
 
-function pinIcon(incident, selected) {
+function pinHtml(incident, selected) {
   const classes = `pin prio-${esc(incident.priority)}${selected ? " is-selected" : ""}${incident.duress ? " is-duress" : ""}`;
-  return L.divIcon({
-    className: "pin-wrap", iconSize: [26, 26], iconAnchor: [13, 13],
-    html: `<div class="${classes}" data-incident-id="${esc(incident.id)}" data-status="${esc(incident.status)}"></div>`,
-  });
+  return `<div class="${classes}" data-incident-id="${esc(incident.id)}" data-status="${esc(incident.status)}"></div>`;
+}
+
+function pinIcon(html) {
+  return L.divIcon({ className: "pin-wrap", iconSize: [26, 26], iconAnchor: [13, 13], html });
 }
 
 export class LiveOverlay {
   constructor(map, { onSelect }) {
     this.map = map;
     this.onSelect = onSelect;
-    this.pins = new Map(); // incident id -> {marker, incident}
-    this.others = new Map(); // "kind:id" -> {marker, at}
+    this.pins = new Map(); // incident id -> {marker, incident, html}
+    this.others = new Map(); // "kind:id" -> {marker, at: when its last position reached us (serverNow)}
     map.createPane("live").style.zIndex = 560;
     this.focus = L.layerGroup().addTo(map);
     this.trail = null;
@@ -44,15 +50,18 @@ export class LiveOverlay {
       return;
     }
     const known = this.pins.get(incident.id);
-    const icon = pinIcon(incident, incident.id === this.selectedId);
+    const html = pinHtml(incident, incident.id === this.selectedId);
     if (known) {
-      known.marker.setLatLng(incidentLatLng(incident)).setIcon(icon);
-      known.incident = incident;
+      known.marker.setLatLng(incidentLatLng(incident));
+      // A new icon is a new element, and its pulse starts over: only when the pin must look different, not at
+      // every re-read of the list (every 30 s, every 5 s while disconnected).
+      if (html !== known.html) known.marker.setIcon(pinIcon(html));
+      Object.assign(known, { incident, html });
       return;
     }
-    const marker = L.marker(incidentLatLng(incident), { icon, keyboard: false, riseOnHover: true })
+    const marker = L.marker(incidentLatLng(incident), { icon: pinIcon(html), keyboard: false, riseOnHover: true })
       .on("click", () => this.onSelect(incident.id)).addTo(this.map);
-    this.pins.set(incident.id, { marker, incident });
+    this.pins.set(incident.id, { marker, incident, html });
     this.others.get(`sos:${incident.id}`)?.marker.remove(); // drawn before its incident was known
     this.others.delete(`sos:${incident.id}`);
   }
@@ -91,7 +100,7 @@ export class LiveOverlay {
 
   placeOther(item) {
     const key = `${item.kind}:${item.id}`;
-    const at = Date.parse(item.t) || Date.now();
+    const at = serverNow();
     const tip = `${esc(label("kind", item.kind))} · ${esc(clock(item.t))}`;
     const known = this.others.get(key);
     if (known) {
@@ -106,7 +115,7 @@ export class LiveOverlay {
     this.others.set(key, { marker, at });
   }
 
-  prune(now = Date.now()) {
+  prune(now = serverNow()) {
     for (const [key, entry] of this.others) {
       if (now - entry.at > DROP_AFTER_MS) {
         entry.marker.remove();
@@ -145,6 +154,8 @@ export class LiveOverlay {
   extendTrail(fix) {
     if (!this.trail) return false;
     this.trail.addLatLng([fix.lat, fix.lon]);
+    const points = this.trail.getLatLngs();
+    if (points.length > TRAIL_LIMIT) this.trail.setLatLngs(points.slice(-TRAIL_LIMIT));
     this.accuracy?.setLatLng([fix.lat, fix.lon]);
     if (fix.accuracy_m) this.accuracy?.setRadius(fix.accuracy_m);
     return true;

@@ -3,17 +3,39 @@ import { noteServerDate } from "./format.js";
 
 const KEY = "console.session";
 const STAFF = new Set(["operator", "admin"]);
-let state = JSON.parse(sessionStorage.getItem(KEY) || "null"); // {access, refresh, user}
+let state = JSON.parse(sessionStorage.getItem(KEY) || "null"); // {access, refresh, user, refreshDueAt}
 let refreshing = null;
 let refreshTimer = null;
 const expiredListeners = new Set();
 
-/** An API answer that is not 2xx, carrying the problem+json body. */
+// What went wrong, as the console words it (i18n.js: error.<reason>): by the problem's type where the server
+// names one (errors.py: the last part of its `type`, the kind), else by the HTTP status; 0 is no answer at all.
+const REASON_OF_KIND = {
+  unauthorized: "unauthorized", forbidden: "forbidden", "not-found": "not_found", conflict: "conflict",
+  validation: "invalid", "rate-limited": "limited", unavailable: "unavailable",
+};
+const REASON_OF_STATUS = {
+  0: "network", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 422: "invalid",
+  429: "limited", 502: "unavailable", 503: "unavailable", 504: "unavailable",
+};
+
+/** An API answer that is not 2xx, carrying the problem+json body; status 0 when no answer came (network). */
 export class ApiError extends Error {
   constructor(status, problem) {
-    super(problem?.detail || `HTTP ${status}`);
+    super(problem?.detail || (status ? `HTTP ${status}` : "no answer from the server"));
     this.status = status;
     this.problem = problem || {};
+  }
+
+  /** network, unauthorized, forbidden, not_found, conflict, invalid, limited, unavailable or other. */
+  get reason() {
+    const kind = String(this.problem.type || "").split("/").pop();
+    return REASON_OF_KIND[kind] ?? REASON_OF_STATUS[this.status] ?? "other";
+  }
+
+  /** The server's own words (English, for whoever reads the logs): shown as a secondary line only. */
+  get serverDetail() {
+    return this.problem.detail || (this.status ? `HTTP ${this.status}` : "");
   }
 }
 
@@ -76,7 +98,12 @@ async function request(path, { method = "GET", body, token } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
-  const answer = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let answer;
+  try {
+    answer = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, null); // no answer at all: the network or the server is away
+  }
   noteServerDate(answer.headers.get("Date"));
   const data = answer.status === 204 ? null : await answer.json().catch(() => null);
   if (!answer.ok) throw new ApiError(answer.status, data);
@@ -84,7 +111,7 @@ async function request(path, { method = "GET", body, token } = {}) {
 }
 
 function save(next) {
-  state = next;
+  state = { ...next, refreshDueAt: refreshDueAt(next.access) };
   sessionStorage.setItem(KEY, JSON.stringify(state));
   scheduleRefresh();
 }
@@ -100,12 +127,22 @@ function expire() {
   expiredListeners.forEach((fn) => fn());
 }
 
-/** Refresh a minute before the access token's exp (read from its payload; no signature check needed). */
+/**
+ * When to refresh a token just received: a minute before its lifetime (exp - iat, read from its payload; no
+ * signature check needed) runs out, counted on this workstation's clock from now. Both ends are read on the
+ * same clock, so a workstation clock set minutes wrong does not matter (against exp alone, one ahead refreshed
+ * every few seconds and one behind let the token expire first).
+ */
+function refreshDueAt(token) {
+  const claims = tokenClaims(token);
+  if (!Number.isFinite(claims?.exp) || !Number.isFinite(claims?.iat)) return null;
+  return Date.now() + (claims.exp - claims.iat) * 1000 - 60000;
+}
+
 function scheduleRefresh() {
   clearTimeout(refreshTimer);
-  const exp = tokenExp(state?.access);
-  if (!exp) return;
-  const inMs = Math.max(5000, exp * 1000 - Date.now() - 60000);
+  if (!state?.refreshDueAt) return; // a 401 still refreshes on demand
+  const inMs = Math.max(5000, state.refreshDueAt - Date.now());
   refreshTimer = setTimeout(() => refresh().catch(() => scheduleRetry()), inMs);
 }
 
@@ -113,10 +150,10 @@ function scheduleRetry() {
   if (state) refreshTimer = setTimeout(() => refresh().catch(() => scheduleRetry()), 10000);
 }
 
-function tokenExp(token) {
+function tokenClaims(token) {
   try {
     const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(payload)).exp;
+    return JSON.parse(atob(payload));
   } catch {
     return null;
   }

@@ -4,8 +4,14 @@
 const PRIORITY = { critical: 0, high: 1, normal: 2 };
 export const CLOSED = new Set(["resolved", "cancelled"]);
 
+// A console stays open for a twelve-hour shift: what it no longer shows is let go of, all but a small record.
+const CLOSED_KEPT_MS = 5 * 60_000; // a closed incident is kept this long (its panel may be open), then only its revision
+const DROPPED_KEPT_MS = 30 * 60_000; // late news comes within seconds: after this, a forgotten revision goes too
+
 const incidents = new Map(); // id -> {incident, seenAt}
-const dropped = new Map(); // id -> the revision known when a list left it out: older news of it is stale
+// id -> {revision, at}: the revision known when the incident was let go of (a list left it out, or it was closed
+// a while): older news of it is stale
+const dropped = new Map();
 
 const revisionOf = (incident) => (Number.isFinite(incident?.revision) ? incident.revision : 0);
 const fixTime = (fix) => (fix?.t ? Date.parse(fix.t) : -Infinity);
@@ -17,7 +23,7 @@ const fixTime = (fix) => (fix?.t ? Date.parse(fix.t) : -Infinity);
  */
 export function upsert(incident, seenAt = performance.now()) {
   const known = incidents.get(incident.id);
-  const floor = known ? revisionOf(known.incident) : (dropped.get(incident.id) ?? -1);
+  const floor = known ? revisionOf(known.incident) : (dropped.get(incident.id)?.revision ?? -1);
   if (revisionOf(incident) < floor || (!known && revisionOf(incident) === floor)) return "stale";
   const merged = { ...known?.incident, ...incident };
   if (fixTime(known?.incident.last_fix) > fixTime(incident.last_fix)) merged.last_fix = known.incident.last_fix;
@@ -29,12 +35,13 @@ export function upsert(incident, seenAt = performance.now()) {
 /**
  * Reconcile with a fresh list of every open incident, fetched from fetchStartedAt. The list is the truth about
  * what it names (unless an event brought something newer meanwhile); anything open it leaves out was closed
- * meanwhile, unless an event told us about it after the fetch began. Answers [before, now] for each incident
- * it added or changed, for the caller to cue.
+ * meanwhile, unless an event told us about it after the fetch began. Answers `changes`, [before, now] for each
+ * incident it added or changed, for the caller to cue, and the ids it let go of (`dropped`).
  */
 export function reconcile(items, fetchStartedAt) {
   const listed = new Set();
   const changes = [];
+  const droppedIds = [];
   for (const incident of items) {
     listed.add(incident.id);
     const before = get(incident.id);
@@ -42,20 +49,38 @@ export function reconcile(items, fetchStartedAt) {
   }
   for (const [id, entry] of incidents) {
     if (!listed.has(id) && entry.seenAt < fetchStartedAt && !CLOSED.has(entry.incident.status)) {
-      incidents.delete(id);
-      dropped.set(id, revisionOf(entry.incident));
+      letGo(id, entry);
+      droppedIds.push(id);
     }
   }
-  return changes;
+  prune();
+  return { changes, dropped: droppedIds };
+}
+
+/** Let go of incidents closed a few minutes ago, and of the revisions of those let go of long ago. */
+export function prune(now = performance.now()) {
+  for (const [id, entry] of incidents) {
+    if (CLOSED.has(entry.incident.status) && now - entry.seenAt > CLOSED_KEPT_MS) letGo(id, entry, now);
+  }
+  for (const [id, record] of dropped) {
+    if (now - record.at > DROPPED_KEPT_MS) dropped.delete(id);
+  }
+}
+
+function letGo(id, entry, now = performance.now()) {
+  incidents.delete(id);
+  dropped.set(id, { revision: revisionOf(entry.incident), at: now });
 }
 
 /**
  * Whether a change must be heard: "critical", "normal" or null. An arrival and a return to open (a duress PIN
  * on a closed incident, a release) cue by priority; a duress PIN, a priority raised or an escalation on an
- * incident already shown cue as critical.
+ * incident already shown cue as critical. News of an incident not known here that someone has already taken
+ * is no arrival: it joins the queue silently.
  */
 export function cueOf(before, now) {
   if (!now || CLOSED.has(now.status)) return null;
+  if (!before && now.status !== "open") return null;
   const urgent = now.priority === "critical" || now.duress;
   if (!before || (before.status !== "open" && now.status === "open")) return urgent ? "critical" : "normal";
   if (now.duress && !before.duress) return "critical";
