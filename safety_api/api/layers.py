@@ -18,6 +18,9 @@ DISTRICT_CODE = validate.Regexp(r"^\d{5}$", error="A district is its 5-digit cod
 CACHEABLE = {"Cache-Control": "private, max-age=300"}
 # How often the page proves its live path; it shows the banner after one missed echo.
 HEARTBEAT_S = 3.0
+# While live, the page re-reads the open incidents this often all the same: an event published in the second a
+# Redis restart takes is lost to this process's consoles, and a restart that short falls between two heartbeats.
+REREAD_S = 30.0
 
 
 class Bbox(fields.String):
@@ -81,6 +84,7 @@ class ConsoleConfig(StrictSchema):
     tile_url = fields.String(allow_none=True)
     district = fields.String(allow_none=True)
     heartbeat_s = fields.Float()
+    reread_s = fields.Float()
 
 
 @blp.get("/districts/<string:code>")
@@ -118,7 +122,7 @@ def facilities(query):
 def console_config():
     """What the console page needs to start: the tile URL (if any) and the operator's district."""
     return {"tile_url": current_app.config["CONSOLE_TILE_URL"] or None, "district": me().district_code,
-            "heartbeat_s": HEARTBEAT_S}
+            "heartbeat_s": HEARTBEAT_S, "reread_s": REREAD_S}
 
 
 @blp.post("/console/heartbeat")

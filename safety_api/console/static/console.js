@@ -12,8 +12,9 @@ import * as store from "./store.js";
 
 const el = (id) => document.getElementById(id);
 const POLL_WHILE_DOWN_MS = 5000; // while live events cannot arrive, the queue is re-read this often
-// And while they do, now and then all the same: an event published in the second a Redis restart takes (before
-// this api process listens again) is lost, and a restart that short falls between two heartbeats unnoticed.
+// And while they do, now and then all the same (the server's `reread_s`, 30 s): an event published in the second
+// a Redis restart takes (before this api process listens again) is lost, and a restart that short falls between
+// two heartbeats unnoticed.
 const REREAD_WHILE_UP_MS = 30000;
 const BANNER_GRACE_MS = 4000; // the first connection gets this long before the banner speaks
 const TOAST_MS = 10_000;
@@ -92,7 +93,8 @@ async function start() {
   onLangChange(() => { renderQueue(); ui.panel.renderAll(); showSound(); });
   setTimeout(showLiveState, BANNER_GRACE_MS + 100);
   refetch();
-  setInterval(() => { if (ui.live.up && !document.hidden) refetch(); }, REREAD_WHILE_UP_MS);
+  setInterval(() => { if (ui.live.up && !document.hidden) refetch(); },
+    config.reread_s ? config.reread_s * 1000 : REREAD_WHILE_UP_MS);
   if (district) loadLayers(district);
 }
 
