@@ -20,7 +20,7 @@ def protect(session, *, actor: User, user_id, agency: str, case_reference: str, 
     """Mark a citizen as under protection (or update it); their SOS gets priority and the agency is told."""
     # The person's row locked first: two operators setting up the same protection at once take turns, and the
     # second finds the first's record (and needs the right to change it) instead of colliding on its key.
-    person = session.scalar(select(User).where(User.id == user_id).with_for_update(key_share=True))
+    person = _lock_person(session, user_id)
     if person is None or person.role != "citizen":
         session.rollback()
         raise NotFound("No such citizen.")
@@ -46,12 +46,22 @@ def reached_contacts(session, record: ProtectedPerson) -> list[str]:
 
 def unprotect(session, *, actor: User, user_id):
     """End protection (admins, or operators of the district that set it up)."""
-    record = session.get(ProtectedPerson, user_id)
+    # The person's row locked as `protect` locks it: an update that read the record waits until it is written
+    # (then this ends the updated protection) rather than find it deleted under it and update no row.
+    _lock_person(session, user_id)
+    record = session.get(ProtectedPerson, user_id, populate_existing=True)
     if record is None:
+        session.rollback()
         raise NotFound("This person is not under protection.")
     check_change_protection(actor, record)
     session.delete(record)
     session.commit()
+
+
+def _lock_person(session, user_id) -> User | None:
+    """The person's row, locked for the change of their protection (FOR NO KEY UPDATE: their sign-ins and
+    devices, which reference the row, go on)."""
+    return session.scalar(select(User).where(User.id == user_id).with_for_update(key_share=True))
 
 
 def create_bell_device(session, *, name: str, lat: float, lon: float, owner_phone: str | None) -> tuple:

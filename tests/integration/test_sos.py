@@ -5,7 +5,7 @@ import uuid
 import pytest
 from sqlalchemy import select, text
 
-from safety_api.models import Delivery, Incident, IncidentEvent, Job, PushDevice, User
+from safety_api.models import Delivery, Incident, IncidentEvent, Job, ProtectedPerson, PushDevice, User
 from safety_api.services import incidents
 from safety_api.worker import Worker
 from tests.factories import PASSWORD, auth_header, create_user
@@ -775,3 +775,50 @@ def test_an_account_made_for_an_officers_phone_after_the_protection_was_set_rece
     again = client.put(f"/api/v1/protected-persons/{citizen.id}", headers=auth_header(operator), json={
         "agency": "관악경찰서", "case_reference": "2026-1", "contact_phones": [officer.phone, squatted]})
     assert again.json["reached_contacts"] == [officer.phone]  # the same list kept: still not reached
+
+
+def test_a_protection_update_that_read_the_record_before_its_removal_committed_is_no_500(app, db, monkeypatch):
+    """An operator's PUT read the protection, then an admin's DELETE committed before the PUT wrote: the PUT
+    updated no row (a 500). Both lock the person's row first now, so the removal waits for the update."""
+    from safety_api.services import protection
+    operator, admin = create_user(db.session, role="operator"), create_user(db.session, role="admin")
+    citizen = create_user(db.session)
+    protection.protect(db.session, actor=operator, user_id=citizen.id, agency="관악경찰서", case_reference="2026-1",
+                       contact_phones=[], note=None)
+    url, answers, read, go = f"/api/v1/protected-persons/{citizen.id}", {}, threading.Event(), threading.Event()
+    real_check, calls = protection.check_change_protection, []
+
+    def check_then_hold_the_first(actor, record):  # the PUT's, between its read and its write
+        real_check(actor, record)
+        calls.append(actor.id)
+        if len(calls) == 1:
+            read.set()
+            go.wait(timeout=10)
+    monkeypatch.setattr(protection, "check_change_protection", check_then_hold_the_first)
+
+    as_operator, as_admin = auth_header(operator), auth_header(admin)
+
+    def put():
+        answers["put"] = app.test_client().put(url, headers=as_operator, json={
+            "agency": "관악경찰서", "case_reference": "2026-1-정정"}).status_code
+
+    def delete():
+        answers["delete"] = app.test_client().delete(url, headers=as_admin).status_code
+
+    updating = threading.Thread(target=put)
+    updating.start()
+    assert read.wait(timeout=10)
+    removing = threading.Thread(target=delete)
+    removing.start()
+    waiting_for_a_lock = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND wait_event_type = 'Lock'")
+    for _ in range(200):  # the removal either went through (the bug) or waits for the update's lock
+        removing.join(timeout=0.02)
+        if not removing.is_alive() or db.session.execute(waiting_for_a_lock).scalar():
+            break
+        db.session.rollback()
+    go.set()
+    updating.join(timeout=30)
+    removing.join(timeout=30)
+    assert answers == {"put": 200, "delete": 204}
+    assert db.session.get(ProtectedPerson, citizen.id) is None
