@@ -47,10 +47,7 @@ class BellOut(StrictSchema):
 @require("operator", "admin")
 def protect(body, user_id):
     """Put a citizen under protection: their SOS gets priority and the agency's contacts are alerted."""
-    record = protection.protect(db.session, actor=me(), user_id=user_id, **body)
-    return {"user_id": str(record.user_id), "agency": record.agency, "case_reference": record.case_reference,
-            "contact_phones": record.contact_phones, "note": record.note,
-            "reached_contacts": protection.reached_contacts(db.session, record)}
+    return protection.protect(db.session, actor=me(), user_id=user_id, **body)
 
 
 @blp.delete("/protected-persons/<uuid:user_id>")

@@ -16,8 +16,10 @@ KEY_PREFIX = "bell_"
 
 
 def protect(session, *, actor: User, user_id, agency: str, case_reference: str, contact_phones: list,
-            note: str | None) -> ProtectedPerson:
-    """Mark a citizen as under protection (or update it); their SOS gets priority and the agency is told."""
+            note: str | None) -> dict:
+    """Mark a citizen as under protection (or update it); their SOS gets priority and the agency is told.
+    Returns the protection as staff see it (`view`), read before the commit: a removal waiting on the person's
+    row goes ahead at the commit, and what the answer shows is what this request wrote."""
     # The person's row locked first: two operators setting up the same protection at once take turns, and the
     # second finds the first's record (and needs the right to change it) instead of colliding on its key.
     person = _lock_person(session, user_id)
@@ -34,8 +36,17 @@ def protect(session, *, actor: User, user_id, agency: str, case_reference: str, 
     record.agency, record.case_reference, record.contact_phones = agency, case_reference, contact_phones
     record.note = note
     session.add(record)
+    session.flush()
+    answer = view(session, record)
     session.commit()
-    return record
+    return answer
+
+
+def view(session, record: ProtectedPerson) -> dict:
+    """A protection as the staff who may change it see it."""
+    return {"user_id": str(record.user_id), "agency": record.agency, "case_reference": record.case_reference,
+            "contact_phones": record.contact_phones, "note": record.note,
+            "reached_contacts": reached_contacts(session, record)}
 
 
 def reached_contacts(session, record: ProtectedPerson) -> list[str]:
