@@ -32,7 +32,8 @@ class BellIn(StrictSchema):
     name = Text(120, required=True)
     lat = Latitude(required=True)
     lon = Longitude(required=True)
-    owner_phone = Phone(load_default=None, allow_none=True)
+    owner_phone = Phone(load_default=None, allow_none=True, metadata={
+        "description": "The citizen the bell protects; its SOS is raised as theirs (422 for a staff account)"})
 
 
 class BellOut(StrictSchema):

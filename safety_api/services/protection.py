@@ -82,6 +82,11 @@ def create_bell_device(session, *, name: str, lat: float, lon: float, owner_phon
         owner = session.scalar(select(User).where(User.phone == owner_phone))
         if owner is None:
             raise Invalid("No user with this phone.", errors=[{"field": "owner_phone", "message": "Unknown."}])
+        # The bell raises its alarm as its owner's (their guardians and protecting agency are told, it joins
+        # their earlier incidents): the owner is the person it protects, never a staff account.
+        if owner.role != "citizen":
+            raise Invalid("A bell's owner must be a citizen; this phone is a staff account's.",
+                          errors=[{"field": "owner_phone", "message": "Not a citizen."}])
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     device = BellDevice(name=name, key_hash=_digest(key), key_prefix=key[:12],
                         location=WKTElement(f"POINT({lon} {lat})", srid=4326), owner_id=owner.id if owner else None)

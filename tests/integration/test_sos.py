@@ -822,3 +822,19 @@ def test_a_protection_update_that_read_the_record_before_its_removal_committed_i
     removing.join(timeout=30)
     assert answers == {"put": 200, "delete": 204}
     assert db.session.get(ProtectedPerson, citizen.id) is None
+
+
+def test_a_bells_owner_is_a_citizen(client, db):
+    """A bell raises its alarm as its owner's (their guardians and protecting agency are told, it joins their
+    earlier incidents): the owner is the person it protects, never a staff account."""
+    admin, operator, citizen = (create_user(db.session, role=role) for role in ("admin", "operator", "citizen"))
+    place = {k: IN_GWANAK[k] for k in ("lat", "lon")}
+    for staff in (operator, admin):
+        refused = client.post("/api/v1/admin/bell-devices", headers=auth_header(admin),
+                              json={"name": "관제실 벨", **place, "owner_phone": staff.phone})
+        assert refused.status_code == 422 and refused.content_type == "application/problem+json"
+        assert refused.json["errors"] == [{"field": "owner_phone", "message": "Not a citizen."}]
+    made = client.post("/api/v1/admin/bell-devices", headers=auth_header(admin),
+                       json={"name": "집 비상벨", **place, "owner_phone": citizen.phone})
+    assert made.status_code == 201
+    assert db.session.scalar(text("SELECT count(*) FROM bell_devices")) == 1
