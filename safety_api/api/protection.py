@@ -10,11 +10,17 @@ from safety_api.services import protection
 blp = Blueprint("protection", __name__, url_prefix="/api/v1", description="Protected persons and bell devices")
 
 
+# Left out of an update, contact_phones and note keep their values (a new protection: none); [] and null clear
+# them. No load_default on purpose: the service tells a field left out from one sent empty.
+_KEPT = "Left out of an update: kept as it is ([] or null clears it); of a new protection: none"
+
+
 class ProtectSchema(StrictSchema):
     agency = Text(120, required=True)
     case_reference = Text(120, required=True)
-    contact_phones = fields.List(Phone(), load_default=list, validate=validate.Length(max=10))
-    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    contact_phones = fields.List(Phone(), validate=validate.Length(max=10), metadata={
+        "description": f"The agency's officers whose phones the person's SOS reaches. {_KEPT}"})
+    note = fields.String(allow_none=True, validate=validate.Length(max=2000), metadata={"description": _KEPT})
 
 
 class ProtectedOut(StrictSchema):
@@ -26,6 +32,9 @@ class ProtectedOut(StrictSchema):
         "description": "The contact phones that reach an account (held when the list was set), to check with the "
                        "agency; the others reach no one"})
     note = fields.String(allow_none=True)
+    district = fields.String(allow_none=True, metadata={
+        "description": "The district in charge (its operators change it); null: admins only"})
+    created_at = fields.DateTime()
 
 
 class BellIn(StrictSchema):
@@ -47,8 +56,20 @@ class BellOut(StrictSchema):
 @blp.response(200, ProtectedOut)
 @require("operator", "admin")
 def protect(body, user_id):
-    """Put a citizen under protection: their SOS gets priority and the agency's contacts are alerted."""
+    """Put a citizen under protection, or change it (admins, or operators of the district in charge): their SOS
+    gets priority and the agency's contacts are alerted. An update keeps the contact phones and the note it
+    leaves out."""
     return protection.protect(db.session, actor=me(), user_id=user_id, **body)
+
+
+@blp.get("/protected-persons/<uuid:user_id>")
+@blp.response(200, ProtectedOut)
+@blp.alt_response(404, response="NOT_FOUND")
+@require("operator", "admin")
+def show_protection(user_id):
+    """A citizen's protection and which contact phones reach someone (those who may change it: admins, or
+    operators of the district in charge; 404 when the person is not under protection)."""
+    return protection.read(db.session, actor=me(), user_id=user_id)
 
 
 @blp.delete("/protected-persons/<uuid:user_id>")

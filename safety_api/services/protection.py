@@ -9,17 +9,22 @@ from sqlalchemy.exc import IntegrityError
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Invalid, NotFound, Unauthorized
 from safety_api.models import BellDevice, ProtectedPerson, User
-from safety_api.policy import check_change_protection
+from safety_api.policy import check_change_protection, check_read_protection
 from safety_api.services.sos_raise import agency_contacts
 
 KEY_PREFIX = "bell_"
+# An update's field left out of the request: it keeps its value (a new protection: no contacts, no note).
+UNCHANGED = object()
 
 
-def protect(session, *, actor: User, user_id, agency: str, case_reference: str, contact_phones: list,
-            note: str | None) -> dict:
+def protect(session, *, actor: User, user_id, agency: str, case_reference: str, contact_phones=UNCHANGED,
+            note=UNCHANGED) -> dict:
     """Mark a citizen as under protection (or update it); their SOS gets priority and the agency is told.
-    Returns the protection as staff see it (`view`), read before the commit: a removal waiting on the person's
-    row goes ahead at the commit, and what the answer shows is what this request wrote."""
+
+    An update changes what it is given: the contact phones and the note it leaves out stay as they are (an
+    operator correcting the case reference must not empty the list of officers the victim's SOS reaches);
+    [] and None clear them. Returns the protection as staff see it (`view`), read before the commit: a
+    removal waiting on the person's row goes ahead at the commit, and the answer shows what this wrote."""
     # The person's row locked first: two operators setting up the same protection at once take turns, and the
     # second finds the first's record (and needs the right to change it) instead of colliding on its key.
     person = _lock_person(session, user_id)
@@ -28,13 +33,16 @@ def protect(session, *, actor: User, user_id, agency: str, case_reference: str, 
         raise NotFound("No such citizen.")
     record = session.get(ProtectedPerson, person.id, populate_existing=True)
     if record is None:
-        record = ProtectedPerson(user_id=person.id, created_by=actor.id, district_code=actor.district_code)
+        record = ProtectedPerson(user_id=person.id, created_by=actor.id, district_code=actor.district_code,
+                                 contact_phones=[], note=None)
     else:
         check_change_protection(actor, record)
+    contact_phones = record.contact_phones if contact_phones is UNCHANGED else contact_phones
     if record.contact_phones != contact_phones:  # newly set phones reach the accounts that hold them now
         record.contacts_set_at = func.now()
     record.agency, record.case_reference, record.contact_phones = agency, case_reference, contact_phones
-    record.note = note
+    if note is not UNCHANGED:
+        record.note = note
     session.add(record)
     session.flush()
     answer = view(session, record)
@@ -42,11 +50,20 @@ def protect(session, *, actor: User, user_id, agency: str, case_reference: str, 
     return answer
 
 
+def read(session, *, actor: User, user_id) -> dict:
+    """A citizen's protection, for the staff who may change it (`policy.check_read_protection`). Not logged as
+    a location read: the record holds no position (the access log is of who read whose position)."""
+    record = session.get(ProtectedPerson, user_id)
+    check_read_protection(actor, record)
+    return view(session, record)
+
+
 def view(session, record: ProtectedPerson) -> dict:
     """A protection as the staff who may change it see it."""
     return {"user_id": str(record.user_id), "agency": record.agency, "case_reference": record.case_reference,
             "contact_phones": record.contact_phones, "note": record.note,
-            "reached_contacts": reached_contacts(session, record)}
+            "reached_contacts": reached_contacts(session, record), "district": record.district_code,
+            "created_at": record.created_at}
 
 
 def reached_contacts(session, record: ProtectedPerson) -> list[str]:

@@ -163,6 +163,11 @@ ROWS = [
         body={"agency": "강남경찰서", "case_reference": "2026-0002", "contact_phones": ["01099990000"]},
         note="protected by 관악구"),
     Row("DELETE", "/api/v1/protected-persons/{user_id}", "401 403 403 204 403 403 403 204", resource="protected"),
+    # ... and read by those who may change it; the person is never told (whoever holds the phone may be the
+    # one it protects against)
+    Row("GET", "/api/v1/protected-persons/{user_id}", "401 403 403 200 403 403 403 200", resource="protected"),
+    Row("GET", "/api/v1/protected-persons/{user_id}", "401 403 403 404 404 403 403 404", resource="citizen",
+        note="not protected"),
     Row("POST", "/api/v1/admin/bell-devices", "401 403 403 403 403 403 403 201",
         body={"name": "안심벨", **IN_GWANAK}),
     Row("DELETE", "/api/v1/admin/bell-devices/{device_id}", "401 403 403 403 403 403 403 204", resource="bell"),

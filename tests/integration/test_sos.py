@@ -838,3 +838,49 @@ def test_a_bells_owner_is_a_citizen(client, db):
                        json={"name": "집 비상벨", **place, "owner_phone": citizen.phone})
     assert made.status_code == 201
     assert db.session.scalar(text("SELECT count(*) FROM bell_devices")) == 1
+
+
+def test_correcting_a_protections_case_reference_keeps_its_contacts_and_note(client, db):
+    """PUT replaced the whole record: an operator who only corrected the case reference emptied the contact list,
+    and the victim's next SOS reached no officer. Fields left out now keep their values; [] and null clear."""
+    operator = create_user(db.session, role="operator")
+    officer = with_device(db, create_user(db.session, name="담당 경찰관"), "officer-token")
+    citizen = create_user(db.session)
+    url, headers = f"/api/v1/protected-persons/{citizen.id}", auth_header(operator)
+    assert client.put(url, headers=headers, json={"agency": "관악경찰서", "case_reference": "2026-1",
+                                                  "contact_phones": [officer.phone], "note": "야간 순찰"}
+                      ).status_code == 200
+    corrected = client.put(url, headers=headers, json={"agency": "관악경찰서", "case_reference": "2026-11"})
+    assert corrected.status_code == 200
+    assert {k: corrected.json[k] for k in ("case_reference", "contact_phones", "reached_contacts", "note")} == {
+        "case_reference": "2026-11", "contact_phones": [officer.phone], "reached_contacts": [officer.phone],
+        "note": "야간 순찰"}
+    incident_id = sos(client, citizen).json["incident"]["id"]
+    assert "officer-token" in db.session.scalars(select(Delivery.token).where(
+        Delivery.subject == f"incident:{incident_id}")).all()
+
+    shown = client.get(url, headers=headers)
+    assert shown.status_code == 200
+    assert {k: shown.json[k] for k in ("user_id", "agency", "case_reference", "contact_phones", "reached_contacts",
+                                       "note", "district")} == {
+        "user_id": str(citizen.id), "agency": "관악경찰서", "case_reference": "2026-11",
+        "contact_phones": [officer.phone], "reached_contacts": [officer.phone], "note": "야간 순찰",
+        "district": "11620"}
+
+    cleared = client.put(url, headers=headers, json={"agency": "관악경찰서", "case_reference": "2026-11",
+                                                     "contact_phones": [], "note": None})
+    assert (cleared.json["contact_phones"], cleared.json["reached_contacts"], cleared.json["note"]) == ([], [], None)
+
+
+def test_a_new_protection_without_contacts_or_note_has_none_and_reading_one_needs_its_district(client, db):
+    operator, far = create_user(db.session, role="operator"), create_user(db.session, role="operator",
+                                                                           district="11680")
+    citizen = create_user(db.session)
+    url = f"/api/v1/protected-persons/{citizen.id}"
+    missing = client.get(url, headers=auth_header(operator))
+    assert missing.status_code == 404 and missing.content_type == "application/problem+json"
+    made = client.put(url, headers=auth_header(operator), json={"agency": "관악경찰서", "case_reference": "2026-2"})
+    assert (made.status_code, made.json["contact_phones"], made.json["note"]) == (200, [], None)
+    assert client.get(url, headers=auth_header(far)).status_code == 403
+    assert client.get(url, headers=auth_header(citizen)).status_code == 403
+    assert client.get(f"/api/v1/protected-persons/{operator.id}", headers=auth_header(operator)).status_code == 404
