@@ -37,6 +37,22 @@ class ProtectedOut(StrictSchema):
     created_at = fields.DateTime()
 
 
+class ProtectionEventSchema(StrictSchema):
+    kind = fields.String(metadata={"description": "created, changed or ended"})
+    actor = fields.String(attribute="actor_id", allow_none=True, metadata={
+        "description": "The operator's or admin's id (null: the account is gone)"})
+    data = fields.Dict(metadata={
+        "description": "{field: {old, new}} of agency, case_reference, contact_phones, note and district: the "
+                       "fields changed; every field when created (old null) or ended (new null). `backfilled`: "
+                       "set up before the trail existed, with the values it had then"})
+    at = fields.DateTime()
+
+
+class ProtectedDetail(ProtectedOut):
+    history = fields.List(fields.Nested(ProtectionEventSchema), metadata={
+        "description": "Newest first, the person's earlier protections' too"})
+
+
 class BellIn(StrictSchema):
     name = Text(120, required=True)
     lat = Latitude(required=True)
@@ -63,12 +79,13 @@ def protect(body, user_id):
 
 
 @blp.get("/protected-persons/<uuid:user_id>")
-@blp.response(200, ProtectedOut)
+@blp.response(200, ProtectedDetail)
 @blp.alt_response(404, response="NOT_FOUND")
 @require("operator", "admin")
 def show_protection(user_id):
-    """A citizen's protection and which contact phones reach someone (those who may change it: admins, or
-    operators of the district in charge; 404 when the person is not under protection)."""
+    """A citizen's protection, which contact phones reach someone, and who set it up, changed or ended it (those
+    who may change it: admins, or operators of the district in charge; 404 when the person is not under
+    protection)."""
     return protection.read(db.session, actor=me(), user_id=user_id)
 
 

@@ -1,4 +1,4 @@
-"""Protected persons and emergency-bell devices."""
+"""Protected persons (with the trail of who set up, changed or ended each protection) and emergency-bell devices."""
 import hashlib
 import secrets
 
@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Invalid, NotFound, Unauthorized
-from safety_api.models import BellDevice, ProtectedPerson, User
+from safety_api.models import BellDevice, ProtectedPerson, ProtectionEvent, User
 from safety_api.policy import check_change_protection, check_read_protection
 from safety_api.services.sos_raise import agency_contacts
 
@@ -32,11 +32,13 @@ def protect(session, *, actor: User, user_id, agency: str, case_reference: str, 
         session.rollback()
         raise NotFound("No such citizen.")
     record = session.get(ProtectedPerson, person.id, populate_existing=True)
+    before = None
     if record is None:
         record = ProtectedPerson(user_id=person.id, created_by=actor.id, district_code=actor.district_code,
                                  contact_phones=[], note=None)
     else:
         check_change_protection(actor, record)
+        before = _said(record)
     contact_phones = record.contact_phones if contact_phones is UNCHANGED else contact_phones
     if record.contact_phones != contact_phones:  # newly set phones reach the accounts that hold them now
         record.contacts_set_at = func.now()
@@ -44,6 +46,7 @@ def protect(session, *, actor: User, user_id, agency: str, case_reference: str, 
     if note is not UNCHANGED:
         record.note = note
     session.add(record)
+    _record_event(session, person.id, actor, before=before, after=_said(record))
     session.flush()
     answer = view(session, record)
     session.commit()
@@ -51,11 +54,18 @@ def protect(session, *, actor: User, user_id, agency: str, case_reference: str, 
 
 
 def read(session, *, actor: User, user_id) -> dict:
-    """A citizen's protection, for the staff who may change it (`policy.check_read_protection`). Not logged as
-    a location read: the record holds no position (the access log is of who read whose position)."""
+    """A citizen's protection with its history, for the staff who may change it (`policy.check_read_protection`).
+    Not logged as a location read: the record holds no position (the access log is of who read whose
+    position)."""
     record = session.get(ProtectedPerson, user_id)
     check_read_protection(actor, record)
-    return view(session, record)
+    return {**view(session, record), "history": history(session, user_id)}
+
+
+def history(session, user_id) -> list[ProtectionEvent]:
+    """Every protection event of the person, newest first: this protection's and those ended before it."""
+    return list(session.scalars(select(ProtectionEvent).where(ProtectionEvent.user_id == user_id)
+                                .order_by(ProtectionEvent.id.desc())))
 
 
 def view(session, record: ProtectedPerson) -> dict:
@@ -82,8 +92,29 @@ def unprotect(session, *, actor: User, user_id):
         session.rollback()
         raise NotFound("This person is not under protection.")
     check_change_protection(actor, record)
+    _record_event(session, record.user_id, actor, before=_said(record), after=None)
     session.delete(record)
     session.commit()
+
+
+def _said(record: ProtectedPerson) -> dict:
+    """What a protection says, field by field, as its trail records it."""
+    return {"agency": record.agency, "case_reference": record.case_reference,
+            "contact_phones": list(record.contact_phones), "note": record.note, "district": record.district_code}
+
+
+def _record_event(session, user_id, actor: User, *, before: dict | None, after: dict | None):
+    """Add to the person's protection trail, in the caller's transaction: `created` (no `before`), `ended` (no
+    `after`) or `changed`, with {field: {old, new}} of the fields that differ (every field when created or
+    ended: what the protection said is kept after its record is gone). An update that changes nothing adds
+    nothing."""
+    old, new = before or dict.fromkeys(after), after or dict.fromkeys(before)
+    changed = {field: {"old": old[field], "new": new[field]} for field in new
+               if before is None or after is None or old[field] != new[field]}
+    if not changed:
+        return
+    kind = "created" if before is None else "ended" if after is None else "changed"
+    session.add(ProtectionEvent(user_id=user_id, kind=kind, actor_id=actor.id, data=changed))
 
 
 def _lock_person(session, user_id) -> User | None:

@@ -884,3 +884,41 @@ def test_a_new_protection_without_contacts_or_note_has_none_and_reading_one_need
     assert client.get(url, headers=auth_header(far)).status_code == 403
     assert client.get(url, headers=auth_header(citizen)).status_code == 403
     assert client.get(f"/api/v1/protected-persons/{operator.id}", headers=auth_header(operator)).status_code == 404
+
+
+def test_setting_up_changing_and_ending_a_protection_leave_a_trail_that_outlives_it(client, db):
+    """Who set up a victim's protection, who changed the officers' phones and who ended it: DELETE erased the
+    record with its setter, and no change was written anywhere."""
+    operator, admin = create_user(db.session, role="operator"), create_user(db.session, role="admin")
+    far = create_user(db.session, role="operator", district="11680")
+    officer, citizen = create_user(db.session, name="담당 경찰관"), create_user(db.session)
+    url = f"/api/v1/protected-persons/{citizen.id}"
+    set_up = {"agency": "관악경찰서", "case_reference": "2026-1"}
+    assert client.put(url, headers=auth_header(operator), json=set_up).status_code == 200
+    assert client.put(url, headers=auth_header(operator), json=set_up).status_code == 200  # no change: no event
+    assert client.put(url, headers=auth_header(far), json={**set_up, "contact_phones": [far.phone]}
+                      ).status_code == 403  # refused: no event
+    assert client.put(url, headers=auth_header(admin), json={**set_up, "contact_phones": [officer.phone]}
+                      ).status_code == 200
+    trail = client.get(url, headers=auth_header(operator)).json["history"]
+    assert [(e["kind"], e["actor"]) for e in trail] == [("changed", str(admin.id)), ("created", str(operator.id))]
+    assert trail[0]["data"] == {"contact_phones": {"old": [], "new": [officer.phone]}}
+    assert trail[1]["data"] == {"agency": {"old": None, "new": "관악경찰서"},
+                                "case_reference": {"old": None, "new": "2026-1"},
+                                "contact_phones": {"old": None, "new": []}, "note": {"old": None, "new": None},
+                                "district": {"old": None, "new": "11620"}}
+
+    assert client.delete(url, headers=auth_header(operator)).status_code == 204
+    assert client.get(url, headers=auth_header(admin)).status_code == 404
+    assert client.put(url, headers=auth_header(admin), json={"agency": "관악경찰서", "case_reference": "2026-9"}
+                      ).status_code == 200  # set up again: the earlier one's trail is shown with it
+    trail = client.get(url, headers=auth_header(admin)).json["history"]
+    assert [(e["kind"], e["actor"]) for e in trail] == [
+        ("created", str(admin.id)), ("ended", str(operator.id)), ("changed", str(admin.id)),
+        ("created", str(operator.id))]
+    assert trail[1]["data"]["contact_phones"] == {"old": [officer.phone], "new": None}
+    assert trail[1]["data"]["case_reference"] == {"old": "2026-1", "new": None}
+
+    # Not in the person's own export: whoever holds the phone may be the one it protects against.
+    export = client.get("/api/v1/me/export", headers=auth_header(citizen)).get_data(as_text=True)
+    assert "관악경찰서" not in export and "2026-9" not in export
