@@ -67,6 +67,30 @@ class BellOut(StrictSchema):
     api_key = fields.String(metadata={"description": "Shown once; store it in the device"})
 
 
+class BellQuery(StrictSchema):
+    revoked = fields.Boolean(load_default=None, metadata={
+        "description": "true: the revoked bells only; false: those whose key still works; left out: all"})
+
+
+class BellOwner(StrictSchema):
+    id = fields.String()
+    name = fields.String()
+
+
+class BellDeviceSchema(StrictSchema):
+    id = fields.String()
+    name = fields.String()
+    key_prefix = fields.String(metadata={"description": "The key's first 12 characters, to match a device's key"})
+    owner = fields.Nested(BellOwner, allow_none=True, metadata={"description": "The citizen it protects, if any"})
+    location = fields.Dict(metadata={"description": "Its registered place, a GeoJSON Point"})
+    created_at = fields.DateTime()
+    revoked_at = fields.DateTime(allow_none=True)
+
+
+class BellList(StrictSchema):
+    items = fields.List(fields.Nested(BellDeviceSchema), metadata={"description": "Newest first"})
+
+
 @blp.put("/protected-persons/<uuid:user_id>")
 @blp.arguments(ProtectSchema())
 @blp.response(200, ProtectedOut)
@@ -106,6 +130,17 @@ def create_bell(body):
     """Register an emergency bell and get its API key (shown only now)."""
     device, key = protection.create_bell_device(db.session, **body)
     return {"id": device.id, "name": device.name, "api_key": key}
+
+
+@blp.get("/admin/bell-devices")
+@blp.arguments(BellQuery(), location="query")
+@blp.response(200, BellList)
+@blp.doc(**links(200, "/items/0/id", "device_id", "DELETE /api/v1/admin/bell-devices/{device_id}"))
+@require("admin")
+def list_bells(query):
+    """The bells, newest first, with their owners and whether revoked: find a lost or abused bell (operators see
+    its name on its alarms) and revoke its key."""
+    return {"items": protection.list_bell_devices(db.session, **query)}
 
 
 @blp.delete("/admin/bell-devices/<uuid:device_id>")

@@ -62,6 +62,9 @@ class Incident(db.Model):
     # written with the incident, is 1): viewers order what they hear by it, never by the status, which a
     # duress PIN or a release moves back to open.
     revision = db.Column(db.Integer, nullable=False, server_default="1")
+    # The bell that raised it, for the operator view's `bell`. Loaded when read (by the identity map when the
+    # request already holds it); a list of incidents joins it (`incidents.list_for_operator`).
+    bell_device = db.relationship("BellDevice", lazy="select")
 
 
 class IncidentEvent(db.Model):

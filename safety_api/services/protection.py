@@ -10,6 +10,7 @@ from safety_api.clock import utcnow
 from safety_api.errors import Conflict, Invalid, NotFound, Unauthorized
 from safety_api.models import BellDevice, ProtectedPerson, ProtectionEvent, User
 from safety_api.policy import check_change_protection, check_read_protection
+from safety_api.services.incident_views import point_of
 from safety_api.services.sos_raise import agency_contacts
 
 KEY_PREFIX = "bell_"
@@ -145,6 +146,20 @@ def create_bell_device(session, *, name: str, lat: float, lon: float, owner_phon
         session.rollback()
         raise Conflict("Key collision; try again.") from None
     return device, key
+
+
+def list_bell_devices(session, *, revoked: bool | None = None) -> list[dict]:
+    """Every bell (or the revoked ones, or the others), newest first, with its owner: how admins find a lost or
+    abused bell (operators see its name on its alarms) to revoke its key. The key's prefix, never its hash."""
+    query = (select(BellDevice, User.name).outerjoin(User, User.id == BellDevice.owner_id)
+             .order_by(BellDevice.created_at.desc(), BellDevice.id))
+    if revoked is not None:
+        query = query.where(BellDevice.revoked_at.is_not(None) if revoked else BellDevice.revoked_at.is_(None))
+    return [{"id": str(device.id), "name": device.name, "key_prefix": device.key_prefix,
+             "owner": {"id": str(device.owner_id), "name": owner_name} if device.owner_id else None,
+             "location": {"type": "Point", "coordinates": list(point_of(device.location))},
+             "created_at": device.created_at, "revoked_at": device.revoked_at}
+            for device, owner_name in session.execute(query)]
 
 
 def revoke_bell_device(session, *, device_id):

@@ -170,6 +170,8 @@ ROWS = [
         note="not protected"),
     Row("POST", "/api/v1/admin/bell-devices", "401 403 403 403 403 403 403 201",
         body={"name": "안심벨", **IN_GWANAK}),
+    # bells are registered, listed and revoked centrally; operators see a bell's name on its alarms
+    Row("GET", "/api/v1/admin/bell-devices", "401 403 403 403 403 403 403 200", resource="bell"),
     Row("DELETE", "/api/v1/admin/bell-devices/{device_id}", "401 403 403 403 403 403 403 204", resource="bell"),
     # escort
     Row("GET", "/api/v1/escort/meeting-points", "401 200 200 200 200 200 200 200"),

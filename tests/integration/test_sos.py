@@ -922,3 +922,68 @@ def test_setting_up_changing_and_ending_a_protection_leave_a_trail_that_outlives
     # Not in the person's own export: whoever holds the phone may be the one it protects against.
     export = client.get("/api/v1/me/export", headers=auth_header(citizen)).get_data(as_text=True)
     assert "관악경찰서" not in export and "2026-9" not in export
+
+
+def statements_of(db, request) -> int:
+    """How many SQL statements a request sends."""
+    from sqlalchemy import event
+    seen = []
+
+    def count(*_args):
+        seen.append(1)
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        request()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    return len(seen)
+
+
+def test_operators_see_which_bell_raised_an_incident_without_a_statement_more_for_the_sos(client, db, emitted):
+    """A lost or abused bell is found by its name on the alarm; the name comes with the bell the request
+    authenticated, so the bell's SOS still sends its five statements (the bell, its owner, the scene, the
+    incident with its event, the pushes)."""
+    admin, operator, owner = (create_user(db.session, role=role) for role in ("admin", "operator", "citizen"))
+    made = client.post("/api/v1/admin/bell-devices", headers=auth_header(admin), json={
+        "name": "신림동 편의점 비상벨", **{k: IN_GWANAK[k] for k in ("lat", "lon")}, "owner_phone": owner.phone}).json
+    answers = []
+    assert statements_of(db, lambda: answers.append(client.post(
+        "/api/v1/bells/sos", json={}, headers={"X-Device-Key": made["api_key"]}))) == 5
+    assert answers[0].status_code == 201
+    bell = {"id": made["id"], "name": "신림동 편의점 비상벨"}
+    created = [payload for _ns, _room, event, payload in emitted if event == "incident.created"]
+    assert [view["bell"] for view in created] == [bell]
+
+    incident_id = answers[0].json["incident"]["id"]
+    phone_sos = sos(client, owner).json["incident"]["id"]
+    listed = client.get("/api/v1/incidents", headers=auth_header(operator)).json["items"]
+    assert {item["id"]: item["bell"] for item in listed} == {incident_id: bell, phone_sos: None}
+    detail = client.get(f"/api/v1/incidents/{incident_id}", headers=auth_header(operator)).json["incident"]
+    assert detail["bell"] == bell
+    acknowledged = client.post(f"/api/v1/incidents/{incident_id}/ack", headers=auth_header(operator)).json
+    assert acknowledged["incident"]["bell"] == bell
+
+
+def test_admins_list_the_bells_to_find_and_revoke_a_lost_one(client, db):
+    admin, owner = create_user(db.session, role="admin"), create_user(db.session, name="김안심")
+    place = {k: IN_GWANAK[k] for k in ("lat", "lon")}
+    home = client.post("/api/v1/admin/bell-devices", headers=auth_header(admin),
+                       json={"name": "집 비상벨", **place, "owner_phone": owner.phone}).json
+    shop = client.post("/api/v1/admin/bell-devices", headers=auth_header(admin),
+                       json={"name": "편의점 비상벨", "lat": 37.4650, "lon": 126.9260}).json
+    assert client.delete(f"/api/v1/admin/bell-devices/{shop['id']}", headers=auth_header(admin)).status_code == 204
+
+    listed = client.get("/api/v1/admin/bell-devices", headers=auth_header(admin))
+    assert listed.status_code == 200
+    items = {item["id"]: item for item in listed.json["items"]}
+    assert set(items) == {home["id"], shop["id"]}
+    assert {k: items[home["id"]][k] for k in ("name", "key_prefix", "owner", "location", "revoked_at")} == {
+        "name": "집 비상벨", "key_prefix": home["api_key"][:12], "owner": {"id": str(owner.id), "name": "김안심"},
+        "location": {"type": "Point", "coordinates": [place["lon"], place["lat"]]}, "revoked_at": None}
+    assert items[shop["id"]]["owner"] is None and items[shop["id"]]["revoked_at"] is not None
+    assert items[home["id"]]["created_at"]
+    assert [i["id"] for i in client.get("/api/v1/admin/bell-devices?revoked=false",
+                                        headers=auth_header(admin)).json["items"]] == [home["id"]]
+    assert [i["id"] for i in client.get("/api/v1/admin/bell-devices?revoked=true",
+                                        headers=auth_header(admin)).json["items"]] == [shop["id"]]
+    assert "api_key" not in listed.get_data(as_text=True) and home["api_key"] not in listed.get_data(as_text=True)
