@@ -1,6 +1,8 @@
 """The audit trail of protections: who set one up, changed (agency, case reference, contact phones, note) or ended
 it, and the fields it changed, old and new. Ending a protection deleted its record with its setter; a wrong
-contact list or an ended protection of a stalking victim left no trace of who did it.
+contact list or an ended protection of a stalking victim left no trace of who did it. In a rolling deploy the
+previous release goes on working beside the table, writing no events: what it sets up, changes or ends
+meanwhile is missing from the trail.
 
 Revision ID: 0016
 Revises: 0015
