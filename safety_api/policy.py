@@ -48,6 +48,14 @@ def check_change_protection(user, protection):
         raise Forbidden("This protection is in another district's charge.")
 
 
+def check_read_protection(user, protection):
+    """A protection is read by those who may change it (`check_change_protection`): its contact phones and note
+    are the agency's, for the district in charge to keep right, not for every operator. None: 404."""
+    if protection is None:
+        raise NotFound("This person is not under protection.")
+    check_change_protection(user, protection)
+
+
 def may_view_walk(user, walk, *, chosen_guardian: bool, incidents=()) -> bool:
     """The walker; the accepted guardians the walker chose; once escalated, the operators of its incidents (of
     the walk only what was those incidents' evidence: walks.view)."""

@@ -1,12 +1,20 @@
 """Escort booking with safe-return scouts (안심귀가스카우트): meeting points, bookings, offers, duty."""
 from flask import current_app
 from flask_smorest import Blueprint
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import fields, validate, validates_schema
 
 from safety_api.api.geodata import route_settings
 from safety_api.api.incidents import IDEMPOTENCY_HEADER, idempotency_key
 from safety_api.api.me import DutySchema
-from safety_api.api.schemas import District, Latitude, Longitude, Name, PointSchema, StrictSchema
+from safety_api.api.schemas import (
+    District,
+    Latitude,
+    Longitude,
+    Name,
+    PointSchema,
+    StrictSchema,
+    check_lat_lon_together,
+)
 from safety_api.clock import utcnow
 from safety_api.extensions import db, redis_store
 from safety_api.models.escort import KINDS, STATES
@@ -29,8 +37,7 @@ class MeetingPointQuery(StrictSchema):
 
     @validates_schema
     def both_or_neither(self, data, **kwargs):
-        if (data.get("lat") is None) != (data.get("lon") is None):
-            raise ValidationError("Give lat and lon together.", "lon" if data.get("lat") is not None else "lat")
+        check_lat_lon_together(data)
 
 
 class MeetingPointIn(StrictSchema):

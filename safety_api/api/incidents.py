@@ -1,9 +1,9 @@
 """SOS (긴급신고) from phones and bells, and the operators' incident workflow."""
 from flask import current_app, request
 from flask_smorest import Blueprint
-from marshmallow import fields, validate
+from marshmallow import fields, validate, validates_schema
 
-from safety_api.api.schemas import Latitude, Longitude, StrictSchema, Text, links
+from safety_api.api.schemas import Latitude, Longitude, StrictSchema, Text, check_lat_lon_together, links
 from safety_api.clock import utcnow
 from safety_api.errors import Invalid
 from safety_api.extensions import db, redis_store
@@ -32,6 +32,12 @@ class SosSchema(StrictSchema):
 class BellSosSchema(StrictSchema):
     lat = Latitude(load_default=None, allow_none=True)
     lon = Longitude(load_default=None, allow_none=True)
+
+    @validates_schema
+    def both_or_neither(self, data, **kwargs):
+        # Neither: the bell's registered place. One alone is a faulty device, told so rather than raised at
+        # the registered place as if it had sent nothing (a mobile bell's alarm would go to the wrong place).
+        check_lat_lon_together(data)
 
 
 class FixesSchema(StrictSchema):
@@ -128,7 +134,8 @@ def raise_sos(body):
 @blp.doc(parameters=[IDEMPOTENCY_DOC])
 @require_device
 def bell_sos(body):
-    """An emergency bell raises an SOS (header X-Device-Key); its registered place is used by default."""
+    """An emergency bell raises an SOS (header X-Device-Key) at the point it sends, or at its registered place
+    when it sends none; lat and lon come together (422 for one alone)."""
     incident, created = sos_raise.raise_bell_sos(db.session, device=device(), lat=body["lat"], lon=body["lon"],
                                                  idempotency_key=idempotency_key(),
                                                  escalate_after_s=current_app.config["SOS_ESCALATE_AFTER_S"])

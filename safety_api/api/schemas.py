@@ -70,6 +70,14 @@ def Longitude(**kw):
     return fields.Float(validate=validate.Range(-180, 180), allow_nan=False, **kw)
 
 
+def check_lat_lon_together(data: dict):
+    """Refuse a point given by one coordinate (absent and null alike): it is no point, and leaving it out
+    without a word would answer for another place than the one the client meant."""
+    if (data.get("lat") is None) != (data.get("lon") is None):
+        raise ValidationError("Give lat and lon together, or neither.",
+                              "lon" if data.get("lat") is not None else "lat")
+
+
 class PointSchema(StrictSchema):
     lat = Latitude(required=True)
     lon = Longitude(required=True)

@@ -10,6 +10,7 @@ from safety_api.models.incidents import (
                                          IncidentEvent,
                                          LocationFix,
                                          ProtectedPerson,
+                                         ProtectionEvent,
 )
 from safety_api.models.jobs import Job
 from safety_api.models.walks import LocationAccess, Walk, WalkAlert, WalkGuardian
@@ -17,5 +18,6 @@ from safety_api.models.walks import LocationAccess, Walk, WalkAlert, WalkGuardia
 __all__ = ["DataVersion", "District", "Dong", "Facility", "StreetEdge", "Job",
            "AccountEvent", "GuardianLink", "PushDevice", "RefreshToken", "User",
            "BellDevice", "Delivery", "Incident", "IncidentEvent", "LocationFix", "ProtectedPerson",
+           "ProtectionEvent",
            "EscortAssignment", "EscortBooking", "EscortEvent", "MeetingPoint",
            "LocationAccess", "Walk", "WalkAlert", "WalkGuardian"]

@@ -1,4 +1,5 @@
-"""SOS incidents, their audit trail, push deliveries, location fixes, protected persons and bell devices."""
+"""SOS incidents, their audit trail, push deliveries, location fixes, protected persons (and their audit trail)
+and bell devices."""
 import uuid
 
 from geoalchemy2 import Geography
@@ -61,6 +62,9 @@ class Incident(db.Model):
     # written with the incident, is 1): viewers order what they hear by it, never by the status, which a
     # duress PIN or a release moves back to open.
     revision = db.Column(db.Integer, nullable=False, server_default="1")
+    # The bell that raised it, for the operator view's `bell`. Loaded when read (by the identity map when the
+    # request already holds it); a list of incidents joins it (`incidents.list_for_operator`).
+    bell_device = db.relationship("BellDevice", lazy="select")
 
 
 class IncidentEvent(db.Model):
@@ -144,6 +148,25 @@ class ProtectedPerson(db.Model):
     # When staff last set the contact phones: only accounts that existed then are reached through them (phones
     # are not verified at registration; an account made for an officer's number later could be anyone's).
     contacts_set_at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
+
+
+PROTECTION_EVENTS = ("created", "changed", "ended")
+
+
+class ProtectionEvent(db.Model):
+    """The audit trail of a person's protections: who set one up, changed or ended it, and the fields it changed
+    ({field: {old, new}}). It outlives the protection: ending one deletes its record, not what it said."""
+
+    __tablename__ = "protection_events"
+    __table_args__ = (db.CheckConstraint(f"kind IN {PROTECTION_EVENTS}", name="kind"),)
+
+    id = db.Column(db.BigInteger, primary_key=True)
+    user_id = db.Column(UUID(as_uuid=True), db.ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+                        index=True)  # the protected person
+    kind = db.Column(db.String(16), nullable=False)
+    actor_id = db.Column(UUID(as_uuid=True), db.ForeignKey("users.id", ondelete="SET NULL"))
+    data = db.Column(JSONB, nullable=False, server_default="{}")
+    at = db.Column(db.DateTime(timezone=True), nullable=False, server_default=db.func.now())
 
 
 class BellDevice(db.Model):

@@ -22,8 +22,9 @@ def point_of(geography) -> tuple[float, float]:
 
 
 def operator_view(incident: Incident) -> dict:
-    """The incident as operators see it (duress visible, priority, caller). `revision` orders views of one
-    incident; the caller's view never carries it (after a duress PIN it would tell that work goes on)."""
+    """The incident as operators see it (duress visible, priority, caller, the bell that raised it). `revision`
+    orders views of one incident; the caller's view never carries it (after a duress PIN it would tell that work
+    goes on)."""
     lon, lat = point_of(incident.location)
     return {
         "id": str(incident.id), "status": incident.status, "trigger": incident.trigger,
@@ -36,8 +37,18 @@ def operator_view(incident: Incident) -> dict:
         "closed_at": _iso(incident.closed_at), "nearest_cctvs": incident.nearest_cctvs,
         "last_fix": incident.last_fix, "walk_id": str(incident.walk_id) if incident.walk_id else None,
         "caller_id": str(incident.caller_id) if incident.caller_id else None,
+        "bell": _bell(incident),
         "revision": incident.revision,
     }
+
+
+def _bell(incident: Incident) -> dict | None:
+    """The bell that raised the incident, by the name admins gave it: a lost or abused bell is found (and its
+    key revoked) by what operators see on its alarms."""
+    if incident.bell_device_id is None:
+        return None
+    bell = incident.bell_device
+    return {"id": str(bell.id), "name": bell.name} if bell is not None else None
 
 
 def caller_view(incident: Incident) -> dict:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -95,7 +96,7 @@ def list_for_operator(session, *, user, status: str | None) -> list:
     truth and drops what it does not name, so a cut list would hide the newest SOS. Closed ones (and `None`:
     every status) are the newest `CLOSED_LIST_LIMIT`, newest first. The list carries each caller's position,
     so the read is logged too (once an hour per incident)."""
-    query = select(Incident)
+    query = select(Incident).options(joinedload(Incident.bell_device))  # the views' `bell`, in the same read
     if user.role != "admin":
         query = query.where(Incident.district_code == user.district_code)
     if status == "open":

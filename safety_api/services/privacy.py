@@ -23,7 +23,9 @@ _DURESS_READ = _DURESS_OWN_AFTER_CLOSE.format(
           "AND EXISTS (SELECT 1 FROM users v WHERE v.id = l.viewer_id AND v.role IN ('operator', 'admin')))",
     at="l.at")
 
-# (section, SQL selecting the person's rows as JSON); :uid is the person. Secrets never leave.
+# (section, SQL selecting the person's rows as JSON); :uid is the person. Secrets never leave. A protection
+# (protected_persons) and its trail (protection_events) are left out on purpose: whoever holds the phone may be
+# the one it protects against, and must not learn of it, its case or its officers' phones.
 EXPORT_QUERIES = {
     "account": "SELECT id, phone, name, role, district_code, on_duty, created_at, suspended_at, "
                "cancel_pin_hash IS NOT NULL AS has_pins FROM users WHERE id = :uid",

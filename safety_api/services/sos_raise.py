@@ -7,12 +7,13 @@ from geoalchemy2 import WKTElement
 from sqlalchemy import Float, String, and_, bindparam, exists, func, insert, literal, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import JSONB, UUID, aggregate_order_by
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.expression import ColumnElement
 
 from notifications import messages
 from safety_api.clock import utcnow
 from safety_api.extensions import commit_keeping
-from safety_api.models import Incident, IncidentEvent, ProtectedPerson, User
+from safety_api.models import BellDevice, Incident, IncidentEvent, ProtectedPerson, User
 from safety_api.realtime import broadcast, events
 from safety_api.services import deliveries, devices, facilities, guardians
 from safety_api.services.districts import served_district_code
@@ -34,7 +35,7 @@ def walk_escalation_key(walk_id, ordinal: int = 1) -> str:
 
 
 def raise_sos(session, *, caller: User | None, lat: float, lon: float, accuracy_m: float | None, trigger: str,
-              idempotency_key: str | None, escalate_after_s: float, bell_device_id=None, walk_id=None,
+              idempotency_key: str | None, escalate_after_s: float, bell: BellDevice | None = None, walk_id=None,
               priority: str = "normal", with_incident=None) -> tuple[Incident, bool]:
     """Create an incident with its first event and every push it owes, in one transaction; emit after commit.
 
@@ -42,16 +43,17 @@ def raise_sos(session, *, caller: User | None, lat: float, lon: float, accuracy_
     is found by that read rather than left to the unique index: a walk's escalation runs this inside its own
     transaction, and an IntegrityError's rollback would undo the walk's changes with it. `with_incident`
     (incident) adds the caller's own writes to the same transaction, so they commit with the incident or
-    not at all."""
+    not at all. `bell`: the device that raised it, as its request authenticated it (the view names it)."""
     with alarm_lane:  # this process's location writers hold back until the operators are told
         return _raise_sos(session, caller=caller, lat=lat, lon=lon, accuracy_m=accuracy_m, trigger=trigger,
                           idempotency_key=idempotency_key, escalate_after_s=escalate_after_s,
-                          bell_device_id=bell_device_id, walk_id=walk_id, priority=priority,
+                          bell=bell, walk_id=walk_id, priority=priority,
                           with_incident=with_incident)
 
 
-def _raise_sos(session, *, caller, lat, lon, accuracy_m, trigger, idempotency_key, escalate_after_s, bell_device_id,
+def _raise_sos(session, *, caller, lat, lon, accuracy_m, trigger, idempotency_key, escalate_after_s, bell,
                walk_id, priority, with_incident) -> tuple[Incident, bool]:
+    bell_device_id = bell.id if bell is not None else None
     scene = read_scene(session, caller_id=caller.id if caller else None, lat=lat, lon=lon,
                        idempotency_key=idempotency_key, bell_device_id=bell_device_id)
     if scene.existing_id is not None:
@@ -67,6 +69,8 @@ def _raise_sos(session, *, caller, lat, lon, accuracy_m, trigger, idempotency_ke
             "last_fix": _raised_at(lat, lon, accuracy_m),
             "actor_id": caller.id if caller else None,
             "event_data": {"trigger": trigger, "priority": priority, "district": scene.district_code}}).one()
+        if bell is not None:  # the bell the request holds: naming it in the view reads nothing
+            set_committed_value(incident, "bell_device", bell)
         created_view = operator_view(incident)  # built before commit: no reload of the row after it
         pushes = {"staff.created": staff_alerts(incident, created_view, scene.staff_devices)}
         if caller is not None:
@@ -210,7 +214,7 @@ def raise_bell_sos(session, *, device, lat, lon, idempotency_key, escalate_after
     owner = session.get(User, device.owner_id) if device.owner_id else None
     return raise_sos(session, caller=owner, lat=lat, lon=lon, accuracy_m=None, trigger="device",
                      idempotency_key=idempotency_key, escalate_after_s=escalate_after_s,
-                     bell_device_id=device.id, priority="high")
+                     bell=device, priority="high")
 
 
 _SCENE = _scene_statement()

@@ -38,7 +38,8 @@ class World:
 
 
 def seed_world(app, db, *, role: str) -> World:
-    """A Gwanak citizen with an open incident, a walk, a booking and guardian links; staff of each role."""
+    """A Gwanak citizen with an open incident, a walk, a booking, guardian links, a bell and a protection; staff
+    of each role."""
     session = db.session
     owner = create_user(session, name="시민")
     accounts.set_pins(session, user=owner, cancel_pin="1234", duress_pin="9876")
@@ -60,7 +61,11 @@ def seed_world(app, db, *, role: str) -> World:
     own_point = meeting_points.create(session, lat=37.4842, lon=126.9297, name="퍼징 정류장", name_en=None,
                                       kind="bus_stop")
     bell, key = protection.create_bell_device(session, name="안심벨", lat=HOME[0], lon=HOME[1],
-                                              owner_phone=None)
+                                              owner_phone=owner.phone)
+    # Under protection, so that reading it answers a whole record with its trail (set up, then changed).
+    for reference in ("2026-0001", "2026-0002"):
+        protection.protect(session, actor=staff["operator"], user_id=owner.id, agency="관악경찰서",
+                           case_reference=reference, contact_phones=[staff["operator"].phone], note="야간")
     ids = {"incident_id": incident.id, "walk_id": walk.id, "booking_id": booking.id, "link_id": invited.id,
            "user_id": owner.id, "device_id": bell.id, "point_id": own_point.id, "code": GWANAK}
     user = staff[role]

@@ -163,8 +163,15 @@ ROWS = [
         body={"agency": "강남경찰서", "case_reference": "2026-0002", "contact_phones": ["01099990000"]},
         note="protected by 관악구"),
     Row("DELETE", "/api/v1/protected-persons/{user_id}", "401 403 403 204 403 403 403 204", resource="protected"),
+    # ... and read by those who may change it; the person is never told (whoever holds the phone may be the
+    # one it protects against)
+    Row("GET", "/api/v1/protected-persons/{user_id}", "401 403 403 200 403 403 403 200", resource="protected"),
+    Row("GET", "/api/v1/protected-persons/{user_id}", "401 403 403 404 404 403 403 404", resource="citizen",
+        note="not protected"),
     Row("POST", "/api/v1/admin/bell-devices", "401 403 403 403 403 403 403 201",
         body={"name": "안심벨", **IN_GWANAK}),
+    # bells are registered, listed and revoked centrally; operators see a bell's name on its alarms
+    Row("GET", "/api/v1/admin/bell-devices", "401 403 403 403 403 403 403 200", resource="bell"),
     Row("DELETE", "/api/v1/admin/bell-devices/{device_id}", "401 403 403 403 403 403 403 204", resource="bell"),
     # escort
     Row("GET", "/api/v1/escort/meeting-points", "401 200 200 200 200 200 200 200"),

@@ -459,6 +459,17 @@ def test_the_bell_checks_its_key_before_it_reads_the_body(client, db, headers, r
     assert_problem(client.post("/api/v1/bells/sos", data=raw, headers=headers, content_type=content_type), 401)
 
 
+@pytest.mark.parametrize("body, missing", [({"lat": 37.4650}, "lon"), ({"lon": 126.9260}, "lat"),
+                                           ({"lat": 37.4650, "lon": None}, "lon")])
+def test_a_bell_sending_one_coordinate_is_422_naming_the_other_and_raises_nothing(client, db, bell_key, body,
+                                                                               missing):
+    """One coordinate alone was dropped without a word and the alarm raised at the bell's registered place: a
+    device sending its own position has a fault worth knowing of, and its place may be wrong."""
+    answer = send(client, "POST", "/api/v1/bells/sos", headers={"X-Device-Key": bell_key}, body=body)
+    assert_problem(answer, 422, {missing})
+    assert db.session.query(Incident).count() == 0
+
+
 def test_the_bell_judges_the_body_once_its_key_is_good(client, bell_key):
     assert_problem(send(client, "POST", "/api/v1/bells/sos", headers={"X-Device-Key": bell_key},
                         body={"lat": "x"}), 422, {"lat"})

@@ -5,7 +5,7 @@ import uuid
 import pytest
 from sqlalchemy import select, text
 
-from safety_api.models import Delivery, Incident, IncidentEvent, Job, PushDevice, User
+from safety_api.models import Delivery, Incident, IncidentEvent, Job, ProtectedPerson, PushDevice, User
 from safety_api.services import incidents
 from safety_api.worker import Worker
 from tests.factories import PASSWORD, auth_header, create_user
@@ -775,3 +775,215 @@ def test_an_account_made_for_an_officers_phone_after_the_protection_was_set_rece
     again = client.put(f"/api/v1/protected-persons/{citizen.id}", headers=auth_header(operator), json={
         "agency": "관악경찰서", "case_reference": "2026-1", "contact_phones": [officer.phone, squatted]})
     assert again.json["reached_contacts"] == [officer.phone]  # the same list kept: still not reached
+
+
+def test_a_protection_update_that_read_the_record_before_its_removal_committed_is_no_500(app, db, monkeypatch):
+    """An operator's PUT read the protection, then an admin's DELETE committed before the PUT wrote: the PUT
+    updated no row (a 500). Both lock the person's row first now, so the removal waits for the update."""
+    from safety_api.services import protection
+    operator, admin = create_user(db.session, role="operator"), create_user(db.session, role="admin")
+    citizen = create_user(db.session)
+    protection.protect(db.session, actor=operator, user_id=citizen.id, agency="관악경찰서", case_reference="2026-1",
+                       contact_phones=[], note=None)
+    url, answers, read, go = f"/api/v1/protected-persons/{citizen.id}", {}, threading.Event(), threading.Event()
+    real_check, calls = protection.check_change_protection, []
+
+    def check_then_hold_the_first(actor, record):  # the PUT's, between its read and its write
+        real_check(actor, record)
+        calls.append(actor.id)
+        if len(calls) == 1:
+            read.set()
+            go.wait(timeout=10)
+    monkeypatch.setattr(protection, "check_change_protection", check_then_hold_the_first)
+
+    as_operator, as_admin = auth_header(operator), auth_header(admin)
+
+    def put():
+        answers["put"] = app.test_client().put(url, headers=as_operator, json={
+            "agency": "관악경찰서", "case_reference": "2026-1-정정"}).status_code
+
+    def delete():
+        answers["delete"] = app.test_client().delete(url, headers=as_admin).status_code
+
+    updating = threading.Thread(target=put)
+    updating.start()
+    assert read.wait(timeout=10)
+    removing = threading.Thread(target=delete)
+    removing.start()
+    waiting_for_a_lock = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND wait_event_type = 'Lock'")
+    for _ in range(200):  # the removal either went through (the bug) or waits for the update's lock
+        removing.join(timeout=0.02)
+        if not removing.is_alive() or db.session.execute(waiting_for_a_lock).scalar():
+            break
+        db.session.rollback()
+    go.set()
+    updating.join(timeout=30)
+    removing.join(timeout=30)
+    assert answers == {"put": 200, "delete": 204}
+    assert db.session.get(ProtectedPerson, citizen.id) is None
+
+
+def test_a_bells_owner_is_a_citizen(client, db):
+    """A bell raises its alarm as its owner's (their guardians and protecting agency are told, it joins their
+    earlier incidents): the owner is the person it protects, never a staff account."""
+    admin, operator, citizen = (create_user(db.session, role=role) for role in ("admin", "operator", "citizen"))
+    place = {k: IN_GWANAK[k] for k in ("lat", "lon")}
+    for staff in (operator, admin):
+        refused = client.post("/api/v1/admin/bell-devices", headers=auth_header(admin),
+                              json={"name": "관제실 벨", **place, "owner_phone": staff.phone})
+        assert refused.status_code == 422 and refused.content_type == "application/problem+json"
+        assert refused.json["errors"] == [{"field": "owner_phone", "message": "Not a citizen."}]
+    made = client.post("/api/v1/admin/bell-devices", headers=auth_header(admin),
+                       json={"name": "집 비상벨", **place, "owner_phone": citizen.phone})
+    assert made.status_code == 201
+    assert db.session.scalar(text("SELECT count(*) FROM bell_devices")) == 1
+
+
+def test_correcting_a_protections_case_reference_keeps_its_contacts_and_note(client, db):
+    """PUT replaced the whole record: an operator who only corrected the case reference emptied the contact list,
+    and the victim's next SOS reached no officer. Fields left out now keep their values; [] and null clear."""
+    operator = create_user(db.session, role="operator")
+    officer = with_device(db, create_user(db.session, name="담당 경찰관"), "officer-token")
+    citizen = create_user(db.session)
+    url, headers = f"/api/v1/protected-persons/{citizen.id}", auth_header(operator)
+    assert client.put(url, headers=headers, json={"agency": "관악경찰서", "case_reference": "2026-1",
+                                                  "contact_phones": [officer.phone], "note": "야간 순찰"}
+                      ).status_code == 200
+    corrected = client.put(url, headers=headers, json={"agency": "관악경찰서", "case_reference": "2026-11"})
+    assert corrected.status_code == 200
+    assert {k: corrected.json[k] for k in ("case_reference", "contact_phones", "reached_contacts", "note")} == {
+        "case_reference": "2026-11", "contact_phones": [officer.phone], "reached_contacts": [officer.phone],
+        "note": "야간 순찰"}
+    incident_id = sos(client, citizen).json["incident"]["id"]
+    assert "officer-token" in db.session.scalars(select(Delivery.token).where(
+        Delivery.subject == f"incident:{incident_id}")).all()
+
+    shown = client.get(url, headers=headers)
+    assert shown.status_code == 200
+    assert {k: shown.json[k] for k in ("user_id", "agency", "case_reference", "contact_phones", "reached_contacts",
+                                       "note", "district")} == {
+        "user_id": str(citizen.id), "agency": "관악경찰서", "case_reference": "2026-11",
+        "contact_phones": [officer.phone], "reached_contacts": [officer.phone], "note": "야간 순찰",
+        "district": "11620"}
+
+    cleared = client.put(url, headers=headers, json={"agency": "관악경찰서", "case_reference": "2026-11",
+                                                     "contact_phones": [], "note": None})
+    assert (cleared.json["contact_phones"], cleared.json["reached_contacts"], cleared.json["note"]) == ([], [], None)
+
+
+def test_a_new_protection_without_contacts_or_note_has_none_and_reading_one_needs_its_district(client, db):
+    operator, far = create_user(db.session, role="operator"), create_user(db.session, role="operator",
+                                                                           district="11680")
+    citizen = create_user(db.session)
+    url = f"/api/v1/protected-persons/{citizen.id}"
+    missing = client.get(url, headers=auth_header(operator))
+    assert missing.status_code == 404 and missing.content_type == "application/problem+json"
+    made = client.put(url, headers=auth_header(operator), json={"agency": "관악경찰서", "case_reference": "2026-2"})
+    assert (made.status_code, made.json["contact_phones"], made.json["note"]) == (200, [], None)
+    assert client.get(url, headers=auth_header(far)).status_code == 403
+    assert client.get(url, headers=auth_header(citizen)).status_code == 403
+    assert client.get(f"/api/v1/protected-persons/{operator.id}", headers=auth_header(operator)).status_code == 404
+
+
+def test_setting_up_changing_and_ending_a_protection_leave_a_trail_that_outlives_it(client, db):
+    """Who set up a victim's protection, who changed the officers' phones and who ended it: DELETE erased the
+    record with its setter, and no change was written anywhere."""
+    operator, admin = create_user(db.session, role="operator"), create_user(db.session, role="admin")
+    far = create_user(db.session, role="operator", district="11680")
+    officer, citizen = create_user(db.session, name="담당 경찰관"), create_user(db.session)
+    url = f"/api/v1/protected-persons/{citizen.id}"
+    set_up = {"agency": "관악경찰서", "case_reference": "2026-1"}
+    assert client.put(url, headers=auth_header(operator), json=set_up).status_code == 200
+    assert client.put(url, headers=auth_header(operator), json=set_up).status_code == 200  # no change: no event
+    assert client.put(url, headers=auth_header(far), json={**set_up, "contact_phones": [far.phone]}
+                      ).status_code == 403  # refused: no event
+    assert client.put(url, headers=auth_header(admin), json={**set_up, "contact_phones": [officer.phone]}
+                      ).status_code == 200
+    trail = client.get(url, headers=auth_header(operator)).json["history"]
+    assert [(e["kind"], e["actor"]) for e in trail] == [("changed", str(admin.id)), ("created", str(operator.id))]
+    assert trail[0]["data"] == {"contact_phones": {"old": [], "new": [officer.phone]}}
+    assert trail[1]["data"] == {"agency": {"old": None, "new": "관악경찰서"},
+                                "case_reference": {"old": None, "new": "2026-1"},
+                                "contact_phones": {"old": None, "new": []}, "note": {"old": None, "new": None},
+                                "district": {"old": None, "new": "11620"}}
+
+    assert client.delete(url, headers=auth_header(operator)).status_code == 204
+    assert client.get(url, headers=auth_header(admin)).status_code == 404
+    assert client.put(url, headers=auth_header(admin), json={"agency": "관악경찰서", "case_reference": "2026-9"}
+                      ).status_code == 200  # set up again: the earlier one's trail is shown with it
+    trail = client.get(url, headers=auth_header(admin)).json["history"]
+    assert [(e["kind"], e["actor"]) for e in trail] == [
+        ("created", str(admin.id)), ("ended", str(operator.id)), ("changed", str(admin.id)),
+        ("created", str(operator.id))]
+    assert trail[1]["data"]["contact_phones"] == {"old": [officer.phone], "new": None}
+    assert trail[1]["data"]["case_reference"] == {"old": "2026-1", "new": None}
+
+    # Not in the person's own export: whoever holds the phone may be the one it protects against.
+    export = client.get("/api/v1/me/export", headers=auth_header(citizen)).get_data(as_text=True)
+    assert "관악경찰서" not in export and "2026-9" not in export
+
+
+def statements_of(db, request) -> int:
+    """How many SQL statements a request sends."""
+    from sqlalchemy import event
+    seen = []
+
+    def count(*_args):
+        seen.append(1)
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        request()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    return len(seen)
+
+
+def test_operators_see_which_bell_raised_an_incident_without_a_statement_more_for_the_sos(client, db, emitted):
+    """A lost or abused bell is found by its name on the alarm; the name comes with the bell the request
+    authenticated, so the bell's SOS still sends its five statements (the bell, its owner, the scene, the
+    incident with its event, the pushes)."""
+    admin, operator, owner = (create_user(db.session, role=role) for role in ("admin", "operator", "citizen"))
+    made = client.post("/api/v1/admin/bell-devices", headers=auth_header(admin), json={
+        "name": "신림동 편의점 비상벨", **{k: IN_GWANAK[k] for k in ("lat", "lon")}, "owner_phone": owner.phone}).json
+    answers = []
+    assert statements_of(db, lambda: answers.append(client.post(
+        "/api/v1/bells/sos", json={}, headers={"X-Device-Key": made["api_key"]}))) == 5
+    assert answers[0].status_code == 201
+    bell = {"id": made["id"], "name": "신림동 편의점 비상벨"}
+    created = [payload for _ns, _room, event, payload in emitted if event == "incident.created"]
+    assert [view["bell"] for view in created] == [bell]
+
+    incident_id = answers[0].json["incident"]["id"]
+    phone_sos = sos(client, owner).json["incident"]["id"]
+    listed = client.get("/api/v1/incidents", headers=auth_header(operator)).json["items"]
+    assert {item["id"]: item["bell"] for item in listed} == {incident_id: bell, phone_sos: None}
+    detail = client.get(f"/api/v1/incidents/{incident_id}", headers=auth_header(operator)).json["incident"]
+    assert detail["bell"] == bell
+    acknowledged = client.post(f"/api/v1/incidents/{incident_id}/ack", headers=auth_header(operator)).json
+    assert acknowledged["incident"]["bell"] == bell
+
+
+def test_admins_list_the_bells_to_find_and_revoke_a_lost_one(client, db):
+    admin, owner = create_user(db.session, role="admin"), create_user(db.session, name="김안심")
+    place = {k: IN_GWANAK[k] for k in ("lat", "lon")}
+    home = client.post("/api/v1/admin/bell-devices", headers=auth_header(admin),
+                       json={"name": "집 비상벨", **place, "owner_phone": owner.phone}).json
+    shop = client.post("/api/v1/admin/bell-devices", headers=auth_header(admin),
+                       json={"name": "편의점 비상벨", "lat": 37.4650, "lon": 126.9260}).json
+    assert client.delete(f"/api/v1/admin/bell-devices/{shop['id']}", headers=auth_header(admin)).status_code == 204
+
+    listed = client.get("/api/v1/admin/bell-devices", headers=auth_header(admin))
+    assert listed.status_code == 200
+    items = {item["id"]: item for item in listed.json["items"]}
+    assert set(items) == {home["id"], shop["id"]}
+    assert {k: items[home["id"]][k] for k in ("name", "key_prefix", "owner", "location", "revoked_at")} == {
+        "name": "집 비상벨", "key_prefix": home["api_key"][:12], "owner": {"id": str(owner.id), "name": "김안심"},
+        "location": {"type": "Point", "coordinates": [place["lon"], place["lat"]]}, "revoked_at": None}
+    assert items[shop["id"]]["owner"] is None and items[shop["id"]]["revoked_at"] is not None
+    assert items[home["id"]]["created_at"]
+    assert [i["id"] for i in client.get("/api/v1/admin/bell-devices?revoked=false",
+                                        headers=auth_header(admin)).json["items"]] == [home["id"]]
+    assert [i["id"] for i in client.get("/api/v1/admin/bell-devices?revoked=true",
+                                        headers=auth_header(admin)).json["items"]] == [shop["id"]]
+    assert "api_key" not in listed.get_data(as_text=True) and home["api_key"] not in listed.get_data(as_text=True)
