@@ -26,7 +26,9 @@ class SosSchema(StrictSchema):
     lat = Latitude(required=True)
     lon = Longitude(required=True)
     accuracy_m = fields.Float(load_default=None, allow_none=True, allow_nan=False, validate=validate.Range(0, 5000))
-    trigger = fields.String(load_default="button", validate=validate.OneOf([t for t in TRIGGERS if t != "device"]))
+    # `device` is a bell's (POST /bells/sos) and `walk_escalation` the server's own (a walk's unanswered prompt)
+    trigger = fields.String(load_default="button", validate=validate.OneOf(
+        [t for t in TRIGGERS if t not in ("device", "walk_escalation")]))
 
 
 class BellSosSchema(StrictSchema):
@@ -147,6 +149,8 @@ def bell_sos(body):
 @blp.arguments(FixesSchema())
 @blp.response(200, FixesResult)
 @require("citizen")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
 def sos_fixes(body, incident_id):
     """Send the caller's positions (batches with client timestamps are fine)."""
     return sos_ingest.record_fixes(db.session, redis_store.client, user=me(), incident_id=incident_id,
@@ -157,6 +161,9 @@ def sos_fixes(body, incident_id):
 @blp.arguments(PinSchema())
 @blp.response(200, StatusSchema)
 @require("citizen")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
+@blp.alt_response(429, response="TOO_MANY_REQUESTS")
 def cancel(body, incident_id):
     """Cancel with the cancel PIN (the duress PIN answers the same)."""
     attempt = {"user": me(), "incident_id": incident_id, "pin": body["pin"],
@@ -172,6 +179,7 @@ def cancel(body, incident_id):
 @blp.get("/sos/<uuid:incident_id>")
 @blp.response(200, IncidentEnvelope)
 @require("citizen")
+@blp.alt_response(404, response="NOT_FOUND")
 def my_incident(incident_id):
     """The caller's own view of an incident."""
     return {"incident": caller_view(incidents.get_for_caller(db.session, user=me(), incident_id=incident_id))}
@@ -194,6 +202,7 @@ def list_incidents(query):
 @blp.get("/incidents/<uuid:incident_id>")
 @blp.response(200, IncidentEnvelope)
 @require("operator", "admin")
+@blp.alt_response(404, response="NOT_FOUND")
 def show(incident_id):
     """One incident with nearest cameras, trail, timeline and the caller's earlier incidents."""
     incident = incidents.read_for_operator(db.session, user=me(), incident_id=incident_id)
@@ -204,6 +213,7 @@ def show(incident_id):
 @blp.response(200, IncidentEnvelope)
 @blp.alt_response(409, response="CONFLICT")
 @require("operator", "admin")
+@blp.alt_response(404, response="NOT_FOUND")
 def acknowledge(incident_id):
     """Take the incident (409 if another operator already did)."""
     return {"incident": operator_view(incidents.acknowledge(db.session, user=me(), incident_id=incident_id))}
@@ -213,6 +223,8 @@ def acknowledge(incident_id):
 @blp.arguments(DispatchSchema())
 @blp.response(200, IncidentEnvelope)
 @require("operator", "admin")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
 def dispatch(body, incident_id):
     """Record that an agency was dispatched."""
     return {"incident": operator_view(incidents.dispatch(db.session, user=me(), incident_id=incident_id, **body))}
@@ -222,6 +234,8 @@ def dispatch(body, incident_id):
 @blp.arguments(ResolveSchema())
 @blp.response(200, IncidentEnvelope)
 @require("operator", "admin")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
 def resolve(body, incident_id):
     """Close the incident with its outcome."""
     return {"incident": operator_view(incidents.resolve(db.session, user=me(), incident_id=incident_id, **body))}

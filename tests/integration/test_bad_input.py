@@ -503,3 +503,13 @@ def test_a_console_heartbeat_goes_to_a_socket_never_to_a_named_room(client, db, 
     operator = create_user(db.session, role="operator")
     answer = client.post("/api/v1/console/heartbeat", headers=auth_header(operator), json={"sid": sid, "nonce": "n"})
     assert answer.status_code == 422 and "sid" in json.dumps(answer.json)
+
+
+@pytest.mark.parametrize("trigger", ["device", "walk_escalation"])
+def test_a_phone_may_not_send_the_triggers_of_a_bell_or_of_the_server(client, db, trigger):
+    """Before, a phone could raise an SOS marked `walk_escalation` with no walk at all: operators would look for a
+    walk that never was."""
+    citizen = create_user(db.session)
+    answer = client.post("/api/v1/sos", headers={**auth_header(citizen), "Idempotency-Key": uuid.uuid4().hex},
+                         json={"lat": 37.4705, "lon": 126.9190, "trigger": trigger})
+    assert answer.status_code == 422 and "trigger" in json.dumps(answer.json)
