@@ -3,7 +3,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import delete, text
 from sqlalchemy.dialects.postgresql import insert
 
 from safety_api.clock import utcnow
@@ -89,10 +89,16 @@ def compute_safety_attributes(session, *, params: SafetyParams, commit: bool = T
 
 
 def bump_version(session, *, name: str, params: SafetyParams):
-    """Record a new version of a dataset, derived from its content, so api processes reload."""
+    """Record a new version of the street network, derived from its content, so api processes reload.
+
+    A network without edges has no version: it is not loaded, and routes answer 503 as before any import (a
+    facility layer imported first recomputes the empty network's attributes and used to record one)."""
     digest = session.execute(text(
         "SELECT md5(string_agg(id || ':' || length_m || ':' || covered_m || ':' || cctv_weight || ':' || bell_count"
-        " || ':' || light_count || ':' || safe_house_near, ',' ORDER BY id)) FROM street_edges")).scalar() or "empty"
+        " || ':' || light_count || ':' || safe_house_near, ',' ORDER BY id)) FROM street_edges")).scalar()
+    if digest is None:
+        session.execute(delete(DataVersion).where(DataVersion.name == name))
+        return
     version = hashlib.sha1((digest + json.dumps(params.__dict__, sort_keys=True)).encode()).hexdigest()[:16]
     session.merge(DataVersion(name=name, version=version, updated_at=utcnow()))
 

@@ -170,3 +170,48 @@ def test_a_changed_data_version_reloads_the_engine(app, db):
     db.session.commit()
     routes._cache["checked_at"] = 0
     assert engine_for(app, db) is not first
+
+
+@pytest.fixture
+def no_street_network(app, db, monkeypatch):
+    """A deployment whose street network is not imported (yet): no edges, no version, no graph held. The demo's
+    network is imported again after, with the same content and so the same version."""
+    from safety_api.cli import GWANAK_NETWORK, import_network
+    monkeypatch.setitem(routes._cache, "engines", None)
+    monkeypatch.setitem(routes._cache, "checked_at", 0.0)
+    db.session.execute(text("DELETE FROM street_edges"))
+    db.session.execute(text("DELETE FROM data_versions"))
+    db.session.commit()
+    yield
+    db.session.rollback()
+    import_network(str(Path(app.config["DATA_DIR"], GWANAK_NETWORK)), lambda _line: None)
+
+
+def test_routes_are_503_while_a_layer_is_imported_before_the_street_network(app, db, client, no_street_network,
+                                                                           monkeypatch):
+    """Importing cameras first recomputes the (empty) network's attributes: that is still no network, not a 500."""
+    result = app.test_cli_runner().invoke(args=["geo", "import", "bell", app.config["DATA_DIR"] +
+                                                "/gwanak_emergency_bells.csv"])
+    assert result.exit_code == 0, result.output
+    reads = []
+    monkeypatch.setattr(routes, "load_graph", lambda *args: reads.append(args) or pytest.fail("nothing to read"))
+    for _ in range(2):
+        answer = client.get("/api/v1/routes", query_string={"from": "37.4705,126.9190", "to": "37.4650,126.9260"})
+        assert answer.status_code == 503 and answer.content_type == "application/problem+json"
+        assert "not loaded" in answer.json["detail"] and answer.headers["Retry-After"]
+    assert reads == []  # as before any import: the version says there is nothing to read
+
+
+def test_a_version_recorded_for_an_empty_network_is_still_no_network(app, db, client, no_street_network):
+    """An older release recorded a version for an empty network; routes and escorts must not fail on it."""
+    from safety_api.api.geodata import route_settings
+    from safety_api.services import escort
+    geodata.compute_safety_attributes(db.session, params=safety_params())
+    db.session.execute(text("INSERT INTO data_versions (name, version, updated_at) VALUES ('street_network', "
+                            "'empty-by-0.x', now()) ON CONFLICT (name) DO UPDATE SET version = 'empty-by-0.x'"))
+    db.session.commit()
+    answer = client.get("/api/v1/routes", query_string={"from": "37.4705,126.9190", "to": "37.4650,126.9260"})
+    assert answer.status_code == 503 and "not loaded" in answer.json["detail"]
+    planned = escort.plan_escort_route(db.session, origin=(126.9190, 37.4705), destination=(126.9260, 37.4650),
+                                       settings=route_settings(app.config))
+    assert planned.source == "estimate"
