@@ -8,6 +8,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from safety_api.clock import utcnow
 from safety_api.models import DataVersion, Facility
+from safety_api.services.facilities import IN_SERVICE, WORKING_CAMERAS
 
 STREET_NETWORK = "street_network"
 
@@ -61,19 +62,22 @@ def load_street_network(session, *, edges, params: SafetyParams) -> int:
     return len(rows)
 
 
-_SAFETY_SQL = """
+# Only facilities in service count (facilities.IN_SERVICE): a removed or broken camera covers nothing, and a
+# closed safe house is no refuge.
+_SAFETY_SQL = f"""
 WITH e AS (SELECT id, geom::geography AS g, ST_Transform(geom, 5179) AS m FROM street_edges)
 UPDATE street_edges s SET
-  cctv_weight = COALESCE((SELECT sum(f.camera_count) FROM facilities f
-                          WHERE f.kind = 'cctv' AND ST_DWithin(f.geom, e.g, :cctv_m)), 0),
+  cctv_weight = COALESCE((SELECT sum({WORKING_CAMERAS}) FROM facilities f
+                          WHERE f.kind = 'cctv' AND {IN_SERVICE} AND ST_DWithin(f.geom, e.g, :cctv_m)), 0),
   covered_m = COALESCE((SELECT ST_Length(ST_Intersection(e.m, ST_Union(ST_Buffer(ST_Transform(f.geom::geometry, 5179),
                                                                                   :cctv_m, 8))))
-                        FROM facilities f WHERE f.kind = 'cctv' AND ST_DWithin(f.geom, e.g, :cctv_m)), 0),
+                        FROM facilities f
+                        WHERE f.kind = 'cctv' AND {IN_SERVICE} AND ST_DWithin(f.geom, e.g, :cctv_m)), 0),
   bell_count = (SELECT count(*) FROM facilities f WHERE f.kind = 'bell' AND ST_DWithin(f.geom, e.g, :bell_m)),
   light_count = (SELECT count(*) FROM facilities f
                  WHERE f.kind = 'streetlight' AND ST_DWithin(f.geom, e.g, :light_m)),
   safe_house_near = EXISTS (SELECT 1 FROM facilities f
-                            WHERE f.kind = 'safe_house' AND ST_DWithin(f.geom, e.g, :safe_house_m))
+                            WHERE f.kind = 'safe_house' AND {IN_SERVICE} AND ST_DWithin(f.geom, e.g, :safe_house_m))
 FROM e WHERE s.id = e.id
 """
 

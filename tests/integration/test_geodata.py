@@ -57,9 +57,55 @@ def test_edges_carry_safety_attributes_from_spatial_joins(db):
     assert count(db, "SELECT count(*) FROM street_edges WHERE cctv_weight = 0 AND covered_m > 0") == 0
     assert count(db, "SELECT count(*) FROM street_edges WHERE bell_count > 0") > 50
     sample = db.session.execute(text("SELECT id, cctv_weight FROM street_edges WHERE cctv_weight > 0 LIMIT 1")).one()
-    truth = count(db, "SELECT sum(f.camera_count) FROM facilities f, street_edges e WHERE e.id = :id AND "
-                      "f.kind = 'cctv' AND ST_DWithin(f.geom, e.geom::geography, 30)", id=sample.id)
+    truth = count(db, "SELECT sum((f.attributes->>'working_cameras')::int) FROM facilities f, street_edges e "
+                      "WHERE e.id = :id AND f.kind = 'cctv' AND ST_DWithin(f.geom, e.geom::geography, 30)",
+                  id=sample.id)
     assert sample.cctv_weight == truth
+
+
+REMOVED_CAMERAS = {"lat": 37.4689, "lon": 126.9240}  # [철거] DG024 1-2S and 2-2S, 난곡동 646-191
+
+
+def test_removed_and_broken_cameras_give_a_street_no_safety(db):
+    """Every edge counts the working cameras within 30 m; by 난곡동 646-191 and 646-169, where four cameras
+    were removed, the edges count fewer cameras than the file lists."""
+    by_edge = db.session.execute(text(
+        "SELECT e.id, e.cctv_weight, e.covered_m, sum((f.attributes->>'working_cameras')::int) AS working,"
+        " sum(f.camera_count) AS listed FROM street_edges e JOIN facilities f ON f.kind = 'cctv'"
+        " AND ST_DWithin(f.geom, e.geom::geography, 30) GROUP BY e.id")).all()
+    assert all(e.cctv_weight == e.working for e in by_edge)
+    assert all(e.covered_m == 0 for e in by_edge if e.working == 0)
+    removed = [e for e in by_edge if e.listed > e.working]
+    assert removed and all(e.cctv_weight < e.listed for e in removed)
+    near_646_191 = count(db, "SELECT count(*) FROM street_edges WHERE ST_DWithin(geom::geography, "
+                             "ST_MakePoint(:lon, :lat)::geography, 30)", **REMOVED_CAMERAS)
+    assert near_646_191 and any(e.listed - e.working >= 2 for e in removed)
+
+
+def test_a_closed_safe_house_makes_no_street_safer(db):
+    """Built in this test's transaction and rolled back: the demo's 51 safe houses are all open."""
+    edge = db.session.execute(text(
+        "SELECT id, ST_X(ST_LineInterpolatePoint(geom, 0.5)) AS lon, ST_Y(ST_LineInterpolatePoint(geom, 0.5)) AS lat"
+        " FROM street_edges e WHERE NOT safe_house_near ORDER BY id LIMIT 1")).one()
+    db.session.execute(text(
+        "INSERT INTO facilities (kind, source_id, name, camera_count, attributes, geom) VALUES ('safe_house',"
+        " 'safe_house:test', '문 닫은 가게', 1, '{\"in_operation\": false}', ST_MakePoint(:lon, :lat)::geography)"),
+        {"lon": edge.lon, "lat": edge.lat})
+    geodata.compute_safety_attributes(db.session, params=safety_params(), commit=False)
+    assert count(db, "SELECT safe_house_near FROM street_edges WHERE id = :id", id=edge.id) is False
+    db.session.execute(text("UPDATE facilities SET attributes = '{\"in_operation\": true}' "
+                            "WHERE source_id = 'safe_house:test'"))
+    geodata.compute_safety_attributes(db.session, params=safety_params(), commit=False)
+    assert count(db, "SELECT safe_house_near FROM street_edges WHERE id = :id", id=edge.id) is True
+    db.session.rollback()
+
+
+def test_facilities_list_a_removed_camera_with_its_note_and_no_working_camera(client):
+    answer = client.get("/api/v1/facilities", query_string={**REMOVED_CAMERAS, "radius": 5, "kinds": "cctv"})
+    [site] = [feature["properties"] for feature in answer.json["features"]
+              if feature["properties"]["source_id"] == "cctv:37.4689,126.924"]
+    assert site["camera_count"] == 2 and site["working_cameras"] == 0
+    assert {camera["note"] for camera in site["cameras"]} == {"철거"}
 
 
 def test_facilities_come_nearest_first_in_metres_with_a_kinds_filter(client):
