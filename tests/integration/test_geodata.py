@@ -119,6 +119,17 @@ def test_facilities_come_nearest_first_in_metres_with_a_kinds_filter(client):
     assert features[0]["geometry"]["type"] == "Point"
 
 
+@pytest.mark.parametrize("lat, lon, code, dong", [
+    (37.4784, 126.9516, "11620", "청룡동"),
+    # In 용산구's polygon and in 사당2동's (동작구), whose 2021 boundary reaches 618 m past its 2015 district's;
+    # no dong of 용산구 holds the point, and 이촌1동 is 13 m away.
+    (37.5121, 126.9777, "11170", "이촌1동"),
+])
+def test_the_dong_at_a_point_is_one_of_its_districts(client, lat, lon, code, dong):
+    answer = client.get("/api/v1/districts/at", query_string={"lat": lat, "lon": lon})
+    assert answer.status_code == 200 and (answer.json["code"], answer.json["dong"]) == (code, dong)
+
+
 @pytest.mark.parametrize("query, field", [
     ({"radius": 5000}, "radius"), ({"radius": 0}, "radius"), ({"limit": 1000}, "limit"),
     ({"kinds": "cctv,spaceship"}, "kinds"), ({"lat": "NaN"}, "lat"), ({"lon": 200}, "lon")])
