@@ -7,6 +7,7 @@ from sqlalchemy import delete, text
 from sqlalchemy.dialects.postgresql import insert
 
 from safety_api.clock import utcnow
+from safety_api.errors import Invalid
 from safety_api.models import DataVersion, Facility
 from safety_api.services.facilities import IN_SERVICE, WORKING_CAMERAS
 
@@ -27,11 +28,20 @@ class SafetyParams:
 class ImportReport:
     kind: str
     loaded: int
+    removed: int  # rows of the kind the file no longer has
     errors: list  # geo.public_data.RowError
 
 
 def import_facilities(session, *, kind: str, result) -> ImportReport:
-    """Upsert an importer's records by (kind, source_id) in one transaction; bad rows are reported."""
+    """Make an importer's records the whole layer of their kind, in one transaction: upsert by (kind, source_id)
+    and delete the kind's rows the file no longer has (a camera whose position was corrected is a new site, a
+    renamed safe house a new id; the old ones must not go on counting). Bad rows are reported, and their
+    facilities go too until the file is put right. A file without one good row changes nothing (Invalid): it
+    is the wrong file far more often than a layer to empty. Nothing refers to a facility by key (an incident
+    keeps its nearest cameras as a copy), so deleting breaks nothing."""
+    if not result.records:
+        raise Invalid(f"No row of this file could be loaded ({len(result.errors)} rejected); "
+                      f"the {kind} layer is unchanged.")
     rows = [{"kind": r.kind, "source_id": r.source_id, "name": r.name or "", "camera_count": r.camera_count,
              "attributes": r.attributes, "geom": f"SRID=4326;POINT({r.lon} {r.lat})", "updated_at": utcnow()}
             for r in result.records]
@@ -41,8 +51,10 @@ def import_facilities(session, *, kind: str, result) -> ImportReport:
             constraint="uq_facilities_kind_source",
             set_={c: stmt.excluded[c] for c in ("name", "camera_count", "attributes", "geom", "updated_at")})
         session.execute(stmt)
+    removed = session.execute(
+        delete(Facility).where(Facility.kind == kind, Facility.source_id.not_in([r["source_id"] for r in rows])))
     session.commit()
-    return ImportReport(kind=kind, loaded=len(rows), errors=list(result.errors))
+    return ImportReport(kind=kind, loaded=len(rows), removed=removed.rowcount, errors=list(result.errors))
 
 
 def load_street_network(session, *, edges, params: SafetyParams) -> int:

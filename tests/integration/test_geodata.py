@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from geo.public_data import read_facilities
-from safety_api.cli import safety_params
+from safety_api.cli import GWANAK_LAYERS, safety_params
 from safety_api.services import geodata, routes
 from tests.factories import auth_header, create_user
 
@@ -31,21 +31,71 @@ def test_a_reimport_updates_in_place_and_never_duplicates(app, db):
     before = count(db, "SELECT count(*) FROM facilities WHERE kind='bell'")
     result = read_facilities("bell", app.config["DATA_DIR"] + "/gwanak_emergency_bells.csv")
     report = geodata.import_facilities(db.session, kind="bell", result=result)
-    assert report.loaded == 988 and report.errors == []
+    assert report.loaded == 988 and report.removed == 0 and report.errors == []
     assert count(db, "SELECT count(*) FROM facilities WHERE kind='bell'") == before
 
 
-def test_a_cp949_file_with_bad_rows_loads_the_good_rows_in_one_transaction(app, db, tmp_path):
-    source = Path(app.config["DATA_DIR"], "gwanak_women_safe_houses.csv").read_text(encoding="utf-8").splitlines()
+def demo_file(app, kind) -> Path:
+    return Path(app.config["DATA_DIR"], dict(GWANAK_LAYERS)[kind])
+
+
+@pytest.fixture
+def puts_the_demo_layers_back(app, db):
+    """Call with a kind a test imports something else of: the demo's file of it is imported again after."""
+    kinds = []
+    yield kinds.append
+    db.session.rollback()
+    for kind in kinds:
+        result = app.test_cli_runner().invoke(args=["geo", "import", kind, str(demo_file(app, kind))])
+        assert result.exit_code == 0, result.output
+
+
+def test_a_cp949_file_with_bad_rows_loads_the_good_rows_in_one_transaction(app, db, tmp_path,
+                                                                          puts_the_demo_layers_back):
+    puts_the_demo_layers_back("safe_house")
+    source = demo_file(app, "safe_house").read_text(encoding="utf-8").splitlines()
     broken = source[:3] + [source[3].replace("37.", "NaN", 1)] + source[4:6]
     path = tmp_path / "safe_houses_cp949.csv"
     path.write_bytes(("\n".join(broken) + "\n").encode("cp949"))
     runner = app.test_cli_runner()
     result = runner.invoke(args=["geo", "import", "safe_house", str(path)])
     assert result.exit_code == 0, result.output
-    assert "safe_house: 4 loaded, 1 rows rejected" in result.output
+    assert "safe_house: 4 loaded, 47 removed (not in the file), 1 rows rejected" in result.output
     assert "row 4:" in result.output
-    assert count(db, "SELECT count(*) FROM facilities WHERE kind='safe_house'") == 51  # updated, not added
+    assert count(db, "SELECT count(*) FROM facilities WHERE kind='safe_house'") == 4  # the file is the layer
+
+
+def test_a_reimport_removes_what_the_file_no_longer_has(app, db, tmp_path, puts_the_demo_layers_back):
+    """A camera whose published position was corrected is a new site; its old one must not stay, nor a bell the
+    file dropped. Other kinds are left alone."""
+    puts_the_demo_layers_back("cctv")
+    puts_the_demo_layers_back("bell")
+    cameras = demo_file(app, "cctv").read_text(encoding="utf-8")
+    moved = "A2021 1-1RZ 신림6배수지공원#01(삼성동 336-8),37.4682,126.9265"
+    assert moved in cameras
+    (tmp_path / "cctv.csv").write_text(cameras.replace(moved, moved.replace("37.4682", "37.4681")), encoding="utf-8")
+    bells = demo_file(app, "bell").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "bells.csv").write_text("\n".join(bells[:1] + bells[2:]) + "\n", encoding="utf-8")
+    dropped_bell = read_facilities("bell", demo_file(app, "bell")).records[0].source_id
+    police = count(db, "SELECT count(*) FROM facilities WHERE kind = 'police'")
+    runner = app.test_cli_runner()
+    for kind, name in [("cctv", "cctv.csv"), ("bell", "bells.csv")]:
+        result = runner.invoke(args=["geo", "import", kind, str(tmp_path / name)])
+        assert result.exit_code == 0 and f"{kind}: " in result.output and "1 removed" in result.output, result.output
+    sites = set(db.session.execute(text("SELECT source_id FROM facilities WHERE kind = 'cctv'")).scalars())
+    assert "cctv:37.4681,126.9265" in sites and "cctv:37.4682,126.9265" not in sites and len(sites) == 4552
+    assert count(db, "SELECT count(*) FROM facilities WHERE kind = 'bell'") == 987
+    assert count(db, "SELECT count(*) FROM facilities WHERE source_id = :id", id=dropped_bell) == 0
+    assert count(db, "SELECT count(*) FROM facilities WHERE kind = 'police'") == police
+
+
+def test_a_file_without_one_good_row_changes_nothing(app, db, tmp_path):
+    """The wrong file, or one whose every row is broken, must not empty a layer."""
+    header = demo_file(app, "bell").read_text(encoding="utf-8").splitlines()[0]
+    (tmp_path / "bells.csv").write_text(header + "\n", encoding="utf-8")
+    result = app.test_cli_runner().invoke(args=["geo", "import", "bell", str(tmp_path / "bells.csv")])
+    assert result.exit_code != 0 and "No row of this file" in result.output and "unchanged" in result.output
+    assert count(db, "SELECT count(*) FROM facilities WHERE kind = 'bell'") == 988
 
 
 def test_edges_carry_safety_attributes_from_spatial_joins(db):
