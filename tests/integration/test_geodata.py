@@ -180,6 +180,14 @@ def test_the_dong_at_a_point_is_one_of_its_districts(client, lat, lon, code, don
     assert answer.status_code == 200 and (answer.json["code"], answer.json["dong"]) == (code, dong)
 
 
+def test_facilities_default_to_the_documented_kinds_and_streetlights_are_asked_for(client):
+    """API.md's default is cctv,bell,police,safe_house,parcel_box: 보라매 park's streetlights come only on request."""
+    at_boramae = {"lat": 37.487989, "lon": 126.914577, "radius": 100, "limit": 200}
+    default = client.get("/api/v1/facilities", query_string=at_boramae).json["features"]
+    lights = client.get("/api/v1/facilities", query_string={**at_boramae, "kinds": "streetlight"}).json["features"]
+    assert lights and "streetlight" not in {f["properties"]["kind"] for f in default}
+
+
 @pytest.mark.parametrize("query, field", [
     ({"radius": 5000}, "radius"), ({"radius": 0}, "radius"), ({"limit": 1000}, "limit"),
     ({"kinds": "cctv,spaceship"}, "kinds"), ({"lat": "NaN"}, "lat"), ({"lon": 200}, "lon")])
