@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from geo.public_data import read_facilities
+from geo.routing import Unreachable
 from safety_api.cli import GWANAK_LAYERS, safety_params
 from safety_api.services import geodata, routes
 from tests.factories import auth_header, create_user
@@ -245,10 +246,31 @@ def test_shortest_equals_pgr_dijkstra_on_many_random_pairs(app, db):
             "SELECT max(agg_cost) FROM pgr_dijkstra('SELECT id, source, target, length_m AS cost, "
             "length_m AS reverse_cost FROM street_edges', :a, :b, directed => false)"), {"a": a.id, "b": b.id}).scalar()
         if oracle is None:
-            continue  # different components; the engine must say unreachable, tested below
+            continue  # different components: the next test compares those
         route = engine.route((a.lon, a.lat), (b.lon, b.lat), profile="shortest", night=False)
         assert route.distance_m == pytest.approx(oracle, rel=1e-6, abs=1e-3), (a.id, b.id)
         compared += 1
+
+
+def test_pairs_pgr_dijkstra_cannot_join_are_unreachable_for_the_engine(app, db):
+    """The extract has four islands beside its large component; from a junction of each to one of the large
+    component, pgRouting finds no path and the engine says Unreachable."""
+    db.session.execute(text("CREATE EXTENSION IF NOT EXISTS pgrouting"))
+    edges_sql = "SELECT id, source, target, length_m AS cost, length_m AS reverse_cost FROM street_edges"
+    components = db.session.execute(text(
+        "SELECT DISTINCT ON (c.component) c.component, c.node, count(*) OVER (PARTITION BY c.component) AS size,"
+        " ST_X(ST_StartPoint(e.geom)) AS lon, ST_Y(ST_StartPoint(e.geom)) AS lat"
+        " FROM pgr_connectedComponents(:edges) c JOIN street_edges e ON e.source = c.node"
+        " ORDER BY c.component, c.node"), {"edges": edges_sql}).all()
+    mainland, *islands = sorted(components, key=lambda c: -c.size)
+    assert len(islands) == 4
+    engine = engine_for(app, db)
+    for island in islands:
+        path = db.session.execute(text("SELECT count(*) FROM pgr_dijkstra(:edges, :a, :b, directed => false)"),
+                                  {"edges": edges_sql, "a": island.node, "b": mainland.node}).scalar()
+        assert path == 0
+        with pytest.raises(Unreachable):
+            engine.route((island.lon, island.lat), (mainland.lon, mainland.lat), profile="shortest")
 
 
 def test_safe_never_exceeds_its_bound_nor_loses_coverage_to_shortest(app, db):
@@ -261,7 +283,7 @@ def test_safe_never_exceeds_its_bound_nor_loses_coverage_to_shortest(app, db):
         try:
             shortest = engine.route(tuple(a), tuple(b), profile="shortest", night=True)
             safe = engine.route(tuple(a), tuple(b), profile="safe", night=True)
-        except Exception:  # unreachable islands are covered by their own test
+        except Unreachable:  # an island: the test above compares those with pgRouting
             continue
         checked += 1
         assert safe.distance_m <= 1.4 * shortest.distance_m + 1e-6
@@ -270,8 +292,9 @@ def test_safe_never_exceeds_its_bound_nor_loses_coverage_to_shortest(app, db):
     assert checked >= 100 and better > 0
 
 
-def test_operators_and_citizens_may_both_ask_for_routes(client, db):
-    user = create_user(db.session)
+@pytest.mark.parametrize("role", ["citizen", "operator"])
+def test_operators_and_citizens_may_both_ask_for_routes(client, db, role):
+    user = create_user(db.session, role=role)
     assert client.get("/api/v1/routes", query_string={"from": "37.4705,126.9190", "to": "37.4650,126.9260"},
                       headers=auth_header(user)).status_code == 200
 
