@@ -28,7 +28,7 @@ class EdgeInput(NamedTuple):
     target: int
     length_m: float
     covered_m: float  # metres of the edge within 30 m of a camera
-    cctv_weight: float  # cameras within 30 m (fractional when a camera is shared between edges)
+    cctv_weight: float  # working cameras within 30 m; the app's importer counts a camera on every edge it reaches
     bell_count: int  # emergency bells within 50 m
     light_count: int
     safe_house_near: bool

@@ -95,7 +95,8 @@ def extract(graph: StreetGraph, s: Snap, t: Snap, major: float) -> Subgraph:
 def search(graph: StreetGraph, sub: Subgraph, s: Snap, t: Snap, costs: Costs,
            limit: float = math.inf) -> Path | None:
     """Cheapest path from s to t on the subgraph, or None if none costs at most ``limit``."""
-    matrix = _matrix(sub, costs.entries, _links(graph, sub, s, costs.start_edge))
+    starts = _links(graph, sub, s, costs.start_edge)
+    matrix = _matrix(sub, costs.entries, starts)
     dist, pred = dijkstra(matrix, directed=True, indices=sub.n, return_predecessors=True, limit=limit)
     options = [(dist[node] + cost, node, frac) for node, cost, frac in _links(graph, sub, t, costs.end_edge)]
     if s.edge == t.edge:
@@ -107,16 +108,21 @@ def search(graph: StreetGraph, sub: Subgraph, s: Snap, t: Snap, costs: Costs,
         return Path(float(cost), np.array([s.edge]), np.array([s.fraction]), np.array([t.fraction]))
     chain = _walk(pred, last, sub.n)
     hops, forward = _hops(graph, sub, matrix, chain)
-    leave = 0.0 if graph.edge_u[s.edge] == sub.nodes[chain[0]] else 1.0
+    # The end the search left by; for a loop (one junction at both ends) _links kept only the nearer way.
+    leave = next(frac for node, _, frac in starts if node == chain[0])
     start = np.concatenate([[s.fraction], np.where(forward, 0.0, 1.0), [frac]])
     end = np.concatenate([[leave], np.where(forward, 1.0, 0.0), [t.fraction]])
     return Path(float(cost), np.concatenate([[s.edge], hops, [t.edge]]).astype(np.int64), start, end)
 
 
 def _links(graph: StreetGraph, sub: Subgraph, snap: Snap, edge_cost: float):
-    """(local node, cost, fraction of the node) for both ends of a snapped edge."""
+    """(local node, cost, fraction of the node) for both ends of a snapped edge, or for the nearer end only when
+    both are one junction: a closed way that touches the network once is a loop edge, and a walk on it reaches
+    that junction the shorter way round (two links to one node would leave the path's end ambiguous)."""
     e, f = snap.edge, snap.fraction
     ends = ((graph.edge_u[e], f, 0.0), (graph.edge_v[e], 1.0 - f, 1.0))
+    if ends[0][0] == ends[1][0]:
+        ends = (min(ends, key=lambda end: end[1]),)
     return [(int(sub.local[node]), share * edge_cost, frac) for node, share, frac in ends]
 
 

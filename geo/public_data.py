@@ -18,8 +18,10 @@ LON = ("longitude", "경도", "x", "WGS84경도", "lon")
 ROAD_ADDRESS = ("road_addr", "소재지도로명주소", "road_addr_2", "안심 주소", "주소", "Address")
 LOT_ADDRESS = ("소재지지번주소",)
 
-# "[철거] DC071 2-4S 신림동 1433-43": optional status note, site id, camera code, location text.
-_CAMERA_INFO = re.compile(r"^\s*(?:\[([^\]]*)\]\s*)?([A-Z0-9]+)\s+(\S+)\s+(.+?)\s*$")
+# "[철거] DC071 2-4S 신림동 1433-43": status note, site id, camera code, location text. The note usually leads
+# ("[A/S]DA018 5-5S ..." without a space too), twice it follows the code ("FD003 C-IS [화면가림] 미성동 ...").
+_CAMERA_NOTE = re.compile(r"\[([^\]]*)\]")
+_CAMERA_INFO = re.compile(r"^([A-Z0-9]+)\s+(\S+)\s+(.+)$")
 
 
 @dataclass(frozen=True)
@@ -245,13 +247,23 @@ _BUILDERS = {
 }
 
 
+def in_service(camera):
+    """Whether a camera (as ``_camera`` reads it) is working: any status note says it is not. The notes in the
+    file: 철거 removed; A/S under repair; 차량사고, 사고 damaged; 화면가림 view blocked; 리모델링, 재건축, 재개발,
+    녹지과공사 down for building works; 이전설치 being moved; 성능개선 being upgraded; 영역재설정 being re-aimed;
+    줌인반대 a zoom fault. None is a note of a camera in normal service, and a camera wrongly taken for working
+    would draw routes and operators to it, so every note counts (43 of 5,366 Gwanak cameras)."""
+    return "note" not in camera
+
+
 def _read_cctv(rows):
-    """Group CCTV rows (one camera each) into one record per distinct published position."""
+    """Group CCTV rows (one camera each) into one record per distinct published position; ``working_cameras``
+    counts those in service (route safety and the SOS's nearest cameras count only them)."""
     result = ImportResult()
     for (lat, lon), site in _group_cameras(rows, result.errors).items():
         cameras = site["cameras"]
         source_id = f"cctv:{_decimal(lat)},{_decimal(lon)}"
-        attributes = _compact({"cameras": cameras, "district": site["district"]})
+        attributes = _compact({"cameras": cameras, "district": site["district"], "working_cameras": site["working"]})
         result.records.append(
             FacilityRecord("cctv", source_id, cameras[0]["label"] or source_id, lon, lat, site["count"], attributes)
         )
@@ -269,9 +281,11 @@ def _group_cameras(rows, errors):
             errors.append(RowError(row.number, str(exc)))
             continue
         site = sites.setdefault((round(lat, 7), round(lon, 7)), {
-            "cameras": [], "count": 0, "district": row.get("district", "자치구")})
-        site["cameras"].append(_camera(row.get("info", "안심 주소")))
+            "cameras": [], "count": 0, "working": 0, "district": row.get("district", "자치구")})
+        camera = _camera(row.get("info", "안심 주소"))
+        site["cameras"].append(camera)
         site["count"] += count
+        site["working"] += count if in_service(camera) else 0  # a row's note is about all of its cameras
     return sites
 
 
@@ -290,13 +304,12 @@ def _camera_count(row):
 
 def _camera(info):
     """Split an 안심이 info label into camera id, location label and status note (e.g. 철거)."""
-    match = _CAMERA_INFO.match(info)
-    if not match:
-        return {"id": None, "label": info}
-    note, site, code, label = match.groups()
-    camera = {"id": f"{site} {code}", "label": label}
+    note = "; ".join(part.strip() for part in _CAMERA_NOTE.findall(info) if part.strip())
+    rest = " ".join(_CAMERA_NOTE.sub(" ", info).split())
+    match = _CAMERA_INFO.match(rest)
+    camera = {"id": f"{match[1]} {match[2]}", "label": match[3]} if match else {"id": None, "label": rest}
     if note:
-        camera["note"] = note.strip()
+        camera["note"] = note
     return camera
 
 

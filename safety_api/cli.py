@@ -141,9 +141,10 @@ def _staff_by_phone(phone):
 def load_demo(only_missing):
     """Load the demo data: Seoul's districts and dongs, and Gwanak's safety geodata.
 
-    Loading again puts the demo's rows back: the demo's street network replaces any other, facilities and
-    meeting points return to the demo's names and places. --only-missing (docker-compose runs it at every
-    start) leaves each part alone once its tables hold rows."""
+    Loading again puts the demo's rows back: the demo's street network replaces any other, each facility layer
+    becomes the demo's file (an import is the whole layer of its kind), meeting points return to the demo's
+    names and places. --only-missing (docker-compose runs it at every start) leaves each part alone once its
+    tables hold rows."""
     for name, tables, loader in DEMO_PARTS:
         if only_missing and any(_has_rows(table) for table in tables):
             click.echo(f"{name}: already loaded, kept")
@@ -182,16 +183,26 @@ def safety_params():
 
 
 def import_layer(kind: str, path: str, echo) -> int:
-    """Import one public-data file; report bad rows by number and load the rest."""
+    """Import one public-data file as the whole layer of its kind; report bad rows by number and load the rest."""
     from geo.public_data import read_facilities
     from safety_api.services import geodata
-    report = geodata.import_facilities(db.session, kind=kind, result=read_facilities(kind, path))
-    echo(f"{kind}: {report.loaded} loaded, {len(report.errors)} rows rejected")
-    for err in report.errors[:20]:
-        echo(f"  row {err.row}: {err.reason}")
-    if len(report.errors) > 20:
-        echo(f"  ... and {len(report.errors) - 20} more")
+    result = read_facilities(kind, path)
+    try:
+        report = _in_service(geodata.import_facilities, kind=kind, result=result)
+    except click.ClickException:
+        _echo_row_errors(result.errors, echo)
+        raise
+    echo(f"{kind}: {report.loaded} loaded, {report.removed} removed (not in the file), "
+         f"{len(report.errors)} rows rejected")
+    _echo_row_errors(result.errors, echo)
     return report.loaded
+
+
+def _echo_row_errors(errors, echo):
+    for err in errors[:20]:
+        echo(f"  row {err.row}: {err.reason}")
+    if len(errors) > 20:
+        echo(f"  ... and {len(errors) - 20} more")
 
 
 def import_network(path: str, echo) -> int:
@@ -207,7 +218,7 @@ def import_network(path: str, echo) -> int:
 @click.argument("kind", type=click.Choice([k for k, _ in GWANAK_LAYERS] + ["network"]))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def geo_import(kind, file):
-    """Import a public-data FILE of KIND (or `network` for an OSM walking extract)."""
+    """Import a public-data FILE of KIND as that kind's whole layer (or `network` for an OSM walking extract)."""
     if kind == "network":
         import_network(file, click.echo)
     else:

@@ -23,6 +23,6 @@ class DistrictOut(StrictSchema):
 def at(query):
     """The district (and 행정동) containing a point; 404 outside the served area."""
     district = districts.require_district_at(db.session, **query)
-    dong = districts.dong_at(db.session, **query)
+    dong = districts.dong_at(db.session, **query, district_code=district.code)
     return {"code": district.code, "name": district.name, "name_en": district.name_en,
             "dong": dong.name if dong else None}

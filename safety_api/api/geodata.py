@@ -10,6 +10,8 @@ from safety_api.models.geodata import FACILITY_KINDS
 from safety_api.services import facilities, routes
 
 blp = Blueprint("geodata", __name__, url_prefix="/api/v1", description="Safety facilities and safe routes")
+# API.md's default: the places a person can go to or be seen by. Streetlights (thousands in a city) are asked for.
+DEFAULT_KINDS = ("cctv", "bell", "police", "safe_house", "parcel_box")
 
 
 class KindList(fields.String):
@@ -21,6 +23,10 @@ class KindList(fields.String):
         if not kinds or unknown:
             raise ValidationError(f"Kinds are a comma-separated subset of {', '.join(FACILITY_KINDS)}.")
         return kinds
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        """As written in a query (the OpenAPI document shows the default so)."""
+        return None if value is None else ",".join(value)
 
 
 class LatLonPair(fields.String):
@@ -39,7 +45,7 @@ class FacilitiesQuery(StrictSchema):
     lat = Latitude(required=True)
     lon = Longitude(required=True)
     radius = fields.Float(load_default=300, allow_nan=False, validate=validate.Range(1, 2000))
-    kinds = KindList(load_default=list(FACILITY_KINDS))
+    kinds = KindList(load_default=DEFAULT_KINDS)
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
 
     @validates_schema

@@ -33,10 +33,20 @@ def require_district_at(session, *, lat: float, lon: float) -> District:
     return district
 
 
-def dong_at(session, *, lat: float, lon: float) -> Dong | None:
-    """The 행정동 containing the point, if any."""
+def dong_at(session, *, lat: float, lon: float, district_code: str) -> Dong | None:
+    """The 행정동 of the district that contains the point, else that district's nearest one.
+
+    The dong boundaries (2021) and the districts' (2015) come from different surveys and disagree by up to
+    800 m (data/SOURCES.md): a point inside one district's polygon can lie in a neighbouring district's dong,
+    and near the Han in none of its own."""
     point = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
-    return session.scalar(select(Dong).where(func.ST_Intersects(Dong.geom, point)).limit(1))
+    of_district = select(Dong).where(Dong.district_code == district_code)
+    containing = session.scalar(of_district.where(func.ST_Intersects(Dong.geom, point)).order_by(Dong.code).limit(1))
+    if containing is not None:
+        return containing
+    # A district has at most a few dozen dongs: the exact distance to each is cheap.
+    return session.scalar(of_district.order_by(func.ST_Distance(func.Geography(Dong.geom), func.Geography(point)),
+                                               Dong.code).limit(1))
 
 
 def load_boundaries(session, *, districts, dongs) -> tuple[int, int]:

@@ -3,19 +3,30 @@ from sqlalchemy import bindparam, column, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import String
 
+# What is in service, in one place for every query (the facilities table aliased f): a camera site's cameras
+# without a status note (geo.public_data.in_service; rows imported before that count was kept count all of
+# theirs), and a safe house unless its file says it is not operating (운영여부 N).
+WORKING_CAMERAS = "COALESCE((f.attributes->>'working_cameras')::int, f.camera_count)"
+SAFE_HOUSE_OPEN = "f.attributes->'in_operation' IS DISTINCT FROM 'false'::jsonb"
+IN_SERVICE = f"""CASE f.kind WHEN 'cctv' THEN {WORKING_CAMERAS} > 0
+                             WHEN 'safe_house' THEN {SAFE_HOUSE_OPEN} ELSE true END"""
+
 # Prebuilt once: the hot path pays no query-building cost. `geom <-> point` on geography ranks by metres.
-_NEARBY = text("""
+# Only facilities in service: the SOS offers its operators these cameras to look through.
+_NEARBY = text(f"""
     SELECT id, kind, source_id, name, camera_count, attributes,
            ST_X(geom::geometry) AS lon, ST_Y(geom::geometry) AS lat,
            ST_Distance(geom, p.g) AS distance_m
-    FROM facilities, (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography AS g) AS p
-    WHERE kind = ANY(:kinds) AND ST_DWithin(geom, p.g, :radius)
+    FROM facilities f, (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography AS g) AS p
+    WHERE kind = ANY(:kinds) AND ST_DWithin(geom, p.g, :radius) AND {IN_SERVICE}
     ORDER BY geom <-> p.g
     LIMIT :limit
 """).bindparams(bindparam("kinds", type_=ARRAY(String)))
 
 
-# The whole FeatureCollection is built by PostgreSQL: the hot path does no per-row Python work.
+# The whole FeatureCollection is built by PostgreSQL: the hot path does no per-row Python work. It lists what the
+# files publish, out of service too, with the status attributes (a camera's `note` and the site's
+# `working_cameras`, a safe house's `in_operation`): a removed camera's note is worth seeing on a map.
 _NEARBY_GEOJSON = text("""
     WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography AS g),
     hits AS (
@@ -43,7 +54,7 @@ def nearby_geojson(conn, *, lat: float, lon: float, radius_m: float, kinds, limi
 
 
 def nearby(session, *, lat: float, lon: float, radius_m: float, kinds, limit: int) -> list:
-    """Facilities of the given kinds within radius_m of a point, nearest first."""
+    """Facilities in service of the given kinds within radius_m of a point, nearest first."""
     return session.execute(_NEARBY, {"lat": lat, "lon": lon, "radius": radius_m, "kinds": list(kinds),
                                      "limit": limit}).all()
 

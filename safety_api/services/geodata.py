@@ -3,11 +3,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import delete, text
 from sqlalchemy.dialects.postgresql import insert
 
 from safety_api.clock import utcnow
+from safety_api.errors import Invalid
 from safety_api.models import DataVersion, Facility
+from safety_api.services.facilities import IN_SERVICE, WORKING_CAMERAS
 
 STREET_NETWORK = "street_network"
 
@@ -26,11 +28,20 @@ class SafetyParams:
 class ImportReport:
     kind: str
     loaded: int
+    removed: int  # rows of the kind the file no longer has
     errors: list  # geo.public_data.RowError
 
 
 def import_facilities(session, *, kind: str, result) -> ImportReport:
-    """Upsert an importer's records by (kind, source_id) in one transaction; bad rows are reported."""
+    """Make an importer's records the whole layer of their kind, in one transaction: upsert by (kind, source_id)
+    and delete the kind's rows the file no longer has (a camera whose position was corrected is a new site, a
+    renamed safe house a new id; the old ones must not go on counting). Bad rows are reported, and their
+    facilities go too until the file is put right. A file without one good row changes nothing (Invalid): it
+    is the wrong file far more often than a layer to empty. Nothing refers to a facility by key (an incident
+    keeps its nearest cameras as a copy), so deleting breaks nothing."""
+    if not result.records:
+        raise Invalid(f"No row of this file could be loaded ({len(result.errors)} rejected); "
+                      f"the {kind} layer is unchanged.")
     rows = [{"kind": r.kind, "source_id": r.source_id, "name": r.name or "", "camera_count": r.camera_count,
              "attributes": r.attributes, "geom": f"SRID=4326;POINT({r.lon} {r.lat})", "updated_at": utcnow()}
             for r in result.records]
@@ -40,8 +51,10 @@ def import_facilities(session, *, kind: str, result) -> ImportReport:
             constraint="uq_facilities_kind_source",
             set_={c: stmt.excluded[c] for c in ("name", "camera_count", "attributes", "geom", "updated_at")})
         session.execute(stmt)
+    removed = session.execute(
+        delete(Facility).where(Facility.kind == kind, Facility.source_id.not_in([r["source_id"] for r in rows])))
     session.commit()
-    return ImportReport(kind=kind, loaded=len(rows), errors=list(result.errors))
+    return ImportReport(kind=kind, loaded=len(rows), removed=removed.rowcount, errors=list(result.errors))
 
 
 def load_street_network(session, *, edges, params: SafetyParams) -> int:
@@ -61,19 +74,22 @@ def load_street_network(session, *, edges, params: SafetyParams) -> int:
     return len(rows)
 
 
-_SAFETY_SQL = """
+# Only facilities in service count (facilities.IN_SERVICE): a removed or broken camera covers nothing, and a
+# closed safe house is no refuge.
+_SAFETY_SQL = f"""
 WITH e AS (SELECT id, geom::geography AS g, ST_Transform(geom, 5179) AS m FROM street_edges)
 UPDATE street_edges s SET
-  cctv_weight = COALESCE((SELECT sum(f.camera_count) FROM facilities f
-                          WHERE f.kind = 'cctv' AND ST_DWithin(f.geom, e.g, :cctv_m)), 0),
+  cctv_weight = COALESCE((SELECT sum({WORKING_CAMERAS}) FROM facilities f
+                          WHERE f.kind = 'cctv' AND {IN_SERVICE} AND ST_DWithin(f.geom, e.g, :cctv_m)), 0),
   covered_m = COALESCE((SELECT ST_Length(ST_Intersection(e.m, ST_Union(ST_Buffer(ST_Transform(f.geom::geometry, 5179),
                                                                                   :cctv_m, 8))))
-                        FROM facilities f WHERE f.kind = 'cctv' AND ST_DWithin(f.geom, e.g, :cctv_m)), 0),
+                        FROM facilities f
+                        WHERE f.kind = 'cctv' AND {IN_SERVICE} AND ST_DWithin(f.geom, e.g, :cctv_m)), 0),
   bell_count = (SELECT count(*) FROM facilities f WHERE f.kind = 'bell' AND ST_DWithin(f.geom, e.g, :bell_m)),
   light_count = (SELECT count(*) FROM facilities f
                  WHERE f.kind = 'streetlight' AND ST_DWithin(f.geom, e.g, :light_m)),
   safe_house_near = EXISTS (SELECT 1 FROM facilities f
-                            WHERE f.kind = 'safe_house' AND ST_DWithin(f.geom, e.g, :safe_house_m))
+                            WHERE f.kind = 'safe_house' AND {IN_SERVICE} AND ST_DWithin(f.geom, e.g, :safe_house_m))
 FROM e WHERE s.id = e.id
 """
 
@@ -89,10 +105,16 @@ def compute_safety_attributes(session, *, params: SafetyParams, commit: bool = T
 
 
 def bump_version(session, *, name: str, params: SafetyParams):
-    """Record a new version of a dataset, derived from its content, so api processes reload."""
+    """Record a new version of the street network, derived from its content, so api processes reload.
+
+    A network without edges has no version: it is not loaded, and routes answer 503 as before any import (a
+    facility layer imported first recomputes the empty network's attributes and used to record one)."""
     digest = session.execute(text(
         "SELECT md5(string_agg(id || ':' || length_m || ':' || covered_m || ':' || cctv_weight || ':' || bell_count"
-        " || ':' || light_count || ':' || safe_house_near, ',' ORDER BY id)) FROM street_edges")).scalar() or "empty"
+        " || ':' || light_count || ':' || safe_house_near, ',' ORDER BY id)) FROM street_edges")).scalar()
+    if digest is None:
+        session.execute(delete(DataVersion).where(DataVersion.name == name))
+        return
     version = hashlib.sha1((digest + json.dumps(params.__dict__, sort_keys=True)).encode()).hexdigest()[:16]
     session.merge(DataVersion(name=name, version=version, updated_at=utcnow()))
 

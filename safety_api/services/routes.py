@@ -16,6 +16,7 @@ from safety_api.services.geodata import current_version
 # Apart as the crow flies: a walk home of several hours. Seoul is about 30 km across; farther pairs are not walks.
 MAX_WALK_CHORD_M = 15_000
 _cache = {"engines": None, "checked_at": 0.0}
+NOT_LOADED = "The street network is not loaded yet."
 
 
 def engine(session, *, settings: dict) -> RouteEngine:
@@ -30,7 +31,7 @@ def engine(session, *, settings: dict) -> RouteEngine:
         return engines.engine
     version = current_version(session)
     if version is None:
-        raise Unavailable("The street network is not loaded yet.")
+        raise Unavailable(NOT_LOADED)
     held = engines.get(version, lambda: load_graph(session, version))
     _cache["checked_at"] = time.monotonic()
     return held
@@ -41,7 +42,9 @@ def load_graph(session, version: str) -> StreetGraph:
     rows = session.execute(text(
         "SELECT id, source, target, length_m, covered_m, cctv_weight, bell_count, light_count, safe_house_near,"
         " ST_AsBinary(geom) AS wkb FROM street_edges ORDER BY id")).all()
-    cols = list(zip(*rows)) if rows else [[]] * 10
+    if not rows:  # a version an older release recorded for an empty network (geodata.bump_version records none)
+        raise Unavailable(NOT_LOADED)
+    cols = list(zip(*rows))
     lines = shapely.from_wkb(np.array(cols[9], dtype=object))
     coords, index = shapely.get_coordinates(lines, return_index=True)
     offsets = np.concatenate([[0], np.cumsum(np.bincount(index, minlength=len(lines)))])

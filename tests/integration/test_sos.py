@@ -57,9 +57,22 @@ def test_the_nearest_cameras_match_a_brute_force_geography_ranking(client, db):
     incident = sos(client, citizen).json["incident"]
     truth = db.session.execute(text(
         "SELECT id FROM facilities WHERE kind='cctv' AND ST_DWithin(geom, ST_MakePoint(:lon,:lat)::geography, 300)"
+        " AND (attributes->>'working_cameras')::int > 0"
         " ORDER BY ST_Distance(geom, ST_MakePoint(:lon,:lat)::geography), id LIMIT 5"), IN_GWANAK).scalars().all()
     got = db.session.get(Incident, incident["id"]).nearest_cctvs
     assert {c["id"] for c in got} == {str(t) for t in truth}
+
+
+def test_the_nearest_cameras_are_working_ones(client, db):
+    """At 난곡동 646-191 the two nearest camera sites (646-191 and 646-169) were removed ([철거]): an operator is
+    offered the cameras still there, not those."""
+    citizen = create_user(db.session)
+    removed = set(db.session.execute(text(
+        "SELECT id::text FROM facilities WHERE source_id IN ('cctv:37.4689,126.924', 'cctv:37.4688,126.9242')"))
+        .scalars())
+    incident = sos(client, citizen, body={"lat": 37.4689, "lon": 126.9240, "accuracy_m": 10}).json["incident"]
+    got = db.session.get(Incident, incident["id"]).nearest_cctvs
+    assert len(removed) == 2 and got and not removed & {c["id"] for c in got}
 
 
 def test_a_replayed_idempotency_key_returns_the_same_incident(client, db):

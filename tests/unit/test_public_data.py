@@ -65,7 +65,33 @@ def test_cctv_status_notes_are_kept_per_camera():
     notes = Counter(camera.get("note") for camera in cameras)
     assert notes["철거"] == 10
     assert notes["A/S"] == 10
-    assert sum(count for note, count in notes.items() if note) == 41
+    assert sum(count for note, count in notes.items() if note) == 43
+
+
+def test_a_note_within_the_label_is_read_as_a_note_too():
+    """Two cameras carry their note after the camera code; it is no part of the place's name."""
+    records = by_id(read("cctv"))
+    assert records["cctv:37.4775,126.9196"].attributes["cameras"] == [
+        {"id": "FD003 C-IS", "label": "미성동 배드민턴장 (미성동 산 191-15)", "note": "화면가림"}]
+    assert records["cctv:37.4424,126.9653"].attributes["cameras"][0]["note"] == "줌인반대"
+
+
+def test_only_cameras_without_a_status_note_are_working():
+    records = by_id(read("cctv"))
+    removed = records["cctv:37.4689,126.924"]  # [철거] DG024 1-2S and 2-2S, 난곡동 646-191
+    assert (removed.camera_count, removed.attributes["working_cameras"]) == (2, 0)
+    mixed = records["cctv:37.4765,126.9578"]  # CB012 5-5SZ works, CB012 1-5RZ is removed
+    assert (mixed.camera_count, mixed.attributes["working_cameras"]) == (2, 1)
+    assert sum(r.attributes["working_cameras"] for r in records.values()) == 5366 - 43
+    assert records["cctv:37.4845,126.9154"].attributes["working_cameras"] == 9
+
+
+def test_a_noted_row_of_several_cameras_takes_them_all_out_of_service(tmp_path):
+    path = write_csv(tmp_path, "자치구,안심 주소,위도,경도,CCTV 수량\n"
+                               "관악구,[A/S] DB065 1-1R 삼성동 391-47,37.47,126.92,3\n"
+                               "관악구,DB066 1-1R 삼성동 391-48,37.47,126.92,2\n")
+    [record] = read_facilities("cctv", path).records
+    assert (record.camera_count, record.attributes["working_cameras"]) == (5, 2)
 
 
 def test_cctv_reads_the_original_seoul_format_with_camera_counts(tmp_path):

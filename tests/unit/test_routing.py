@@ -1,5 +1,6 @@
 """The route engine on hand-made graphs and a small random grid, checked against brute force."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -242,6 +243,55 @@ def test_parallel_edges_use_the_cheaper_one():
     route = RouteEngine(StreetGraph.build(edges, "v")).route(lonlat(0, 0), lonlat(100, 0), profile="shortest")
     assert route.edge_ids == [2] and route.distance_m == pytest.approx(2 * math.hypot(50, 10))
     assert haversine_m(*route.coords[1], *lonlat(50, -10)) < 0.01
+
+
+def loop_graph():
+    """A 400 m square loop that leaves and returns to junction A, and a 100 m street from A to B.
+
+    A closed way touching the network at one junction is imported as such an edge (both ends are A)."""
+    points = {1: (0.0, 0.0), 2: (-100.0, 0.0)}
+    loop = create_edge(1, 1, 1, points, via=[(0.0, 100.0), (100.0, 100.0), (100.0, 0.0)])
+    return points, [loop, create_edge(2, 1, 2, points)]
+
+
+@pytest.mark.parametrize("along", [10.0, 200.0, 390.0])
+@pytest.mark.parametrize("backwards", [False, True], ids=["starting-on-the-loop", "ending-on-the-loop"])
+def test_a_route_leaves_or_reaches_a_loop_by_its_nearer_end(along, backwards):
+    """Starting 390 m along the loop, the walk is 10 m on to A, not 390 m back round; the line agrees."""
+    points, edges = loop_graph()
+    on_loop = lonlat(*((0.0, along) if along <= 100 else (along - 100, 100.0) if along <= 200
+                       else (100.0, 300 - along) if along <= 300 else (400 - along, 0.0)))
+    ends = (on_loop, lonlat(-100, 0))
+    route = RouteEngine(StreetGraph.build(edges, "v")).route(*(ends[::-1] if backwards else ends), profile="shortest")
+    expected = min(along, 400 - along) + 100
+    assert route.distance_m == pytest.approx(expected, abs=0.01)
+    walked = sum(haversine_m(*p, *q) for p, q in zip(route.coords, route.coords[1:]))
+    assert walked == pytest.approx(expected, rel=0.01)  # haversine against the planar metres of the lengths
+
+
+def test_a_route_along_one_loop_takes_the_shorter_way_round():
+    points, edges = loop_graph()
+    engine = RouteEngine(StreetGraph.build(edges, "v"))
+    # 20 m before the loop's end to 80 m along it: 20 m on to A and 80 m up is shorter than 300 m back round.
+    for a, b in [((20, 0), (0, 80)), ((0, 80), (20, 0))]:
+        route = engine.route(lonlat(*a), lonlat(*b), profile="shortest")
+        assert route.distance_m == pytest.approx(100, abs=0.01) and route.edge_ids == [1]
+    assert engine.route(lonlat(0, 20), lonlat(0, 80), profile="shortest").distance_m == pytest.approx(60, abs=0.01)
+
+
+def test_a_walk_from_a_real_loop_leaves_by_its_nearer_end():
+    """OSM way 439438512 in the Nangok-dong extract is a closed 93 m footway that meets the network at one node."""
+    from geo.osm import read_walk_network
+    edges = read_walk_network(Path(__file__).resolve().parents[2] / "data" / "gwanak_nangok_walk.osm")
+    loop = next(e for e in edges if e.osm_way_id == 439438512 and e.source_node == e.target_node)
+    graph = StreetGraph.build([EdgeInput(i + 1, e.source_node, e.target_node, e.length_m, 0.0, 0.0, 0, 0, False,
+                                         e.coords) for i, e in enumerate(edges)], "nangok")
+    coords = np.asarray(loop.coords)
+    steps = haversine_m(coords[:-1, 0], coords[:-1, 1], coords[1:, 0], coords[1:, 1])
+    along = np.r_[0.0, np.cumsum(steps)] / steps.sum()
+    nine_tenths = (float(np.interp(0.9, along, coords[:, 0])), float(np.interp(0.9, along, coords[:, 1])))
+    route = RouteEngine(graph).route(nine_tenths, loop.coords[0], profile="shortest")
+    assert route.distance_m == pytest.approx(0.1 * loop.length_m, abs=1.0)  # not 0.9 of it, back round
 
 
 def test_route_properties_and_feature():
