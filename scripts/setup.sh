@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 APT_PACKAGES="postgresql-15-postgis-3 postgresql-15-pgrouting chromium fonts-nanum"
 PSQL_FLAGS=(-v ON_ERROR_STOP=1 -q)
+PG_ADMIN=()  # chosen when a database is first made (choose_admin_connection): with both URLs set, never
 
 step() { printf '==> %s\n' "$*"; }
 
@@ -76,6 +77,7 @@ choose_admin_connection() {
 }
 
 create_database() {  # $1 = database name, owned by the local default role (made here if missing)
+  [ ${#PG_ADMIN[@]} -gt 0 ] || choose_admin_connection
   "${PG_ADMIN[@]}" -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='safety')
       THEN CREATE ROLE safety LOGIN SUPERUSER PASSWORD 'safety'; END IF; END \$\$;"
   "${PG_ADMIN[@]}" -tc "SELECT 1 FROM pg_database WHERE datname='$1'" | grep -q 1 \
@@ -87,7 +89,6 @@ create_database() {  # $1 = database name, owned by the local default role (made
 
 install_system_packages
 start_services
-choose_admin_connection
 install_python
 install_node
 # Each local default database unless its URL points elsewhere: a DATABASE_URL of your own still leaves

@@ -19,8 +19,8 @@ def policy(hours=REAL, lead=30, same_day=True, **district_hours):
     return policy_from_config({
         "ESCORT_SERVICE_HOURS": hours, "ESCORT_MIN_LEAD_MINUTES": lead, "ESCORT_SAME_DAY_ONLY": same_day,
         "ESCORT_DISTRICT_HOURS": district_hours, "ESCORT_TURNAROUND_MINUTES": 15, "ESCORT_REMINDER_MINUTES": 10,
-        "ESCORT_UNCONFIRMED_MINUTES": 15, "ESCORT_MAX_WALK_M": 4000, "ESCORT_START_LEAD_MINUTES": 30,
-        "ESCORT_OVERRUN_GRACE_MINUTES": 30})
+        "ESCORT_UNCONFIRMED_MINUTES": 15, "ESCORT_LATE_MINUTES": 10, "ESCORT_MAX_WALK_M": 4000,
+        "ESCORT_START_LEAD_MINUTES": 30, "ESCORT_OVERRUN_GRACE_MINUTES": 30})
 
 
 def rule(meet_at, now, pol=None, district="11620"):

@@ -15,10 +15,13 @@ STANDINS = {
     "dpkg-query": 'echo "$*" >> "$LOG"; for p in $MISSING; do [ "${@: -1}" = "$p" ] && exit 1; done; '
                   'printf "install ok installed"',
     "apt-get": 'echo "apt-get $*" >> "$LOG"',
-    "sudo": '"$@"',
+    "sudo": 'if [ "$1" = -u ]; then echo "as $2" >> "$LOG"; shift 2; fi; "$@"',
+    "runuser": 'echo "as $2" >> "$LOG"; shift 3; "$@"',  # runuser -u postgres -- psql ...
     "pg_isready": "exit 0",
     "redis-cli": "exit 0",
-    "psql": 'printf "psql %s\\n" "$*" >> "$LOG"',  # answers no row: no database exists yet
+    # Answers no row (no database exists yet); with TCP_REFUSED, refuses the postgres role over TCP, as Debian's
+    # default pg_hba.conf does without a password.
+    "psql": 'if [ -n "$TCP_REFUSED" ] && [ "$2" = 127.0.0.1 ]; then exit 2; fi; printf "psql %s\\n" "$*" >> "$LOG"',
     # `python3 -m venv DIR` makes DIR/bin/python; otherwise the ensurepip check, answered by PYTHON_HAS_VENV.
     "python3": 'if [ "$1" = -m ]; then mkdir -p "$3/bin"; printf "#!/bin/sh\\n" > "$3/bin/python"; '
                'chmod +x "$3/bin/python"; exit 0; fi; exit "${PYTHON_HAS_VENV:-0}"',
@@ -66,6 +69,13 @@ def test_a_database_url_of_ones_own_still_gets_the_test_database_and_its_role(tm
 def test_without_urls_both_local_databases_are_made(tmp_path):
     log = run_setup(tmp_path, sandbox(tmp_path, npm=True))
     assert created_databases(log) == ["safety", "safety_test"]
+
+
+def test_where_tcp_asks_a_password_the_databases_are_made_as_the_postgres_system_user(tmp_path):
+    """Before, setup.sh asked for `psql -h 127.0.0.1 -U postgres`, which a stock Debian refuses: `make run` stopped."""
+    log = run_setup(tmp_path, sandbox(tmp_path, npm=True), TCP_REFUSED="1")
+    assert created_databases(log) == ["safety", "safety_test"]
+    assert "as postgres" in log and "-h 127.0.0.1" not in log
 
 
 def test_with_both_urls_no_database_is_made(tmp_path):
